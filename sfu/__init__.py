@@ -1,0 +1,1 @@
+"""Selective forwarding unit: forwards RTP between aiortc peer connections without transcoding."""

@@ -1,0 +1,62 @@
+"""The backend interface the hub talks to.
+
+It is async and node-aware so that the Redis implementation fits without changing the hub: every
+member records the node that holds its session, and delivery goes *to a peer id*, the backend
+finding the node. The memory backend is one node whose "bus" is a direct call.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+#: Called by the backend on the node that holds ``peer_id`` with a message for it.
+Delivery = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    peer_id: str
+    name: str
+    room: str
+    node_id: str
+
+
+class Backend(ABC):
+    @abstractmethod
+    async def start(self, node_id: str, deliver: Delivery) -> None:
+        """Begin delivering messages for peers of this node to ``deliver``."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def ready(self) -> bool:
+        """True while the backend can serve requests (``/readyz``)."""
+
+    @abstractmethod
+    async def add_member(self, member: Member, *, max_members: int | None = None) -> list[Member] | None:
+        """Add ``member`` to its room; return the members that were there before it.
+
+        Returns None, adding nothing, when the room already holds ``max_members``.
+        """
+
+    @abstractmethod
+    async def remove_member(self, room: str, peer_id: str) -> list[Member] | None:
+        """Remove a member; return the members left, or None if it was not there."""
+
+    @abstractmethod
+    async def members(self, room: str) -> list[Member]: ...
+
+    @abstractmethod
+    async def member(self, peer_id: str) -> Member | None: ...
+
+    @abstractmethod
+    async def rooms(self) -> dict[str, int]:
+        """Every room with its member count."""
+
+    @abstractmethod
+    async def send(self, peer_id: str, message: dict[str, Any]) -> bool:
+        """Deliver ``message`` to ``peer_id`` on whichever node holds it; False if unknown."""

@@ -1,0 +1,573 @@
+"""Python client SDK: the reference implementation of protocol v1 for mobile and bot developers.
+
+    async with Client("ws://127.0.0.1:8080/ws", room="demo", name="bot") as client:
+        await client.signal(peer_id, {"sdp": ...})
+        async for event in client:
+            ...
+
+The client follows the reconnect contract of the design: on a dropped connection it resumes
+(``join`` with ``resume``), the server replays what was missed and the client resends what the
+server had not confirmed; if the server refuses the resume (4011) it rejoins as a new session;
+fatal close codes (4001, 4003, 4006, 4010, 4012) end it for good. Reconnect attempts back off
+exponentially with full jitter (first retry immediate). A server that stays silent past the
+heartbeat timeout it announced counts as dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from signaling import protocol
+from signaling.backoff import Backoff
+from signaling.codes import ClientAction, Close
+
+log = logging.getLogger(__name__)
+
+TokenProvider = Callable[[], Awaitable[str | None]]
+
+
+class ClientState(enum.Enum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+
+
+# -- events ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """The first join succeeded."""
+
+    peer: str
+    session: str
+    peers: dict[str, str]
+    welcome: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerJoined:
+    peer: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLeft:
+    peer: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerReconnecting:
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerResumed:
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignalReceived:
+    sender: str
+    data: Any
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReceived:
+    code: str
+    message: str
+    cseq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerMessage:
+    """Any other session message (SFU messages: publish-answer, subscriber-offer, track-*)."""
+
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnecting:
+    attempt: int
+    delay: float
+    code: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """The session survived a reconnect: peer connections are untouched."""
+
+    replayed: int
+    resent: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rejoined:
+    """The old session was gone: this is a new one (new peer id); redo media and p2p state."""
+
+    peer: str
+    session: str
+    peers: dict[str, str]
+    dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    code: int | None
+    reason: str
+
+
+Event = (
+    Joined | PeerJoined | PeerLeft | PeerReconnecting | PeerResumed | SignalReceived | ErrorReceived
+    | ServerMessage | Reconnecting | Resumed | Rejoined | Closed
+)
+
+
+class ClientError(Exception):
+    """The client cannot go on (fatal close code, or closed)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Backpressure(ClientError):
+    """Too many messages await confirmation by the server."""
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """How one connection ended."""
+
+    code: int | None
+    reason: str
+    retry_after: float | None = None
+    reconnect_mode: str | None = None
+    reconnect_delay: float | None = None
+
+
+@dataclass(slots=True)
+class _Unconfirmed:
+    cseq: int
+    message: dict[str, Any] = field(repr=False)
+
+
+class Client:
+    def __init__(
+        self,
+        url: str,
+        room: str,
+        *,
+        name: str = "",
+        token: str | TokenProvider | None = None,
+        subscribe: bool = False,
+        backoff: Backoff | None = None,
+        connect_timeout: float = 10.0,
+        ack_every: int = 16,
+        ack_delay: float = 0.05,
+        max_events: int = 4096,
+        max_unconfirmed: int = 1024,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.url = url
+        self.room = room
+        self.name = name
+        self.subscribe = subscribe
+        self._token = token
+        self._backoff = backoff or Backoff()
+        self._connect_timeout = connect_timeout
+        self._ack_every = ack_every
+        self._ack_delay = ack_delay
+        self._max_unconfirmed = max_unconfirmed
+        self._http = session
+        self._own_http = session is None
+        self._events: asyncio.Queue[Event] = asyncio.Queue(maxsize=max_events)
+        self.state = ClientState.CONNECTING
+        self.peer_id: str | None = None
+        self.session_id: str | None = None
+        self._resume_token: str | None = None
+        self.peers: dict[str, str] = {}
+        #: Highest server ``seq`` received (what a resume asks to continue after).
+        self.last_seq = 0
+        self._acked = 0
+        self._cseq = 0
+        self._unconfirmed: deque[_Unconfirmed] = deque()
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._send_lock = asyncio.Lock()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._first_welcome: asyncio.Future[None] | None = None
+        self._closing = False
+        self.closed = asyncio.Event()
+        self.close_code: int | None = None
+        self.resumes = 0
+        self.rejoins = 0
+
+    # -- public API -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, Closed):
+                return
+
+    async def next_event(self) -> Event:
+        """The next event (wrap in ``asyncio.timeout`` to bound the wait)."""
+        return await self._events.get()
+
+    async def connect(self) -> None:
+        """Connect and join; returns once joined. Raises :class:`ClientError` if that cannot happen."""
+        if self._supervisor is not None:
+            raise ClientError("connect() called twice")
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        loop = asyncio.get_running_loop()
+        self._first_welcome = loop.create_future()
+        self._supervisor = loop.create_task(self._supervise(), name=f"client:{self.room}")
+        try:
+            await self._first_welcome
+        except BaseException:
+            await self.close()
+            raise
+
+    async def signal(self, to: str, data: Any) -> int:
+        """Send ``data`` to peer ``to``; queued while reconnecting and resent after a resume."""
+        return await self.send({"type": "signal", "to": to, "data": data})
+
+    async def send(self, message: dict[str, Any]) -> int:
+        """Send a state-changing message (it gets the next ``cseq``); returns that cseq."""
+        if self.state is ClientState.CLOSED:
+            raise ClientError("client is closed", self.close_code)
+        if len(self._unconfirmed) >= self._max_unconfirmed:
+            raise Backpressure(f"{len(self._unconfirmed)} messages await confirmation")
+        self._cseq += 1
+        message = {**message, "cseq": self._cseq}
+        self._unconfirmed.append(_Unconfirmed(self._cseq, message))
+        if self.state is ClientState.CONNECTED:
+            await self._write(message)
+        return self._cseq
+
+    async def leave(self) -> None:
+        """End the session on the server (others see ``peer-left``), then close."""
+        if self.state is ClientState.CONNECTED:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self._write({"type": "leave"})
+                ws = self._ws
+                if ws is not None:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self._connect_timeout):
+                            async for _ in ws:
+                                pass
+        await self.close()
+
+    async def close(self) -> None:
+        """Close now; idempotent."""
+        if self._closing:
+            await self.closed.wait()
+            return
+        self._closing = True
+        supervisor = self._supervisor
+        if supervisor is not None and supervisor is not asyncio.current_task():
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
+                async with asyncio.timeout(2.0):
+                    await ws.close()
+        if self._own_http and self._http is not None:
+            await self._http.close()
+        if self.state is not ClientState.CLOSED:
+            self._finish(Close.NORMAL.code, "closed by client")
+
+    # -- the supervisor: connect, run, decide ---------------------------------------------------
+
+    def _finish(self, code: int | None, reason: str) -> None:
+        self.state = ClientState.CLOSED
+        self.close_code = code
+        self._put_nowait(Closed(code, reason))
+        if self._first_welcome is not None and not self._first_welcome.done():
+            self._first_welcome.set_exception(ClientError(f"could not join: {reason}", code))
+        self.closed.set()
+
+    def _put_nowait(self, event: Event) -> None:
+        # Lifecycle events must not block the supervisor; drop the oldest if the app never reads.
+        if self._events.full():
+            self._events.get_nowait()
+        self._events.put_nowait(event)
+
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                outcome = await self._connection()
+                self._backoff.disconnected(loop.time())
+                self._ws = None
+                action = _action(outcome.code)
+                if outcome.reconnect_mode == "rejoin":
+                    action = ClientAction.REJOIN
+                if action in (ClientAction.DONE, ClientAction.FATAL):
+                    self._finish(outcome.code, outcome.reason)
+                    return
+                if action is ClientAction.REJOIN:
+                    self._forget_session()
+                delay = self._backoff.next_delay()
+                if outcome.reconnect_delay is not None:
+                    delay = outcome.reconnect_delay
+                elif action is ClientAction.RESUME_AFTER_DELAY and outcome.retry_after is not None:
+                    delay = max(delay, outcome.retry_after)
+                self.state = ClientState.RECONNECTING
+                self._put_nowait(Reconnecting(self._backoff.attempt, delay, outcome.code, outcome.reason))
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            if self.state is not ClientState.CLOSED:
+                self._finish(Close.NORMAL.code, "closed by client")
+            raise
+
+    def _forget_session(self) -> None:
+        self.session_id = None
+        self._resume_token = None
+
+    async def _token_value(self) -> str | None:
+        token = self._token
+        if token is None or isinstance(token, str):
+            return token
+        return await token()
+
+    async def _connection(self) -> _Outcome:
+        """One connection from connect to close; never raises for network trouble."""
+        assert self._http is not None
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                ws = await self._http.ws_connect(self.url, autoping=True, heartbeat=None)
+                self._ws = ws
+                welcome_or_outcome = await self._join(ws)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return _Outcome(None, f"connect failed: {exc!r}")
+        if isinstance(welcome_or_outcome, _Outcome):
+            return welcome_or_outcome
+        self._backoff.connected(loop.time())
+        return await self._read(ws, welcome_or_outcome)
+
+    async def _join(self, ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any] | _Outcome:
+        join: dict[str, Any] = {"type": "join", "room": self.room, "subscribe": self.subscribe}
+        if self.name:
+            join["name"] = self.name
+        token = await self._token_value()
+        if token:
+            join["token"] = token
+        resuming = self.session_id is not None and self._resume_token is not None
+        if resuming:
+            join["resume"] = {"session": self.session_id, "token": self._resume_token, "last_seq": self.last_seq}
+        await ws.send_str(protocol.encode(join))
+        outcome = _Outcome(None, "closed before welcome")
+        while True:
+            msg = await ws.receive()
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                return self._closed_outcome(ws, outcome)
+            message = protocol_json(msg.data)
+            if message.get("type") == "error":
+                outcome.reason = f"{message.get('code')}: {message.get('message')}"
+                if "retry_after_ms" in message:
+                    outcome.retry_after = message["retry_after_ms"] / 1000
+                continue
+            if message.get("type") == "welcome":
+                await self._on_welcome(message, resuming)
+                return message
+
+    def _closed_outcome(self, ws: aiohttp.ClientWebSocketResponse, outcome: _Outcome) -> _Outcome:
+        """The socket closed; an error message seen before the close explains it best."""
+        outcome.code = ws.close_code
+        if outcome.reason in ("closed before welcome", "connection lost") and ws.close_code is not None:
+            outcome.reason = f"closed with {ws.close_code}"
+        return outcome
+
+    async def _on_welcome(self, welcome: dict[str, Any], resuming: bool) -> None:
+        peers = {p["id"]: p["name"] for p in welcome.get("peers", [])}
+        self.peers = peers
+        if resuming and welcome.get("resumed"):
+            self.resumes += 1
+            self._confirm(welcome.get("last_cseq", 0))
+            # Resend in cseq order. send() does not write until the state is CONNECTED, and
+            # what it appends meanwhile is picked up here, so nothing overtakes a resend.
+            resent = 0
+            while resent < len(self._unconfirmed):
+                await self._write(self._unconfirmed[resent].message)
+                resent += 1
+            self.state = ClientState.CONNECTED
+            self._put_nowait(Resumed(replayed=welcome.get("replayed", 0), resent=resent))
+            return
+        self.state = ClientState.CONNECTED
+        # A fresh session: seq and cseq start over.
+        dropped = len(self._unconfirmed)
+        self._unconfirmed.clear()
+        self._cseq = 0
+        self.last_seq = welcome["seq"]
+        self._acked = 0
+        self.session_id = welcome["session"]
+        self._resume_token = welcome["resume_token"]
+        first = self.peer_id is None
+        self.peer_id = welcome["peer"]
+        if first:
+            self._put_nowait(Joined(self.peer_id, welcome["session"], peers, welcome))
+            if self._first_welcome is not None and not self._first_welcome.done():
+                self._first_welcome.set_result(None)
+        else:
+            self.rejoins += 1
+            self._put_nowait(Rejoined(welcome["peer"], welcome["session"], peers, dropped))
+
+    def _confirm(self, last_cseq: int) -> None:
+        while self._unconfirmed and self._unconfirmed[0].cseq <= last_cseq:
+            self._unconfirmed.popleft()
+
+    async def _write(self, message: dict[str, Any]) -> None:
+        ws = self._ws
+        if ws is None or ws.closed:
+            return
+        async with self._send_lock:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_str(protocol.encode(message))
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse, welcome: dict[str, Any]) -> _Outcome:
+        loop = asyncio.get_running_loop()
+        dead_after = welcome["heartbeat"]["timeout_ms"] / 1000
+        outcome = _Outcome(None, "connection lost")
+        last_heard = loop.time()
+        ack_due: float | None = None
+        while True:
+            now = loop.time()
+            wake = last_heard + dead_after
+            if ack_due is not None:
+                wake = min(wake, ack_due)
+            try:
+                msg = await ws.receive(timeout=max(0.0, wake - now))
+            except TimeoutError:
+                now = loop.time()
+                if ack_due is not None and now >= ack_due:
+                    ack_due = None
+                    await self._ack()
+                    continue
+                log.info("server silent for %.1fs: treating the link as dead", now - last_heard)
+                await _abort(ws)
+                return _Outcome(None, "server heartbeat timeout")
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                return self._closed_outcome(ws, outcome)
+            message = protocol_json(msg.data)
+            kind = message.get("type")
+            seq = message.get("seq")
+            if isinstance(seq, int):
+                if seq <= self.last_seq:
+                    continue  # a duplicate: already delivered
+                if seq != self.last_seq + 1:
+                    log.warning("gap in server seq: expected %d, got %d; resuming", self.last_seq + 1, seq)
+                    await _abort(ws)
+                    return _Outcome(None, "sequence gap")
+            if kind == "ping":
+                await self._write({"type": "pong", "t": message["t"]})
+                if "last_cseq" in message:
+                    self._confirm(message["last_cseq"])
+            elif kind == "error":
+                if "retry_after_ms" in message:
+                    outcome.retry_after = message["retry_after_ms"] / 1000
+                outcome.reason = f"{message.get('code')}: {message.get('message')}"
+                if message.get("code") != "replay-overflow":
+                    await self._events.put(ErrorReceived(message["code"], message["message"], message.get("cseq")))
+            elif kind == "reconnect" and message.get("scope", "session") == "session":
+                outcome.reconnect_mode = message["mode"]
+                outcome.reconnect_delay = message["delay_ms"] / 1000
+            else:
+                await self._events.put(_event(message))
+                self._track_peers(message)
+            # Only now, with the event handed over, does the message count as received.
+            last_heard = loop.time()
+            if isinstance(seq, int):
+                self.last_seq = seq
+                if self.last_seq - self._acked >= self._ack_every:
+                    ack_due = None
+                    await self._ack()
+                elif ack_due is None:
+                    ack_due = loop.time() + self._ack_delay
+
+    async def _ack(self) -> None:
+        if self.last_seq > self._acked:
+            self._acked = self.last_seq
+            await self._write({"type": "ack", "seq": self.last_seq})
+
+    def _track_peers(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "peer-joined":
+            self.peers[message["peer"]["id"]] = message["peer"]["name"]
+        elif kind == "peer-left":
+            self.peers.pop(message["peer"], None)
+
+
+def protocol_json(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ClientError("server sent a non-object frame")
+    return value
+
+
+def _event(message: dict[str, Any]) -> Event:
+    match message.get("type"):
+        case "peer-joined":
+            return PeerJoined(message["peer"]["id"], message["peer"]["name"])
+        case "peer-left":
+            return PeerLeft(message["peer"], message.get("reason", ""))
+        case "peer-reconnecting":
+            return PeerReconnecting(message["peer"])
+        case "peer-resumed":
+            return PeerResumed(message["peer"])
+        case "signal":
+            return SignalReceived(message["from"], message["data"], message["seq"])
+    return ServerMessage(message)
+
+
+def _action(code: int | None) -> ClientAction:
+    if code is None:
+        return ClientAction.RESUME_BACKOFF  # the link died without a close frame
+    entry = Close.by_code(code)
+    if entry is not None:
+        return entry.action
+    if 4000 <= code < 5000:
+        return ClientAction.FATAL  # an application code we do not know: do not hammer
+    return ClientAction.RESUME_BACKOFF
+
+
+async def _abort(ws: aiohttp.ClientWebSocketResponse) -> None:
+    with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
+        async with asyncio.timeout(0.5):
+            await ws.close(code=Close.GOING_AWAY.code)
+
+
+__all__ = [
+    "Backpressure", "Client", "ClientError", "ClientState", "Closed", "ErrorReceived", "Event", "Joined",
+    "PeerJoined", "PeerLeft", "PeerReconnecting", "PeerResumed", "Reconnecting", "Rejoined", "Resumed",
+    "ServerMessage", "SignalReceived",
+]

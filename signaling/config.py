@@ -1,0 +1,94 @@
+"""Configuration of a signaling node.
+
+Every timing and limit lives here and is passed in; nothing reads module globals, so tests build a
+config with small, scaled values instead of patching anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatConfig:
+    """Application-level heartbeat: the server pings, the client answers ``pong``."""
+
+    #: Seconds between two server pings (each one jittered by ``jitter``). Keep it under 30 s:
+    #: proxies and NATs drop connections idle for longer.
+    interval: float = 10.0
+    #: Seconds of total silence from the client after which the server closes with 4013.
+    timeout: float = 20.0
+    #: Relative jitter applied to every interval (0.1 = ±10 %), so pings of many clients spread.
+    jitter: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """Resumable sessions: replay buffer bounds and the grace period of a dropped socket."""
+
+    #: Seconds a session whose socket dropped stays in its room, waiting for a resume.
+    grace_period: float = 20.0
+    #: Seconds of detachment after which the other peers hear ``peer-reconnecting``.
+    reconnecting_notice_after: float = 2.0
+    #: Most unacknowledged server→client messages kept for replay.
+    replay_max_messages: int = 512
+    #: Most bytes of unacknowledged server→client messages kept for replay.
+    replay_max_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Input limits; everything a client sends is bounded."""
+
+    #: Largest text frame accepted (bytes). Larger frames get ``too-large`` and are dropped.
+    max_message_bytes: int = 64 * 1024
+    #: Frames larger than this cannot even be read: the socket closes with 1009.
+    hard_max_message_bytes: int = 1024 * 1024
+    #: Largest ``signal.data`` payload once encoded (bytes).
+    max_signal_bytes: int = 32 * 1024
+    #: Seconds a new connection has to send ``join``.
+    join_timeout: float = 10.0
+    #: Errors a connection may cause before it is closed with 4010.
+    max_errors: int = 20
+    #: Frames waiting to be written to one client; a client that lets it fill is closed with 4009.
+    send_queue_size: int = 256
+    #: Seconds a close handshake may take before the transport is aborted.
+    close_timeout: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class IceConfig:
+    """What clients and the SFU use to traverse NATs."""
+
+    #: STUN URLs handed to clients in ``welcome``.
+    stun_urls: tuple[str, ...] = ()
+    #: TURN URLs (``turn:``/``turns:``) handed to clients with ephemeral credentials.
+    turn_urls: tuple[str, ...] = ()
+    #: TURN REST shared secrets; the first signs, all are accepted by coturn during rotation.
+    turn_secrets: tuple[str, ...] = ()
+    #: Lifetime of ephemeral TURN credentials (seconds).
+    turn_ttl: int = 4 * 3600
+    #: Local addresses the SFU gathers ICE host candidates on (empty: every interface).
+    host_addresses: tuple[str, ...] = ()
+    #: Address announced in host candidates instead of the local one (1:1 NAT).
+    announce_ip: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything ``switchboard serve`` needs."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: Identifies this node in logs, metrics and (with Redis) the node registry.
+    node_id: str = "node-1"
+    #: Seconds a drain waits for clients to leave before the process exits anyway.
+    drain_timeout: float = 10.0
+    #: ``reconnect.delay_ms`` announced to clients when draining.
+    drain_reconnect_delay_ms: int = 0
+    #: Serve the bundled SFU in this process.
+    sfu: bool = True
+    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    ice: IceConfig = field(default_factory=IceConfig)

@@ -1,0 +1,255 @@
+"""One WebSocket connection: the thin I/O shell around the protocol and the session.
+
+Shape (after python-websockets): one reader (the handler coroutine itself), one writer task, one
+bounded outbox, one heartbeat task once joined, and one close path. ``close()`` only *requests* a
+close and is idempotent; ``run()`` carries it out under a single deadline
+(``limits.close_timeout``): flush the outbox if asked, send the close frame, wait for the peer's,
+and abort the transport when time is up. Every task the connection starts is cancelled and awaited
+before ``run()`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from aiohttp import WSMsgType, web
+
+from signaling import protocol
+from signaling.codes import Close, CloseCode, Err
+from signaling.config import ServerConfig
+from signaling.heartbeat import HeartbeatPolicy, Liveness, rtt_from_pong
+from signaling.metrics import Metrics
+from signaling.protocol import ClientMessage, ProtocolError
+
+log = logging.getLogger(__name__)
+
+
+class Handler(Protocol):
+    """What the connection reports to (the hub)."""
+
+    async def on_message(self, conn: Connection, message: ClientMessage) -> None: ...
+    async def on_error(self, conn: Connection, error: ProtocolError) -> None: ...
+
+
+class Connection:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        *,
+        config: ServerConfig,
+        metrics: Metrics,
+        transport: asyncio.BaseTransport | None = None,
+        remote: str = "",
+    ) -> None:
+        self._ws = ws
+        #: The TCP transport, aborted when a close handshake misses its deadline.
+        self._transport = transport
+        self._config = config
+        self._limits = config.limits
+        self._metrics = metrics
+        self.remote = remote
+        self._loop = asyncio.get_running_loop()
+        self._outbox: deque[str] = deque()
+        self._outbox_ready = asyncio.Event()
+        self._close_requested = asyncio.Event()
+        self._flush_on_close = True
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._liveness = Liveness(config.heartbeat.timeout, self._loop.time())
+        #: The close code the server chose, or None while open / when the client closed first.
+        self.close_code: CloseCode | None = None
+        self.close_reason = ""
+        #: Session bound to this connection by the hub once ``join`` succeeded.
+        self.session_id: str | None = None
+        self.errors = 0
+        self.done = asyncio.Event()
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def closing(self) -> bool:
+        return self._close_requested.is_set()
+
+    @property
+    def outbox_size(self) -> int:
+        return len(self._outbox)
+
+    # -- the one place that writes ------------------------------------------------------------
+
+    def send(self, frame: str, *, force: bool = False) -> bool:
+        """Queue a frame; never blocks. A full outbox closes the connection with 4009.
+
+        ``force`` bypasses the bound for a resume's welcome and replay, which are bounded by
+        the replay buffer instead.
+        """
+        if self.closing:
+            return False
+        if not force and len(self._outbox) >= self._limits.send_queue_size:
+            self._metrics.send_queue_overflows.inc()
+            self.close(Close.TOO_SLOW, "send queue overflow", flush=False)
+            return False
+        self._outbox.append(frame)
+        self._outbox_ready.set()
+        return True
+
+    def send_message(self, message: dict[str, Any], *, force: bool = False) -> bool:
+        """Send a message that is about the connection, not the session stream (no ``seq``)."""
+        self._metrics.messages_out.labels(message["type"]).inc()
+        return self.send(protocol.encode(message), force=force)
+
+    def close(self, code: CloseCode, reason: str = "", *, flush: bool = True) -> None:
+        """Request a close; idempotent (the first code wins)."""
+        if self.closing:
+            return
+        self.close_code = code
+        self.close_reason = reason or code.name
+        self._flush_on_close = flush
+        self._metrics.closes.labels(str(code.code)).inc()
+        self._close_requested.set()
+        self._outbox_ready.set()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start_heartbeat(self, policy: HeartbeatPolicy, last_cseq: Callable[[], int]) -> None:
+        self._spawn(self._heartbeat(policy, last_cseq), "heartbeat")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = self._loop.create_task(coro, name=f"{name}:{self.remote}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def run(self, handler: Handler) -> None:
+        """Serve the connection until it closes; returns only once everything it started ended."""
+        self._metrics.connections.inc()
+        writer = self._loop.create_task(self._write_loop(), name=f"writer:{self.remote}")
+        reader = self._loop.create_task(self._read_loop(handler), name=f"reader:{self.remote}")
+        try:
+            await self._close_requested.wait()
+            await self._close(writer)
+        finally:
+            for task in (reader, writer, *self._tasks):
+                task.cancel()
+            await asyncio.gather(reader, writer, *self._tasks, return_exceptions=True)
+            self._metrics.connections.dec()
+            self.done.set()
+
+    async def _close(self, writer: asyncio.Task[None]) -> None:
+        try:
+            async with asyncio.timeout(self._limits.close_timeout):
+                if self._flush_on_close:
+                    await asyncio.shield(writer)
+                else:
+                    writer.cancel()
+                if not self._ws.closed and self.close_code is not None:
+                    reason = self.close_reason.encode()[:120]
+                    await self._ws.close(code=self.close_code.code, message=reason)
+        except TimeoutError:
+            log.info("close handshake with %s timed out; aborting", self.remote)
+            self._abort()
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("close of %s failed: %r", self.remote, exc)
+            self._abort()
+
+    def _abort(self) -> None:
+        if isinstance(self._transport, asyncio.Transport):
+            self._transport.abort()
+
+    async def _write_loop(self) -> None:
+        """Write queued frames in order; stop once a close is requested and the outbox is empty."""
+        ws = self._ws
+        while True:
+            if not self._outbox:
+                if self.closing:
+                    return
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            frame = self._outbox.popleft()
+            try:
+                await ws.send_str(frame)
+            except (ConnectionError, RuntimeError):
+                # The transport is gone; the reader will see it too. Nothing left to flush.
+                self._outbox.clear()
+                self.close(Close.INTERNAL, "write failed", flush=False)
+                return
+
+    async def _read_loop(self, handler: Handler) -> None:
+        ws = self._ws
+        limits = self._limits
+        join_deadline = self._loop.time() + limits.join_timeout
+        try:
+            while not self.closing:
+                timeout = None if self.session_id else max(0.0, join_deadline - self._loop.time())
+                try:
+                    msg = await ws.receive(timeout=timeout)
+                except TimeoutError:
+                    await handler.on_error(self, ProtocolError(Err.JOIN_TIMEOUT, "no join within the join timeout"))
+                    self.close(Close.PROTOCOL_VIOLATION, "join timeout")
+                    return
+                now = self._loop.time()
+                self._liveness.seen(now)
+                if msg.type is WSMsgType.TEXT:
+                    await self._dispatch(handler, msg.data)
+                elif msg.type is WSMsgType.BINARY:
+                    await self._handle_error(handler, ProtocolError(Err.BINARY_FRAME, "binary frames are not supported"))
+                elif msg.type is WSMsgType.ERROR:
+                    # aiohttp already answered an unreadable frame (e.g. 1009 for oversize).
+                    log.info("websocket error from %s: %r", self.remote, ws.exception())
+                    return
+                else:  # CLOSE, CLOSING, CLOSED: the peer is gone or going.
+                    return
+        finally:
+            # Reader done: the connection cannot continue. If nobody chose a code, the client
+            # closed (or vanished) and there is nothing to send.
+            if not self.closing:
+                self._close_requested.set()
+                self._outbox_ready.set()
+
+    async def _dispatch(self, handler: Handler, frame: str) -> None:
+        try:
+            message = protocol.parse(
+                frame, max_bytes=self._limits.max_message_bytes, max_signal_bytes=self._limits.max_signal_bytes
+            )
+        except ProtocolError as error:
+            await self._handle_error(handler, error)
+            return
+        self._metrics.messages_in.labels(type(message).__name__.lower()).inc()
+        # Our own processing must not make the client look silent.
+        self._liveness.stall()
+        try:
+            await handler.on_message(self, message)
+        finally:
+            self._liveness.unstall(self._loop.time())
+
+    async def _handle_error(self, handler: Handler, error: ProtocolError) -> None:
+        self.errors += 1
+        await handler.on_error(self, error)
+        if self.errors >= self._limits.max_errors and not self.closing:
+            await handler.on_error(self, ProtocolError(Err.TOO_MANY_ERRORS, f"{self.errors} errors on this connection"))
+            self.close(Close.PROTOCOL_VIOLATION, "too many errors")
+
+    async def _heartbeat(self, policy: HeartbeatPolicy, last_cseq: Callable[[], int]) -> None:
+        loop = self._loop
+        next_ping = loop.time() + policy.first_delay()
+        while not self.closing:
+            deadline = self._liveness.deadline()
+            wake = min(next_ping, deadline if deadline is not None else math.inf)
+            await asyncio.sleep(max(0.0, wake - loop.time()))
+            now = loop.time()
+            if self._liveness.is_dead(now):
+                self._metrics.heartbeat_timeouts.inc()
+                log.info("no frame from %s for %.1fs: closing 4013", self.remote, now - self._liveness.last_seen)
+                self.close(Close.HEARTBEAT_TIMEOUT, "heartbeat timeout", flush=False)
+                return
+            if now >= next_ping:
+                self.send_message(protocol.ping(round(now * 1000, 3), last_cseq()))
+                next_ping = now + policy.next_delay()
+
+    def rtt(self, t_ms: float) -> float | None:
+        """RTT proven by a pong echoing ``t_ms``."""
+        return rtt_from_pong(t_ms, self._loop.time() * 1000, self._config.heartbeat.timeout * 1000)
+

@@ -1,0 +1,421 @@
+"""The hub: sessions, rooms and routing on one node.
+
+It binds connections to sessions, stamps every session message with its ``seq`` (through
+:class:`~signaling.session.Session`), relays ``signal`` between peers of one room only, runs the
+grace period of detached sessions, and forwards media requests to the SFU. Membership and
+delivery to other peers go through the :class:`~signaling.backend.Backend`, so the same hub
+works alone in memory or as one node of a Redis cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from signaling import protocol
+from signaling.backend import Backend, Member
+from signaling.codes import Close, Err, ErrorCode
+from signaling.config import ServerConfig
+from signaling.connection import Connection
+from signaling.heartbeat import HeartbeatPolicy
+from signaling.media import MediaPort
+from signaling.metrics import Metrics
+from signaling.protocol import (
+    Ack,
+    Candidate,
+    ClientMessage,
+    Join,
+    Leave,
+    Pong,
+    ProtocolError,
+    Publish,
+    Signal,
+    SubscriberAnswer,
+    Unpublish,
+)
+from signaling.session import AckError, ReplayOverflow, ResumeRefused, Session, SessionState
+from signaling.tasks import TaskRegistry
+
+log = logging.getLogger(__name__)
+
+#: Builds the ``ice_servers`` of a welcome for a peer id (fresh TURN credentials each time).
+IceServers = Callable[[str], list[dict[str, Any]]]
+
+
+@dataclass(eq=False, slots=True)
+class Live:
+    """A session with its runtime attachments on this node."""
+
+    session: Session
+    conn: Connection | None = None
+    subscribe: bool = True
+    grace: asyncio.Task[None] | None = None
+    reconnecting_announced: bool = False
+    rtt: float | None = None
+    joined_at: float = field(default_factory=time.time)
+
+
+class Hub:
+    def __init__(
+        self,
+        config: ServerConfig,
+        backend: Backend,
+        metrics: Metrics,
+        *,
+        media: MediaPort | None = None,
+        ice_servers: IceServers | None = None,
+    ) -> None:
+        self.config = config
+        self.backend = backend
+        self.metrics = metrics
+        self.media = media
+        self._ice_servers = ice_servers or (lambda _peer: [])
+        self._sessions: dict[str, Live] = {}
+        self._by_peer: dict[str, Live] = {}
+        self._connections: set[Connection] = set()
+        self._tasks = TaskRegistry("hub")
+        self.draining = False
+        # Counted at scrape time, not on every join: a sum per join would be quadratic.
+        metrics.sessions.labels("attached").set_function(self._attached_count)
+        metrics.sessions.labels("detached").set_function(lambda: len(self._sessions) - self._attached_count())
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.backend.start(self.config.node_id, self.deliver)
+
+    async def close(self) -> None:
+        """Close every connection (1001) and stop every task; sessions die with the node."""
+        for conn in list(self._connections):
+            conn.close(Close.GOING_AWAY, "server shutting down", flush=False)
+        await asyncio.gather(*(c.done.wait() for c in list(self._connections)))
+        await self._tasks.close()
+        for live in list(self._sessions.values()):
+            await self._end(live, "shutdown", notify=False)
+        if self.media is not None:
+            await self.media.close()
+        await self.backend.close()
+
+    async def drain(self, deadline: float) -> None:
+        """Stop taking sessions, tell every client to reconnect elsewhere, wait up to ``deadline`` s."""
+        self.draining = True
+        delay = self.config.drain_reconnect_delay_ms
+        for live in list(self._sessions.values()):
+            if live.conn is not None:
+                conn = live.conn
+                self._emit(live, protocol.reconnect("resume", delay))
+                conn.close(Close.GOING_AWAY, "draining")
+        pending = [c.done.wait() for c in list(self._connections)]
+        if pending:
+            try:
+                async with asyncio.timeout(deadline):
+                    await asyncio.gather(*pending)
+            except TimeoutError:
+                log.warning("drain: %d connections still open after %.1fs", len(self._connections), deadline)
+
+    async def run_connection(self, conn: Connection) -> None:
+        self._connections.add(conn)
+        try:
+            await conn.run(self)
+        finally:
+            self._connections.discard(conn)
+            self._detach(conn)
+
+    # -- introspection (admin, metrics, tests) --------------------------------------------------
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    @property
+    def task_count(self) -> int:
+        return len(self._tasks)
+
+    def sessions(self) -> list[Live]:
+        return list(self._sessions.values())
+
+    # -- inbound --------------------------------------------------------------------------------
+
+    async def on_error(self, conn: Connection, error: ProtocolError) -> None:
+        self.metrics.errors.labels(error.error.code).inc()
+        message = protocol.error(error.error, error.message, cseq=error.cseq)
+        live = self._live(conn)
+        if live is not None:
+            self._emit(live, message)
+        else:
+            conn.send_message(message)
+
+    async def on_message(self, conn: Connection, message: ClientMessage) -> None:
+        live = self._live(conn)
+        if live is None:
+            if isinstance(message, Join):
+                await self._join(conn, message)
+            else:
+                await self.on_error(conn, ProtocolError(Err.NOT_JOINED, "send join first"))
+            return
+        session = live.session
+        match message:
+            case Ack(seq=seq):
+                try:
+                    session.ack(seq)
+                except AckError as exc:
+                    await self.on_error(conn, ProtocolError(Err.BAD_MESSAGE, str(exc)))
+            case Pong(t=t):
+                rtt = conn.rtt(t)
+                if rtt is not None:
+                    live.rtt = rtt
+                    self.metrics.rtt.observe(rtt)
+            case Join():
+                await self.on_error(conn, ProtocolError(Err.ALREADY_JOINED, "this connection has joined already"))
+            case Leave():
+                await self._end(live, "left")
+                conn.close(Close.NORMAL, "left")
+            case Signal() | Publish() | SubscriberAnswer() | Candidate() | Unpublish():
+                if not session.accept_cseq(message.cseq):
+                    self.metrics.duplicates.inc()
+                    return
+                await self._sequenced(live, conn, message)
+
+    async def _sequenced(
+        self, live: Live, conn: Connection, message: Signal | Publish | SubscriberAnswer | Candidate | Unpublish
+    ) -> None:
+        if isinstance(message, Signal):
+            await self._relay(live, conn, message)
+            return
+        media = self.media
+        if media is None:
+            await self.on_error(conn, ProtocolError(Err.SFU_UNAVAILABLE, "this node runs no SFU", cseq=message.cseq))
+            return
+        room, peer = live.session.room, live.session.peer_id
+        try:
+            match message:
+                case Publish(sdp=sdp):
+                    answer = await media.publish(room, peer, sdp)
+                    self._emit(live, {"type": "publish-answer", "sdp": answer, "cseq": message.cseq})
+                case SubscriberAnswer(sdp=sdp):
+                    await media.subscriber_answer(room, peer, sdp)
+                case Candidate(target=target, candidate=candidate):
+                    await media.add_candidate(room, peer, target, candidate)
+                case Unpublish(track=track):
+                    await media.unpublish(room, peer, track)
+        except Exception as exc:
+            # The SFU rejects bad SDP, unknown tracks and the like with a coded error; anything
+            # else it raises is still this request's failure, never the connection's.
+            code = getattr(exc, "code", None)
+            error = _media_error(code)
+            if error is Err.INTERNAL:
+                log.exception("media request %s of %s failed", type(message).__name__, peer)
+            await self.on_error(conn, ProtocolError(error, str(exc) or error.meaning, cseq=message.cseq))
+
+    async def _relay(self, live: Live, conn: Connection, message: Signal) -> None:
+        session = live.session
+        if message.to == session.peer_id:
+            await self.on_error(conn, ProtocolError(Err.SELF_TARGET, "cannot signal yourself", cseq=message.cseq))
+            return
+        target = await self.backend.member(message.to)
+        # A peer of another room is reported exactly like one that does not exist.
+        if target is None or target.room != session.room:
+            await self.on_error(conn, ProtocolError(Err.UNKNOWN_PEER, f"no peer {message.to} in this room", cseq=message.cseq))
+            return
+        delivered = await self.backend.send(message.to, {"type": "signal", "from": session.peer_id, "data": message.data})
+        if not delivered:
+            await self.on_error(conn, ProtocolError(Err.UNKNOWN_PEER, f"peer {message.to} has left", cseq=message.cseq))
+
+    # -- join and resume ----------------------------------------------------------------------
+
+    def _welcome(self, live: Live, peers: list[Member], *, resumed: bool) -> dict[str, Any]:
+        s = self.config.heartbeat
+        session = live.session
+        return {
+            "type": "welcome",
+            "protocol": protocol.PROTOCOL_VERSION,
+            "session": session.id,
+            "resume_token": session.token,
+            "peer": session.peer_id,
+            "room": session.room,
+            "node": self.config.node_id,
+            "peers": [protocol.peer_info(m.peer_id, m.name) for m in peers if m.peer_id != session.peer_id],
+            "ice_servers": self._ice_servers(session.peer_id),
+            "heartbeat": {"interval_ms": round(s.interval * 1000), "timeout_ms": round(s.timeout * 1000)},
+            "resumed": resumed,
+            "last_cseq": session.last_cseq,
+        }
+
+    async def _join(self, conn: Connection, join: Join) -> None:
+        if self.draining:
+            conn.send_message(protocol.error(Err.SHUTTING_DOWN, "this node is draining"))
+            conn.close(Close.GOING_AWAY, "draining")
+            return
+        if join.resume is not None:
+            await self._resume(conn, join)
+            return
+        cfg = self.config.session
+        session = Session(room=join.room, name=join.name, max_messages=cfg.replay_max_messages, max_bytes=cfg.replay_max_bytes)
+        member = Member(session.peer_id, session.name, session.room, self.config.node_id)
+        before = await self.backend.add_member(member)
+        if before is None:
+            conn.send_message(protocol.error(Err.ROOM_FULL, f"room {join.room} is full"))
+            conn.close(Close.NORMAL, "room full")
+            return
+        live = Live(session, subscribe=join.subscribe)
+        self._sessions[session.id] = live
+        self._by_peer[session.peer_id] = live
+        self._attach(live, conn)
+        self._emit(live, self._welcome(live, before, resumed=False))
+        peer = protocol.peer_info(session.peer_id, session.name)
+        for other in before:
+            await self.backend.send(other.peer_id, {"type": "peer-joined", "peer": peer})
+        log.info("peer %s joined room %s (session %s)", session.peer_id, session.room, session.id)
+        if self.media is not None and join.subscribe:
+            await self._media_call(self.media.join(session.room, session.peer_id))
+
+    async def _resume(self, conn: Connection, join: Join) -> None:
+        assert join.resume is not None
+        live = self._sessions.get(join.resume.session)
+        try:
+            if live is None or live.session.room != join.room:
+                raise ResumeRefused("unknown or expired session")
+            frames = live.session.resume(join.resume.token, join.resume.last_seq)
+        except ResumeRefused as exc:
+            self.metrics.resume_failures.labels(str(exc).split(" ")[0]).inc()
+            conn.send_message(protocol.error(Err.RESUME_FAILED, str(exc)))
+            conn.close(Close.SESSION_UNKNOWN, "resume failed")
+            return
+        old = live.conn
+        if old is not None:
+            old.close(Close.REPLACED, "replaced by a newer connection", flush=False)
+            old.session_id = None
+        if live.grace is not None:
+            live.grace.cancel()
+            live.grace = None
+        self._attach(live, conn)
+        members = await self.backend.members(live.session.room)
+        welcome = self._welcome(live, members, resumed=True)
+        welcome["replayed"] = len(frames)
+        conn.send_message(welcome, force=True)
+        for stamped in frames:
+            conn.send(stamped.frame, force=True)
+        self.metrics.resumes.inc()
+        self.metrics.replayed.inc(len(frames))
+        log.info("session %s resumed, %d messages replayed", live.session.id, len(frames))
+        if live.reconnecting_announced:
+            live.reconnecting_announced = False
+            await self._broadcast(live, {"type": "peer-resumed", "peer": live.session.peer_id})
+
+    def _attach(self, live: Live, conn: Connection) -> None:
+        live.conn = conn
+        live.session.state = SessionState.ATTACHED
+        conn.session_id = live.session.id
+        conn.start_heartbeat(HeartbeatPolicy(self.config.heartbeat), lambda: live.session.last_cseq)
+
+    def _live(self, conn: Connection) -> Live | None:
+        return self._sessions.get(conn.session_id) if conn.session_id is not None else None
+
+    # -- detach, grace, end ---------------------------------------------------------------------
+
+    def _detach(self, conn: Connection) -> None:
+        live = self._live(conn)
+        if live is None or live.conn is not conn:
+            return
+        live.conn = None
+        if live.session.state is SessionState.ENDED:
+            return
+        live.session.state = SessionState.DETACHED
+        live.grace = self._tasks.spawn(self._grace(live), name=f"grace:{live.session.id}")
+
+    async def _grace(self, live: Live) -> None:
+        cfg = self.config.session
+        notice = min(cfg.reconnecting_notice_after, cfg.grace_period)
+        await asyncio.sleep(notice)
+        live.reconnecting_announced = True
+        await self._broadcast(live, {"type": "peer-reconnecting", "peer": live.session.peer_id})
+        await asyncio.sleep(cfg.grace_period - notice)
+        live.grace = None
+        await self._end(live, "timeout")
+
+    async def _end(self, live: Live, reason: str, *, notify: bool = True) -> None:
+        """End a session once: leave the room, tell the others, release media."""
+        session = live.session
+        if session.state is SessionState.ENDED:
+            return
+        session.state = SessionState.ENDED
+        grace, live.grace = live.grace, None
+        if grace is not None and grace is not asyncio.current_task():
+            grace.cancel()
+        self._sessions.pop(session.id, None)
+        self._by_peer.pop(session.peer_id, None)
+        remaining = await self.backend.remove_member(session.room, session.peer_id)
+        if notify and remaining:
+            for other in remaining:
+                await self.backend.send(other.peer_id, {"type": "peer-left", "peer": session.peer_id, "reason": reason})
+        if self.media is not None:
+            await self._media_call(self.media.leave(session.room, session.peer_id))
+        log.info("peer %s left room %s (%s)", session.peer_id, session.room, reason)
+
+    async def _media_call(self, call: Any) -> None:
+        try:
+            await call
+        except Exception:
+            log.exception("SFU call failed")
+
+    # -- outbound -------------------------------------------------------------------------------
+
+    async def deliver(self, peer_id: str, message: dict[str, Any]) -> None:
+        """Backend delivery: a message for a peer whose session lives on this node."""
+        live = self._by_peer.get(peer_id)
+        if live is not None:
+            self._emit(live, message)
+
+    def emit_media(self, peer_id: str, message: dict[str, Any]) -> None:
+        """The SFU's outbound channel (synchronous, as the SFU calls it)."""
+        live = self._by_peer.get(peer_id)
+        if live is not None:
+            self._emit(live, message)
+
+    def _emit(self, live: Live, message: dict[str, Any]) -> None:
+        """Stamp a session message and send it if attached; it waits for replay otherwise."""
+        if live.session.state is SessionState.ENDED:
+            return
+        try:
+            stamped = live.session.stamp(message)
+        except ReplayOverflow as exc:
+            self._lose(live, str(exc))
+            return
+        self.metrics.messages_out.labels(message["type"]).inc()
+        if live.conn is not None:
+            live.conn.send(stamped.frame)
+
+    def _lose(self, live: Live, why: str) -> None:
+        """The replay buffer overflowed: the session cannot be resumed. Say so, end it."""
+        self.metrics.replay_overflows.inc()
+        log.warning("session %s lost: %s", live.session.id, why)
+        conn = live.conn
+        if conn is not None:
+            conn.send_message(protocol.error(Err.REPLAY_OVERFLOW, why), force=True)
+            conn.close(Close.SESSION_UNKNOWN, "replay-overflow")
+        self._tasks.spawn(self._end(live, "replay-overflow"), name=f"lose:{live.session.id}")
+
+    async def _broadcast(self, live: Live, message: dict[str, Any]) -> None:
+        for other in await self.backend.members(live.session.room):
+            if other.peer_id != live.session.peer_id:
+                await self.backend.send(other.peer_id, message)
+
+    def _attached_count(self) -> int:
+        return sum(1 for live in self._sessions.values() if live.conn is not None)
+
+
+def _media_error(code: object) -> ErrorCode:
+    by_code = {e.code: e for e in (Err.SFU_ERROR, Err.UNKNOWN_TRACK, Err.NOT_JOINED, Err.BAD_MESSAGE)}
+    if code in ("bad-sdp", "sfu-error"):
+        return Err.SFU_ERROR
+    if isinstance(code, str) and code in by_code:
+        return by_code[code]
+    return Err.INTERNAL

@@ -1,0 +1,36 @@
+"""The SFU as the hub sees it: the calls signaling makes for media, whatever runs them.
+
+In the embedded default the in-process ``sfu.Sfu`` satisfies this protocol; in a cluster a proxy
+forwards the same calls to the SFU node that holds the room.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
+
+#: (participant id, server→client message without ``seq``): how the SFU talks to clients.
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+class MediaError(Exception):
+    """What an SFU raises for a request it cannot honour; ``code`` is a stable string."""
+
+    code: str
+
+
+class MediaPort(Protocol):
+    async def join(self, room: str, participant: str) -> None: ...
+    async def publish(self, room: str, participant: str, sdp: str) -> str: ...
+    async def subscriber_answer(self, room: str, participant: str, sdp: str) -> None: ...
+    async def add_candidate(
+        self,
+        room: str,
+        participant: str,
+        target: Literal["publisher", "subscriber"],
+        candidate: dict[str, Any] | None,
+    ) -> None: ...
+    async def unpublish(self, room: str, participant: str, track_id: str) -> None: ...
+    async def leave(self, room: str, participant: str) -> None: ...
+    async def close(self) -> None: ...
+    def stats(self) -> dict[str, Any]: ...

@@ -1,0 +1,34 @@
+"""Prometheus metrics of one node, in a registry of its own.
+
+A registry per server (not the process-global default) lets tests run several servers in one
+process and read each one's numbers.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.connections = Gauge("switchboard_connections", "Open WebSocket connections", registry=r)
+        self.sessions = Gauge("switchboard_sessions", "Sessions held by this node", ["state"], registry=r)
+        self.rooms = Gauge("switchboard_rooms", "Rooms with at least one session on this node", registry=r)
+        self.messages_in = Counter("switchboard_messages_in", "Client messages received", ["type"], registry=r)
+        self.messages_out = Counter("switchboard_messages_out", "Server messages sent", ["type"], registry=r)
+        self.errors = Counter("switchboard_errors", "Error messages sent to clients", ["code"], registry=r)
+        self.closes = Counter("switchboard_closes", "Connections closed by the server", ["code"], registry=r)
+        self.resumes = Counter("switchboard_resumes", "Sessions resumed", registry=r)
+        self.resume_failures = Counter("switchboard_resume_failures", "Resumes refused", ["reason"], registry=r)
+        self.heartbeat_timeouts = Counter("switchboard_heartbeat_timeouts", "Connections closed as dead (4013)", registry=r)
+        self.send_queue_overflows = Counter("switchboard_send_queue_overflows", "Clients closed as too slow (4009)", registry=r)
+        self.replay_overflows = Counter("switchboard_replay_overflows", "Sessions lost to a full replay buffer", registry=r)
+        self.replayed = Counter("switchboard_replayed_messages", "Messages replayed after a resume", registry=r)
+        self.duplicates = Counter("switchboard_duplicate_client_messages", "Client resends dropped by cseq", registry=r)
+        self.rtt = Histogram(
+            "switchboard_rtt_seconds",
+            "Heartbeat round-trip time per pong",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )

@@ -1,0 +1,217 @@
+"""Protocol v1: parse and validate client frames, build server messages. No I/O.
+
+Validation runs the shipped JSON Schema (``signaling/schema/protocol-v1.json``), the same document
+served at ``/protocol/v1/schema.json``, so what mobile developers read is what the server enforces.
+Limits that a schema cannot express well (bytes of a frame, bytes of ``signal.data``) are checked
+here too. Every failure is a :class:`ProtocolError` that names an :class:`~signaling.codes.ErrorCode`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import jsonschema
+
+from signaling.codes import Err, ErrorCode
+
+PROTOCOL_VERSION = 1
+JSON = dict[str, Any]
+
+
+class ProtocolError(Exception):
+    """A client frame that cannot be accepted; the connection goes on unless told otherwise."""
+
+    def __init__(self, error: ErrorCode, message: str, *, cseq: int | None = None) -> None:
+        super().__init__(message)
+        self.error = error
+        self.message = message
+        self.cseq = cseq
+
+
+# -- client -> server -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    session: str
+    token: str
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    room: str
+    name: str = ""
+    token: str | None = None
+    subscribe: bool = True
+    resume: Resume | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    to: str
+    data: Any
+    cseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    cseq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    cseq: int
+    sdp: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberAnswer:
+    cseq: int
+    sdp: str
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    cseq: int
+    target: Literal["publisher", "subscriber"]
+    candidate: JSON | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unpublish:
+    cseq: int
+    track: str
+
+
+ClientMessage = Join | Signal | Ack | Pong | Leave | Publish | SubscriberAnswer | Candidate | Unpublish
+#: Client messages that carry ``cseq`` and are de-duplicated after a resume.
+Sequenced = Signal | Publish | SubscriberAnswer | Candidate | Unpublish
+
+
+@cache
+def schema() -> JSON:
+    """The protocol's JSON Schema document, as shipped in the package."""
+    text = resources.files("signaling.schema").joinpath("protocol-v1.json").read_text("utf-8")
+    document: JSON = json.loads(text)
+    return document
+
+
+@cache
+def _validators() -> dict[str, jsonschema.protocols.Validator]:
+    document = schema()
+    registry_root = jsonschema.Draft202012Validator(document)
+    validators: dict[str, jsonschema.protocols.Validator] = {}
+    for name, sub in document["$defs"]["client"].items():
+        validators[name] = registry_root.evolve(schema=sub)
+    return validators
+
+
+def client_types() -> frozenset[str]:
+    return frozenset(_validators())
+
+
+def _cseq_of(obj: JSON) -> int | None:
+    value = obj.get("cseq")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def parse(frame: str, *, max_bytes: int, max_signal_bytes: int) -> ClientMessage:
+    """Turn one text frame into a typed message, or raise :class:`ProtocolError`."""
+    # len() counts code points; a frame of up to max_bytes/4 code points cannot exceed max_bytes
+    # in UTF-8, so most frames skip the encode.
+    if len(frame) * 4 > max_bytes and len(frame.encode("utf-8")) > max_bytes:
+        raise ProtocolError(Err.TOO_LARGE, f"frame exceeds {max_bytes} bytes")
+    try:
+        obj = json.loads(frame)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(Err.BAD_JSON, f"invalid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(Err.BAD_JSON, "a message must be a JSON object")
+    kind = obj.get("type")
+    validator = _validators().get(kind) if isinstance(kind, str) else None
+    if validator is None or not isinstance(kind, str):
+        raise ProtocolError(Err.UNKNOWN_TYPE, f"unknown message type {kind!r}", cseq=_cseq_of(obj))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "message"
+        raise ProtocolError(Err.BAD_MESSAGE, f"{kind}: {where}: {error.message}", cseq=_cseq_of(obj))
+    return _build(kind, obj, max_signal_bytes)
+
+
+def _build(kind: str, obj: JSON, max_signal_bytes: int) -> ClientMessage:
+    match kind:
+        case "join":
+            resume = obj.get("resume")
+            return Join(
+                room=obj["room"],
+                name=obj.get("name", ""),
+                token=obj.get("token"),
+                subscribe=obj.get("subscribe", True),
+                resume=Resume(resume["session"], resume["token"], resume["last_seq"]) if resume else None,
+            )
+        case "signal":
+            size = len(encode(obj["data"]).encode("utf-8"))
+            if size > max_signal_bytes:
+                raise ProtocolError(
+                    Err.TOO_LARGE, f"signal data is {size} bytes, limit {max_signal_bytes}", cseq=obj["cseq"]
+                )
+            return Signal(to=obj["to"], data=obj["data"], cseq=obj["cseq"])
+        case "ack":
+            return Ack(seq=obj["seq"])
+        case "pong":
+            return Pong(t=float(obj["t"]))
+        case "leave":
+            return Leave(cseq=obj.get("cseq"))
+        case "publish":
+            return Publish(cseq=obj["cseq"], sdp=obj["sdp"])
+        case "subscriber-answer":
+            return SubscriberAnswer(cseq=obj["cseq"], sdp=obj["sdp"])
+        case "candidate":
+            return Candidate(cseq=obj["cseq"], target=obj["target"], candidate=obj["candidate"])
+        case "unpublish":
+            return Unpublish(cseq=obj["cseq"], track=obj["track"])
+    raise AssertionError(f"schema accepted a type with no builder: {kind}")  # pragma: no cover
+
+
+# -- server -> client -------------------------------------------------------------------------
+
+
+def encode(message: Any) -> str:
+    """Compact JSON, the one encoding used on the wire."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+def error(code: ErrorCode, message: str, *, cseq: int | None = None, retry_after_ms: int | None = None) -> JSON:
+    out: JSON = {"type": "error", "code": code.code, "message": message}
+    if cseq is not None:
+        out["cseq"] = cseq
+    if retry_after_ms is not None:
+        out["retry_after_ms"] = retry_after_ms
+    return out
+
+
+def peer_info(peer_id: str, name: str) -> JSON:
+    return {"id": peer_id, "name": name}
+
+
+def ping(t: float, last_cseq: int) -> JSON:
+    return {"type": "ping", "t": t, "last_cseq": last_cseq}
+
+
+def reconnect(mode: Literal["resume", "rejoin"], delay_ms: int, scope: str = "session") -> JSON:
+    return {"type": "reconnect", "mode": mode, "delay_ms": delay_ms, "scope": scope}

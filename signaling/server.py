@@ -1,0 +1,147 @@
+"""The aiohttp application of one signaling node and the process that serves it.
+
+``build_app`` wires config, backend, hub, metrics and (optionally) the in-process SFU into an
+``aiohttp.web.Application``; ``serve`` runs it until SIGTERM/SIGINT and then drains: stop taking
+connections, tell every client to reconnect (``reconnect`` + close 1001), wait up to
+``drain_timeout``, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from signaling import __version__, protocol
+from signaling.backend import Backend, MemoryBackend
+from signaling.config import ServerConfig
+from signaling.connection import Connection
+from signaling.hub import Hub
+from signaling.media import MediaPort
+from signaling.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+HUB: web.AppKey[Hub] = web.AppKey("hub", Hub)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+CONFIG: web.AppKey[ServerConfig] = web.AppKey("config", ServerConfig)
+
+
+def static_dir() -> Path:
+    """The bundled page: inside the package when installed as a wheel, else the repo's static/."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "_static", package.parent / "static"):
+        if (candidate / "index.html").is_file():
+            return candidate
+    raise FileNotFoundError("bundled static/ directory not found")
+
+
+def build_app(
+    config: ServerConfig,
+    *,
+    backend: Backend | None = None,
+    media: MediaPort | None = None,
+) -> web.Application:
+    metrics = Metrics()
+    hub = Hub(config, backend or MemoryBackend(), metrics, media=media)
+    app = web.Application()
+    app[HUB] = hub
+    app[METRICS] = metrics
+    app[CONFIG] = config
+
+    async def on_startup(app: web.Application) -> None:
+        await hub.start()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await hub.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    app.router.add_get("/ws", websocket)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/protocol/v1/schema.json", schema_handler)
+    root = static_dir()
+
+    async def index(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(root / "index.html")
+
+    app.router.add_get("/", index)
+    app.router.add_static("/static/", root, show_index=False)
+    return app
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    hub = request.app[HUB]
+    config = request.app[CONFIG]
+    if hub.draining:
+        raise web.HTTPServiceUnavailable(text="draining", headers={"Retry-After": "1"})
+    ws = web.WebSocketResponse(
+        max_msg_size=config.limits.hard_max_message_bytes,
+        timeout=config.limits.close_timeout,
+        autoping=True,
+    )
+    await ws.prepare(request)
+    conn = Connection(
+        ws,
+        config=config,
+        metrics=request.app[METRICS],
+        transport=request.transport,
+        remote=request.remote or "",
+    )
+    await hub.run_connection(conn)
+    return ws
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "version": __version__})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    backend_ready = await hub.backend.ready()
+    ready = backend_ready and not hub.draining
+    body = {"ready": ready, "draining": hub.draining, "backend": backend_ready}
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def schema_handler(request: web.Request) -> web.Response:
+    return web.json_response(protocol.schema())
+
+
+async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> None:
+    """Run a node until SIGTERM or SIGINT, then drain and return (the process exits 0)."""
+    app = build_app(config)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=config.drain_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("switchboard %s listening on http://%s:%d (node %s)", __version__, config.host, config.port, config.node_id)
+    print(f"switchboard listening on http://{config.host}:{config.port}/", flush=True)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+        log.info("draining (up to %.1fs)", config.drain_timeout)
+        await app[HUB].drain(config.drain_timeout)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+    log.info("stopped")
+

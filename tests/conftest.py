@@ -1,0 +1,90 @@
+"""Shared fixtures: real servers on loopback, time in one scaled unit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from signaling.config import HeartbeatConfig, LimitsConfig, ServerConfig, SessionConfig
+from signaling.hub import Hub
+from signaling.metrics import Metrics
+from signaling.server import HUB, METRICS, build_app
+
+#: Every timing in the tests is a multiple of this; raise SWITCHBOARD_TEST_TIME_SCALE on a slow box.
+UNIT = 0.05 * float(os.environ.get("SWITCHBOARD_TEST_TIME_SCALE", "1"))
+#: Generous bound for "this must happen eventually" waits.
+PATIENCE = 400 * UNIT
+
+
+def test_config(**overrides: Any) -> ServerConfig:
+    """A config with fast but safe timings for tests."""
+    config = ServerConfig(
+        host="127.0.0.1",
+        port=0,
+        heartbeat=HeartbeatConfig(interval=20 * UNIT, timeout=60 * UNIT),
+        session=SessionConfig(grace_period=100 * UNIT, reconnecting_notice_after=10 * UNIT),
+        limits=LimitsConfig(join_timeout=100 * UNIT, close_timeout=20 * UNIT),
+        sfu=False,
+    )
+    return replace(config, **overrides)
+
+
+@dataclass
+class RunningServer:
+    url: str
+    http_url: str
+    app: web.Application
+    runner: web.AppRunner
+
+    @property
+    def hub(self) -> Hub:
+        return self.app[HUB]
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.app[METRICS]
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+ServerFactory = Callable[..., Awaitable[RunningServer]]
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[ServerFactory]:
+    started: list[RunningServer] = []
+
+    async def start(config: ServerConfig | None = None, **kwargs: Any) -> RunningServer:
+        config = config or test_config()
+        app = build_app(config, **kwargs)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5 * UNIT)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", config.port)
+        await site.start()
+        port = runner.addresses[0][1]
+        server = RunningServer(f"ws://127.0.0.1:{port}/ws", f"http://127.0.0.1:{port}", app, runner)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.stop()
+
+
+@pytest.fixture
+async def server(start_server: ServerFactory) -> RunningServer:
+    return await start_server()
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = PATIENCE, what: str = "condition") -> None:
+    """Wait until ``predicate()`` holds, polling on the loop (not a fixed sleep)."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(UNIT / 10)
