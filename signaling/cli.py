@@ -21,6 +21,8 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option("--unix", "unix_path", default=None, help="Also listen on this unix socket.")
+@click.option("--admin-token", default=None, envvar="SWITCHBOARD_ADMIN_TOKEN", help="Bearer token of /admin (unset: admin API off).")
 @click.option("--node-id", default="node-1", show_default=True, help="This node's id in logs and metrics.")
 @click.option("--heartbeat-interval", default=10.0, show_default=True, type=float, help="Seconds between pings.")
 @click.option("--heartbeat-timeout", default=20.0, show_default=True, type=float, help="Seconds of silence before 4013.")
@@ -29,6 +31,8 @@ def cli() -> None:
 def serve(
     host: str,
     port: int,
+    unix_path: str | None,
+    admin_token: str | None,
     node_id: str,
     heartbeat_interval: float,
     heartbeat_timeout: float,
@@ -42,6 +46,8 @@ def serve(
     config = ServerConfig(
         host=host,
         port=port,
+        unix_path=unix_path,
+        admin_token=admin_token,
         node_id=node_id,
         drain_timeout=drain_timeout,
         heartbeat=HeartbeatConfig(interval=heartbeat_interval, timeout=heartbeat_timeout),

@@ -80,8 +80,13 @@ class ServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 8080
+    #: Also listen on this unix socket (behind a local reverse proxy; admin access from outside
+    #: a network namespace).
+    unix_path: str | None = None
     #: Identifies this node in logs, metrics and (with Redis) the node registry.
     node_id: str = "node-1"
+    #: Bearer token of the admin API; None disables ``/admin`` entirely.
+    admin_token: str | None = None
     #: Seconds a drain waits for clients to leave before the process exits anyway.
     drain_timeout: float = 10.0
     #: ``reconnect.delay_ms`` announced to clients when draining.

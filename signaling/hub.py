@@ -142,6 +142,33 @@ class Hub:
     def sessions(self) -> list[Live]:
         return list(self._sessions.values())
 
+    def disconnect(self, session_id: str) -> bool:
+        """Drop a session's socket but keep the session: the client resumes (ops, tests)."""
+        live = self._sessions.get(session_id)
+        if live is None or live.conn is None:
+            return False
+        live.conn.close(Close.GOING_AWAY, "disconnected by operator", flush=False)
+        return True
+
+    async def kick(self, peer_id: str, reason: str = "kicked") -> bool:
+        """End a participant's session; its client sees 4006 and does not reconnect."""
+        live = self._by_peer.get(peer_id)
+        if live is None:
+            return False
+        conn = live.conn
+        if conn is not None:
+            self._emit(live, protocol.error(Err.FORBIDDEN, f"kicked: {reason}"))
+            conn.close(Close.KICKED, reason[:100])
+        await self._end(live, "kicked")
+        return True
+
+    async def close_room(self, room: str) -> int:
+        """Kick every participant of ``room`` held by this node."""
+        peers = [live.session.peer_id for live in self._sessions.values() if live.session.room == room]
+        for peer in peers:
+            await self.kick(peer, "room closed")
+        return len(peers)
+
     # -- inbound --------------------------------------------------------------------------------
 
     async def on_error(self, conn: Connection, error: ProtocolError) -> None:

@@ -12,12 +12,11 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from signaling import __version__, protocol
+from signaling import __version__, admin, protocol
 from signaling.backend import Backend, MemoryBackend
 from signaling.config import ServerConfig
 from signaling.connection import Connection
@@ -30,6 +29,8 @@ log = logging.getLogger(__name__)
 HUB: web.AppKey[Hub] = web.AppKey("hub", Hub)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 CONFIG: web.AppKey[ServerConfig] = web.AppKey("config", ServerConfig)
+#: Set by ``POST /admin/drain``: the process drains and exits as on SIGTERM.
+DRAIN_REQUESTED: web.AppKey[asyncio.Event] = web.AppKey("drain_requested", asyncio.Event)
 
 
 def static_dir() -> Path:
@@ -53,6 +54,7 @@ def build_app(
     app[HUB] = hub
     app[METRICS] = metrics
     app[CONFIG] = config
+    app[DRAIN_REQUESTED] = asyncio.Event()
 
     async def on_startup(app: web.Application) -> None:
         await hub.start()
@@ -67,6 +69,7 @@ def build_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/protocol/v1/schema.json", schema_handler)
+    admin.add_routes(app, hub, config.admin_token)
     root = static_dir()
 
     async def index(_request: web.Request) -> web.FileResponse:
@@ -125,9 +128,10 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
     app = build_app(config)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=config.drain_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
-    await site.start()
-    stop = asyncio.Event()
+    await web.TCPSite(runner, config.host, config.port).start()
+    if config.unix_path is not None:
+        await web.UnixSite(runner, config.unix_path).start()
+    stop = app[DRAIN_REQUESTED]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

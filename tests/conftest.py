@@ -22,7 +22,7 @@ UNIT = 0.05 * float(os.environ.get("SWITCHBOARD_TEST_TIME_SCALE", "1"))
 PATIENCE = 400 * UNIT
 
 
-def test_config(**overrides: Any) -> ServerConfig:
+def make_config(**overrides: Any) -> ServerConfig:
     """A config with fast but safe timings for tests."""
     config = ServerConfig(
         host="127.0.0.1",
@@ -62,7 +62,7 @@ async def start_server() -> AsyncIterator[ServerFactory]:
     started: list[RunningServer] = []
 
     async def start(config: ServerConfig | None = None, **kwargs: Any) -> RunningServer:
-        config = config or test_config()
+        config = config or make_config()
         app = build_app(config, **kwargs)
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5 * UNIT)
         await runner.setup()

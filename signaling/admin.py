@@ -1,0 +1,108 @@
+"""Admin HTTP API (``/admin/...``): bearer-token JSON endpoints for operators and tests.
+
+Without a configured admin token every admin route answers 404: an open admin API is worse
+than none. Tokens are compared in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from signaling import __version__
+from signaling.hub import Hub, Live
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _session_json(live: Live) -> dict[str, Any]:
+    s = live.session
+    return {
+        "session": s.id,
+        "peer": s.peer_id,
+        "name": s.name,
+        "room": s.room,
+        "state": s.state.value,
+        "last_seq": s.last_seq,
+        "acked_seq": s.acked_seq,
+        "unacked": s.unacked,
+        "unacked_bytes": s.unacked_bytes,
+        "last_cseq": s.last_cseq,
+        "rtt_ms": round(live.rtt * 1000, 2) if live.rtt is not None else None,
+        "joined_at": live.joined_at,
+    }
+
+
+def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:
+    def guarded(handler: Handler) -> Handler:
+        async def wrapper(request: web.Request) -> web.StreamResponse:
+            if token is None:
+                raise web.HTTPNotFound()
+            given = request.headers.get("Authorization", "")
+            expected = f"Bearer {token}"
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                raise web.HTTPUnauthorized(text='{"error":"unauthorized"}', content_type="application/json")
+            return await handler(request)
+
+        return wrapper
+
+    async def info(request: web.Request) -> web.Response:
+        return web.json_response({
+            "version": __version__,
+            "node": hub.config.node_id,
+            "draining": hub.draining,
+            "connections": hub.connection_count,
+            "sessions": hub.session_count,
+        })
+
+    async def rooms(request: web.Request) -> web.Response:
+        counts = await hub.backend.rooms()
+        return web.json_response({"rooms": [{"room": r, "participants": n} for r, n in sorted(counts.items())]})
+
+    async def room(request: web.Request) -> web.Response:
+        name = request.match_info["room"]
+        members = await hub.backend.members(name)
+        if not members:
+            raise web.HTTPNotFound(text='{"error":"no such room"}', content_type="application/json")
+        return web.json_response({
+            "room": name,
+            "participants": [{"peer": m.peer_id, "name": m.name, "node": m.node_id} for m in members],
+        })
+
+    async def sessions(request: web.Request) -> web.Response:
+        return web.json_response({"sessions": [_session_json(live) for live in hub.sessions()]})
+
+    async def disconnect(request: web.Request) -> web.Response:
+        if not hub.disconnect(request.match_info["session"]):
+            raise web.HTTPNotFound(text='{"error":"no such attached session"}', content_type="application/json")
+        return web.json_response({"disconnected": True})
+
+    async def kick(request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else {}
+        reason = str(body.get("reason", "kicked")) if isinstance(body, dict) else "kicked"
+        if not await hub.kick(request.match_info["peer"], reason):
+            raise web.HTTPNotFound(text='{"error":"no such participant"}', content_type="application/json")
+        return web.json_response({"kicked": True})
+
+    async def close_room(request: web.Request) -> web.Response:
+        count = await hub.close_room(request.match_info["room"])
+        return web.json_response({"closed": count})
+
+    async def drain(request: web.Request) -> web.Response:
+        from signaling.server import DRAIN_REQUESTED
+
+        request.app[DRAIN_REQUESTED].set()
+        return web.json_response({"draining": True})
+
+    r = app.router
+    r.add_get("/admin/info", guarded(info))
+    r.add_get("/admin/rooms", guarded(rooms))
+    r.add_get("/admin/rooms/{room}", guarded(room))
+    r.add_delete("/admin/rooms/{room}", guarded(close_room))
+    r.add_get("/admin/sessions", guarded(sessions))
+    r.add_post("/admin/sessions/{session}/disconnect", guarded(disconnect))
+    r.add_post("/admin/participants/{peer}/kick", guarded(kick))
+    r.add_post("/admin/drain", guarded(drain))
