@@ -370,15 +370,24 @@ class Hub:
 
     async def _end(self, live: Live, reason: str, *, notify: bool = True) -> None:
         """End a session once: leave the room, tell the others, release media."""
+        if self._mark_ended(live):
+            await self._release(live, reason, notify=notify)
+
+    def _mark_ended(self, live: Live) -> bool:
+        """The synchronous half of ending: from here on nothing is stamped or delivered."""
         session = live.session
         if session.state is SessionState.ENDED:
-            return
+            return False
         session.state = SessionState.ENDED
         grace, live.grace = live.grace, None
         if grace is not None and grace is not asyncio.current_task():
             grace.cancel()
         self._sessions.pop(session.id, None)
         self._by_peer.pop(session.peer_id, None)
+        return True
+
+    async def _release(self, live: Live, reason: str, *, notify: bool) -> None:
+        session = live.session
         remaining = await self.backend.remove_member(session.room, session.peer_id)
         if notify and remaining:
             for other in remaining:
@@ -428,7 +437,8 @@ class Hub:
         if conn is not None:
             conn.send_message(protocol.error(Err.REPLAY_OVERFLOW, why), force=True)
             conn.close(Close.SESSION_UNKNOWN, "replay-overflow")
-        self._tasks.spawn(self._end(live, "replay-overflow"), name=f"lose:{live.session.id}")
+        if self._mark_ended(live):
+            self._tasks.spawn(self._release(live, "replay-overflow", notify=True), name=f"lose:{live.session.id}")
 
     async def _broadcast(self, live: Live, message: dict[str, Any]) -> None:
         for other in await self.backend.members(live.session.room):
