@@ -145,10 +145,6 @@ class ClientError(Exception):
         self.code = code
 
 
-class Backpressure(ClientError):
-    """Too many messages await confirmation by the server."""
-
-
 @dataclass(slots=True)
 class _Outcome:
     """How one connection ended."""
@@ -206,6 +202,7 @@ class Client:
         self._acked = 0
         self._cseq = 0
         self._unconfirmed: deque[_Unconfirmed] = deque()
+        self._room_for_more = asyncio.Event()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._send_lock = asyncio.Lock()
         self._supervisor: asyncio.Task[None] | None = None
@@ -262,8 +259,12 @@ class Client:
         """Send a state-changing message (it gets the next ``cseq``); returns that cseq."""
         if self.state is ClientState.CLOSED:
             raise ClientError("client is closed", self.close_code)
-        if len(self._unconfirmed) >= self._max_unconfirmed:
-            raise Backpressure(f"{len(self._unconfirmed)} messages await confirmation")
+        while len(self._unconfirmed) >= self._max_unconfirmed:
+            # Wait for the server to confirm (it does every 32 messages and on every ping).
+            if self.state is ClientState.CLOSED:
+                raise ClientError("client is closed", self.close_code)
+            self._room_for_more.clear()
+            await self._room_for_more.wait()
         self._cseq += 1
         message = {**message, "cseq": self._cseq}
         self._unconfirmed.append(_Unconfirmed(self._cseq, message))
@@ -314,6 +315,7 @@ class Client:
         if self._first_welcome is not None and not self._first_welcome.done():
             self._first_welcome.set_exception(ClientError(f"could not join: {reason}", code))
         self.closed.set()
+        self._room_for_more.set()
 
     def _put_nowait(self, event: Event) -> None:
         # Lifecycle events must not block the supervisor; drop the oldest if the app never reads.
@@ -427,6 +429,7 @@ class Client:
         # A fresh session: seq and cseq start over.
         dropped = len(self._unconfirmed)
         self._unconfirmed.clear()
+        self._room_for_more.set()
         self._cseq = 0
         self.last_seq = welcome["seq"]
         self._acked = 0
@@ -445,6 +448,8 @@ class Client:
     def _confirm(self, last_cseq: int) -> None:
         while self._unconfirmed and self._unconfirmed[0].cseq <= last_cseq:
             self._unconfirmed.popleft()
+        if len(self._unconfirmed) < self._max_unconfirmed:
+            self._room_for_more.set()
 
     async def _write(self, message: dict[str, Any]) -> None:
         ws = self._ws
@@ -567,7 +572,7 @@ async def _abort(ws: aiohttp.ClientWebSocketResponse) -> None:
 
 
 __all__ = [
-    "Backpressure", "Client", "ClientError", "ClientState", "Closed", "ErrorReceived", "Event", "Joined",
+    "Client", "ClientError", "ClientState", "Closed", "ErrorReceived", "Event", "Joined",
     "PeerJoined", "PeerLeft", "PeerReconnecting", "PeerResumed", "Reconnecting", "Rejoined", "Resumed",
     "ServerMessage", "SignalReceived",
 ]

@@ -249,6 +249,10 @@ class Connection:
                 self.send_message(protocol.ping(round(now * 1000, 3), last_cseq()))
                 next_ping = now + policy.next_delay()
 
+    def confirm(self, last_cseq: int) -> None:
+        """Confirm client messages now with an extra ping (which also yields an RTT sample)."""
+        self.send_message(protocol.ping(round(self._loop.time() * 1000, 3), last_cseq))
+
     def rtt(self, t_ms: float) -> float | None:
         """RTT proven by a pong echoing ``t_ms``."""
         return rtt_from_pong(t_ms, self._loop.time() * 1000, self._config.heartbeat.timeout * 1000)

@@ -42,6 +42,9 @@ from signaling.tasks import TaskRegistry
 
 log = logging.getLogger(__name__)
 
+#: A busy client gets its messages confirmed after this many, not only on the next ping.
+CONFIRM_EVERY = 32
+
 #: Builds the ``ice_servers`` of a welcome for a peer id (fresh TURN credentials each time).
 IceServers = Callable[[str], list[dict[str, Any]]]
 
@@ -56,6 +59,8 @@ class Live:
     grace: asyncio.Task[None] | None = None
     reconnecting_announced: bool = False
     rtt: float | None = None
+    #: Highest cseq confirmed to the client (by ping or welcome).
+    confirmed_cseq: int = 0
     joined_at: float = field(default_factory=time.time)
 
 
@@ -210,6 +215,9 @@ class Hub:
                     self.metrics.duplicates.inc()
                     return
                 await self._sequenced(live, conn, message)
+                if session.last_cseq - live.confirmed_cseq >= CONFIRM_EVERY:
+                    live.confirmed_cseq = session.last_cseq
+                    conn.confirm(session.last_cseq)
 
     async def _sequenced(
         self, live: Live, conn: Connection, message: Signal | Publish | SubscriberAnswer | Candidate | Unpublish
