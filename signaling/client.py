@@ -257,12 +257,10 @@ class Client:
 
     async def send(self, message: dict[str, Any]) -> int:
         """Send a state-changing message (it gets the next ``cseq``); returns that cseq."""
-        if self.state is ClientState.CLOSED:
-            raise ClientError("client is closed", self.close_code)
+        self._check_open()
         while len(self._unconfirmed) >= self._max_unconfirmed:
             # Wait for the server to confirm (it does every 32 messages and on every ping).
-            if self.state is ClientState.CLOSED:
-                raise ClientError("client is closed", self.close_code)
+            self._check_open()
             self._room_for_more.clear()
             await self._room_for_more.wait()
         self._cseq += 1
@@ -271,6 +269,10 @@ class Client:
         if self.state is ClientState.CONNECTED:
             await self._write(message)
         return self._cseq
+
+    def _check_open(self) -> None:
+        if self.state is ClientState.CLOSED:
+            raise ClientError("client is closed", self.close_code)
 
     async def leave(self) -> None:
         """End the session on the server (others see ``peer-left``), then close."""
