@@ -150,10 +150,11 @@ def parse(frame: str, *, max_bytes: int, max_signal_bytes: int) -> ClientMessage
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "message"
         raise ProtocolError(Err.BAD_MESSAGE, f"{kind}: {where}: {error.message}", cseq=_cseq_of(obj))
-    return _build(kind, obj, max_signal_bytes)
+    # ``data`` is part of the frame, so a frame within the data limit needs no measuring.
+    return _build(kind, obj, max_signal_bytes if len(frame) * 4 > max_signal_bytes else None)
 
 
-def _build(kind: str, obj: JSON, max_signal_bytes: int) -> ClientMessage:
+def _build(kind: str, obj: JSON, max_signal_bytes: int | None) -> ClientMessage:
     match kind:
         case "join":
             resume = obj.get("resume")
@@ -165,8 +166,8 @@ def _build(kind: str, obj: JSON, max_signal_bytes: int) -> ClientMessage:
                 resume=Resume(resume["session"], resume["token"], resume["last_seq"]) if resume else None,
             )
         case "signal":
-            size = len(encode(obj["data"]).encode("utf-8"))
-            if size > max_signal_bytes:
+            size = len(encode(obj["data"]).encode("utf-8")) if max_signal_bytes is not None else 0
+            if max_signal_bytes is not None and size > max_signal_bytes:
                 raise ProtocolError(
                     Err.TOO_LARGE, f"signal data is {size} bytes, limit {max_signal_bytes}", cseq=obj["cseq"]
                 )
