@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -23,6 +24,7 @@ from signaling.connection import Connection
 from signaling.hub import Hub
 from signaling.media import MediaPort
 from signaling.metrics import Metrics
+from signaling.turn.credentials import check_ice_config, ice_servers
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,15 @@ def build_app(
     media: MediaPort | None = None,
 ) -> web.Application:
     metrics = Metrics()
-    hub = Hub(config, backend or MemoryBackend(), metrics, media=media)
+    check_ice_config(config.ice)
+    hub = Hub(
+        config,
+        backend or MemoryBackend(),
+        metrics,
+        media=media,
+        # Fresh ephemeral TURN credentials for every welcome, resumes included.
+        ice_servers=lambda peer: ice_servers(config.ice, peer, time.time()),
+    )
     app = web.Application()
     app[HUB] = hub
     app[METRICS] = metrics
