@@ -21,10 +21,11 @@ import socket
 import statistics
 import sys
 import time
-from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+SCRIPT = os.path.abspath(__file__)
 
 
 def free_port() -> int:
@@ -159,7 +160,7 @@ async def main() -> None:
         if name == "switchboard":
             cmd = [sys.executable, "-m", "signaling", "serve", "--port", str(port), "--log-level", "error"]
         else:
-            cmd = [sys.executable, os.path.abspath(__file__), "--naive-server", str(port)]
+            cmd = [sys.executable, SCRIPT, "--naive-server", str(port)]
         proc = await run_server(cmd)
         try:
             results[name] = await drive(f"ws://127.0.0.1:{port}/ws", args.pairs, args.seconds, args.window)
