@@ -26,3 +26,27 @@ async def test_two_sdk_clients_exchange_signals(server: RunningServer) -> None:
         got = await next_of(bob, SignalReceived)
         assert isinstance(got, SignalReceived)
         assert got.sender == alice.peer_id and got.data == {"sdp": "v=0", "kind": "offer"}
+
+
+async def test_sdk_and_raw_clients_negotiate_offer_answer_candidates(server: RunningServer) -> None:
+    from tests.raw import Raw
+
+    offer = {"type": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n" + "a=x\r\n" * 200}
+    answer = {"type": "answer", "sdp": "v=0\r\no=- 3 4 IN IP4 127.0.0.1\r\n"}
+    cand = {"candidate": "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host", "sdpMid": "0", "sdpMLineIndex": 0}
+    async with Client(server.url, "call", name="sdk") as sdk:
+        raw = await Raw.joined(server.url, "call", "raw")
+        assert raw.welcome["peers"] == [{"id": sdk.peer_id, "name": "sdk"}]
+        assert sdk.peer_id is not None
+        await sdk.signal(raw.peer, offer)
+        await sdk.signal(raw.peer, cand)
+        got = [await raw.expect("signal") for _ in range(2)]
+        assert [m["data"] for m in got] == [offer, cand]
+        assert {m["from"] for m in got} == {sdk.peer_id}
+        await raw.send({"type": "signal", "to": sdk.peer_id, "data": answer, "cseq": 1})
+        await raw.send({"type": "signal", "to": sdk.peer_id, "data": cand, "cseq": 2})
+        received = [await next_of(sdk, SignalReceived) for _ in range(2)]
+        assert [r.data for r in received if isinstance(r, SignalReceived)] == [answer, cand]
+        await raw.send({"type": "leave"})
+        assert await raw.closed() == 1000
+        await raw.close()
