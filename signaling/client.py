@@ -364,20 +364,28 @@ class Client:
         return await token()
 
     async def _connection(self) -> _Outcome:
-        """One connection from connect to close; never raises for network trouble."""
+        """One connection from connect to close; never raises for network trouble.
+
+        Whatever happens, the socket it opened is closed before it returns.
+        """
         assert self._http is not None
         loop = asyncio.get_running_loop()
+        ws: aiohttp.ClientWebSocketResponse | None = None
         try:
             async with asyncio.timeout(self._connect_timeout):
                 ws = await self._http.ws_connect(self.url, autoping=True, heartbeat=None)
                 self._ws = ws
                 welcome_or_outcome = await self._join(ws)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            return _Outcome(None, f"connect failed: {exc!r}")
-        if isinstance(welcome_or_outcome, _Outcome):
-            return welcome_or_outcome
-        self._backoff.connected(loop.time())
-        return await self._read(ws, welcome_or_outcome)
+            if isinstance(welcome_or_outcome, _Outcome):
+                return welcome_or_outcome
+            self._backoff.connected(loop.time())
+            return await self._read(ws, welcome_or_outcome)
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, ClientError) as exc:
+            # ValueError: a frame that is not JSON; ClientError: a frame that is not an object.
+            return _Outcome(ws.close_code if ws is not None else None, f"connection failed: {exc!r}")
+        finally:
+            if ws is not None and not ws.closed:
+                await _abort(ws)
 
     async def _join(self, ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any] | _Outcome:
         join: dict[str, Any] = {"type": "join", "room": self.room, "subscribe": self.subscribe}

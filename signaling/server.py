@@ -100,7 +100,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         timeout=config.limits.close_timeout,
         autoping=True,
     )
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionResetError:
+        # The client vanished during the upgrade (a cut mid-handshake): nothing to serve.
+        return ws
     conn = Connection(
         ws,
         config=config,
