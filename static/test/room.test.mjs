@@ -1,0 +1,169 @@
+// Room (SFU media) against a fake RTCPeerConnection and the fake socket.
+
+import assert from 'node:assert/strict';
+import { beforeEach, describe, test } from 'node:test';
+
+import { candidateInit, parseMsids, Room } from '../switchboard.js';
+import { FakeMediaStream, FakePeerConnection, FakeTrack, flush, harness, joined, welcome } from './fakes.mjs';
+
+const SUBSCRIBER_OFFER = [
+  'v=0',
+  'o=- 1 1 IN IP4 127.0.0.1',
+  's=-',
+  't=0 0',
+  'm=audio 9 UDP/TLS/RTP/SAVPF 111',
+  'a=mid:0',
+  'a=sendonly',
+  'a=msid:p_b t_audio_b',
+  'm=video 9 UDP/TLS/RTP/SAVPF 96',
+  'a=mid:1',
+  'a=sendonly',
+  'a=msid:p_b t_video_b',
+  'm=video 9 UDP/TLS/RTP/SAVPF 96',
+  'a=mid:2',
+  'a=sendonly',
+  'a=msid:p_c t_video_c',
+  '',
+].join('\r\n');
+
+async function setup() {
+  FakePeerConnection.instances = [];
+  const h = harness();
+  const ws = await joined(h, { tracks: [{ id: 't_video_c', peer: 'p_c', kind: 'video' }] });
+  const room = new Room(h.client, { RTCPeerConnection: /** @type {any} */ (FakePeerConnection), MediaStream: /** @type {any} */ (FakeMediaStream), clock: h.clock });
+  const events = [];
+  for (const type of ['track', 'track-removed', 'published', 'error', 'subscriber-failed', 'media-reset']) {
+    room.on(type, (d) => events.push([type, d]));
+  }
+  const of = (type) => events.filter(([t]) => t === type).map(([, d]) => d);
+  return { h, ws, room, of };
+}
+
+describe('sdp helpers', () => {
+  test('parseMsids maps mid to msid stream and track', () => {
+    const msids = parseMsids(SUBSCRIBER_OFFER);
+    assert.deepEqual(msids.get('1'), { stream: 'p_b', track: 't_video_b', kind: 'video' });
+    assert.deepEqual(msids.get('2'), { stream: 'p_c', track: 't_video_c', kind: 'video' });
+    assert.equal(msids.size, 3);
+  });
+
+  test('candidateInit keeps only RTCIceCandidateInit fields', () => {
+    const candidate = { toJSON: () => ({ candidate: 'candidate:1 1 udp 1 127.0.0.1 5000 typ host', sdpMid: '0', sdpMLineIndex: 0, usernameFragment: 'u', extra: 1 }) };
+    assert.deepEqual(candidateInit(/** @type {any} */ (candidate)), {
+      candidate: 'candidate:1 1 udp 1 127.0.0.1 5000 typ host', sdpMid: '0', sdpMLineIndex: 0, usernameFragment: 'u',
+    });
+    assert.equal(candidateInit(null), null);
+  });
+});
+
+describe('Room', () => {
+  /** @type {Awaited<ReturnType<typeof setup>>} */
+  let s;
+  beforeEach(async () => {
+    s = await setup();
+  });
+
+  test('publish: offer with cseq, answer applied, then the held candidates', async () => {
+    const stream = new FakeMediaStream([new FakeTrack('audio', 'a1'), new FakeTrack('video', 'v1')]);
+    const done = s.room.publish(/** @type {any} */ (stream));
+    const pc = FakePeerConnection.instances[0];
+    assert.deepEqual(pc.config, { iceServers: [{ urls: 'stun:127.0.0.1:3478' }] });
+    assert.deepEqual(pc.transceivers.map((t) => t.direction), ['sendonly', 'sendonly']);
+    await flush();
+    const [publish] = s.ws.ofType('publish');
+    assert.equal(publish.sdp, 'v=0 offer 1');
+    pc.gather({ candidate: 'candidate:1', sdpMid: '0', sdpMLineIndex: 0 });
+    assert.equal(s.ws.ofType('candidate').length, 0, 'held until the SFU answered');
+    s.ws.receive({ type: 'publish-answer', seq: 2, sdp: 'v=0 answer', cseq: publish.cseq });
+    await done;
+    assert.deepEqual(pc.remoteDescription, { type: 'answer', sdp: 'v=0 answer' });
+    assert.equal(s.of('published').length, 1);
+    pc.gather(null);
+    const candidates = s.ws.ofType('candidate');
+    assert.deepEqual(candidates.map((c) => [c.target, c.candidate?.candidate ?? null]), [['publisher', 'candidate:1'], ['publisher', null]]);
+    assert.ok(candidates[0].cseq > publish.cseq);
+  });
+
+  test('an error naming the publish cseq rejects it', async () => {
+    const done = s.room.publish(/** @type {any} */ (new FakeMediaStream([new FakeTrack('video', 'v1')])));
+    await flush();
+    const [publish] = s.ws.ofType('publish');
+    FakePeerConnection.instances[0].gather({ candidate: 'candidate:1', sdpMid: '0', sdpMLineIndex: 0 });
+    s.ws.receive({ type: 'error', seq: 2, code: 'sfu-unavailable', message: 'no SFU', cseq: publish.cseq });
+    await assert.rejects(done, (e) => e.code === 'sfu-unavailable');
+    assert.equal(s.ws.ofType('candidate').length, 0, 'a refused publish sends no candidates');
+  });
+
+  test('subscriber: answers the offer and maps tracks to peers by msid', async () => {
+    s.ws.receive({ type: 'track-published', seq: 2, track: { id: 't_video_b', peer: 'p_b', kind: 'video' } });
+    s.ws.receive({ type: 'subscriber-offer', seq: 3, sdp: SUBSCRIBER_OFFER });
+    await flush();
+    const pc = FakePeerConnection.instances[0];
+    assert.equal(pc.remoteDescription.sdp, SUBSCRIBER_OFFER);
+    assert.deepEqual(s.ws.ofType('subscriber-answer').map((m) => m.sdp), ['v=0 answer']);
+    // The browser's track ids are its own: the mapping goes through the mid.
+    const video = new FakeTrack('video', 'browser-random-id');
+    pc.fireTrack('1', video, 'p_b');
+    pc.fireTrack('2', new FakeTrack('video', 'x'), 'p_c');
+    const tracks = s.of('track');
+    assert.deepEqual(tracks.map((t) => [t.peer, t.trackId, t.kind]), [['p_b', 't_video_b', 'video'], ['p_c', 't_video_c', 'video']]);
+    assert.deepEqual(s.room.peerStreams.get('p_b').getTracks(), [video]);
+    s.ws.receive({ type: 'track-unpublished', seq: 4, track: { id: 't_video_b', peer: 'p_b', kind: 'video' } });
+    assert.deepEqual(s.of('track-removed').map((t) => t.trackId), ['t_video_b']);
+    assert.deepEqual(s.room.peerStreams.get('p_b').getTracks(), []);
+    s.ws.receive({ type: 'peer-joined', seq: 5, peer: { id: 'p_c', name: 'carol' } });
+    s.ws.receive({ type: 'peer-left', seq: 6, peer: 'p_c', reason: 'left' });
+    assert.deepEqual(s.of('track-removed').map((t) => t.peer), ['p_b', 'p_c']);
+  });
+
+  test('a failed publisher gets an ICE restart offer; deferred while signaling is down', async () => {
+    const done = s.room.publish(/** @type {any} */ (new FakeMediaStream([new FakeTrack('video', 'v1')])));
+    await flush();
+    s.ws.receive({ type: 'publish-answer', seq: 2, sdp: 'v=0 answer', cseq: s.ws.ofType('publish')[0].cseq });
+    await done;
+    const pc = FakePeerConnection.instances[0];
+    s.ws.serverClose(1006);
+    pc.setConnectionState('failed');
+    await flush();
+    assert.equal(pc.offers.length, 1, 'no restart while reconnecting');
+    s.h.clock.advance(0);
+    const ws2 = s.h.socket();
+    ws2.open();
+    ws2.receive(welcome({ seq: undefined, resumed: true, last_cseq: 1 }));
+    await flush();
+    assert.deepEqual(pc.offers.at(-1), { iceRestart: true });
+    assert.match(ws2.ofType('publish')[0].sdp, /ice-restart/);
+  });
+
+  test('a rejoin redoes the peer connections and publishes again', async () => {
+    const stream = new FakeMediaStream([new FakeTrack('video', 'v1')]);
+    const done = s.room.publish(/** @type {any} */ (stream));
+    await flush();
+    s.ws.receive({ type: 'publish-answer', seq: 2, sdp: 'v=0 answer', cseq: 1 });
+    await done;
+    const old = FakePeerConnection.instances[0];
+    s.ws.serverClose(4011);
+    s.h.clock.advance(0);
+    const ws2 = s.h.socket();
+    ws2.open();
+    ws2.receive(welcome({ session: 's_2', peer: 'p_a2' }));
+    s.h.clock.advance(0);
+    await flush();
+    assert.ok(old.closed);
+    assert.equal(FakePeerConnection.instances.length, 2);
+    assert.equal(s.of('media-reset').length, 1);
+    assert.deepEqual(ws2.ofType('publish').map((m) => m.cseq), [1]);
+  });
+
+  test('reconnect with scope media redoes media only', async () => {
+    s.room.publish(/** @type {any} */ (new FakeMediaStream([new FakeTrack('video', 'v1')]))).catch(() => {});
+    await flush();
+    s.ws.receive({ type: 'reconnect', seq: 2, mode: 'rejoin', delay_ms: 500, scope: 'media' });
+    assert.ok(FakePeerConnection.instances[0].closed);
+    s.h.clock.advance(500);
+    await flush();
+    assert.equal(FakePeerConnection.instances.length, 2);
+    assert.equal(s.ws.ofType('publish').length, 2);
+    assert.equal(s.h.client.state, 'connected');
+  });
+});
