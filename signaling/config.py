@@ -57,6 +57,34 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    """Who gets in and how much they may do. See docs/security.md for the threat model."""
+
+    #: Access-token keys as (kid, secret) pairs; empty = dev mode (loopback only, no auth).
+    token_keys: tuple[tuple[str, str], ...] = ()
+    #: Browser origins allowed on /ws (exact ``scheme://host[:port]``); empty = any.
+    allowed_origins: tuple[str, ...] = ()
+    #: Open WebSocket connections per client address.
+    max_connections_per_ip: int = 500
+    #: New connections per second per client address (token bucket rate and burst).
+    connection_rate_per_ip: float = 50.0
+    connection_burst_per_ip: float = 200.0
+    #: Frames per second per connection (token bucket); exceeding it closes 4008.
+    message_rate: float = 100.0
+    message_burst: float = 300.0
+    #: Seconds a rate-limited client is told to wait (``retry_after_ms``).
+    rate_limit_retry_after: float = 1.0
+    #: Participants in one room (across the cluster).
+    max_participants_per_room: int = 100
+    #: Rooms with participants on this node.
+    max_rooms: int = 10_000
+    #: Trickled ICE candidates per session.
+    max_candidates_per_session: int = 200
+    #: Lines in one SDP blob.
+    max_sdp_lines: int = 2000
+
+
+@dataclass(frozen=True, slots=True)
 class IceConfig:
     """What clients and the SFU use to traverse NATs."""
 
@@ -96,4 +124,5 @@ class ServerConfig:
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     ice: IceConfig = field(default_factory=IceConfig)

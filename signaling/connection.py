@@ -25,6 +25,7 @@ from signaling.config import ServerConfig
 from signaling.heartbeat import HeartbeatPolicy, Liveness, rtt_from_pong
 from signaling.metrics import Metrics
 from signaling.protocol import ClientMessage, ProtocolError
+from signaling.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,10 @@ class Connection:
         self.session_id: str | None = None
         self.errors = 0
         self.done = asyncio.Event()
+        sec = config.security
+        self._bucket = TokenBucket(sec.message_rate, sec.message_burst)
+        #: Last RTT measured from a pong (seconds), echoed to the client in pings.
+        self.last_rtt: float | None = None
 
     # -- state ------------------------------------------------------------------------------
 
@@ -192,6 +197,9 @@ class Connection:
                     return
                 now = self._loop.time()
                 self._liveness.seen(now)
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY) and not self._bucket.take(now):
+                    await self._rate_limited(handler)
+                    return
                 if msg.type is WSMsgType.TEXT:
                     await self._dispatch(handler, msg.data)
                 elif msg.type is WSMsgType.BINARY:
@@ -225,6 +233,15 @@ class Connection:
         finally:
             self._liveness.unstall(self._loop.time())
 
+    async def _rate_limited(self, handler: Handler) -> None:
+        """Too many frames: close 4008. The frame is not processed and not confirmed, so a
+        client that resumes after the announced delay resends it: nothing is lost."""
+        retry_ms = round(self._config.security.rate_limit_retry_after * 1000 + self._bucket.wait_time() * 1000)
+        await handler.on_error(
+            self, ProtocolError(Err.RATE_LIMITED, "message rate exceeded", retry_after_ms=retry_ms)
+        )
+        self.close(Close.RATE_LIMITED, "rate limited")
+
     async def _handle_error(self, handler: Handler, error: ProtocolError) -> None:
         self.errors += 1
         await handler.on_error(self, error)
@@ -246,7 +263,8 @@ class Connection:
                 self.close(Close.HEARTBEAT_TIMEOUT, "heartbeat timeout", flush=False)
                 return
             if now >= next_ping:
-                self.send_message(protocol.ping(round(now * 1000, 3), last_cseq()))
+                rtt_ms = round(self.last_rtt * 1000, 2) if self.last_rtt is not None else None
+                self.send_message(protocol.ping(round(now * 1000, 3), last_cseq(), rtt_ms))
                 next_ping = now + policy.next_delay()
 
     def confirm(self, last_cseq: int) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from signaling import protocol
+from signaling.auth import DEV_IDENTITY_GRANTS, AuthError, TokenVerifier
 from signaling.backend import Backend, Member
 from signaling.codes import Close, Err, ErrorCode
 from signaling.config import ServerConfig
@@ -37,6 +38,7 @@ from signaling.protocol import (
     SubscriberAnswer,
     Unpublish,
 )
+from signaling.sdpcheck import SdpError, check_candidate, check_sdp
 from signaling.session import AckError, ReplayOverflow, ResumeRefused, Session, SessionState
 from signaling.tasks import TaskRegistry
 
@@ -59,6 +61,9 @@ class Live:
     grace: asyncio.Task[None] | None = None
     reconnecting_announced: bool = False
     rtt: float | None = None
+    grants: frozenset[str] = DEV_IDENTITY_GRANTS
+    identity: str = ""
+    candidates: int = 0
     #: Highest cseq confirmed to the client (by ping or welcome).
     confirmed_cseq: int = 0
     joined_at: float = field(default_factory=time.time)
@@ -81,12 +86,18 @@ class Hub:
         self._ice_servers = ice_servers or (lambda _peer: [])
         self._sessions: dict[str, Live] = {}
         self._by_peer: dict[str, Live] = {}
+        #: Sessions per room on this node (for the rooms-per-node limit).
+        self._rooms: dict[str, int] = {}
         self._connections: set[Connection] = set()
         self._tasks = TaskRegistry("hub")
+        keys = dict(config.security.token_keys)
+        #: None in dev mode: every join gets the default grants.
+        self._verifier = TokenVerifier(keys) if keys else None
         self.draining = False
         # Counted at scrape time, not on every join: a sum per join would be quadratic.
         metrics.sessions.labels("attached").set_function(self._attached_count)
         metrics.sessions.labels("detached").set_function(lambda: len(self._sessions) - self._attached_count())
+        metrics.rooms.set_function(lambda: len(self._rooms))
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -178,7 +189,7 @@ class Hub:
 
     async def on_error(self, conn: Connection, error: ProtocolError) -> None:
         self.metrics.errors.labels(error.error.code).inc()
-        message = protocol.error(error.error, error.message, cseq=error.cseq)
+        message = protocol.error(error.error, error.message, cseq=error.cseq, retry_after_ms=error.retry_after_ms)
         live = self._live(conn)
         if live is not None:
             self._emit(live, message)
@@ -203,7 +214,7 @@ class Hub:
             case Pong(t=t):
                 rtt = conn.rtt(t)
                 if rtt is not None:
-                    live.rtt = rtt
+                    live.rtt = conn.last_rtt = rtt
                     self.metrics.rtt.observe(rtt)
             case Join():
                 await self.on_error(conn, ProtocolError(Err.ALREADY_JOINED, "this connection has joined already"))
@@ -222,6 +233,10 @@ class Hub:
     async def _sequenced(
         self, live: Live, conn: Connection, message: Signal | Publish | SubscriberAnswer | Candidate | Unpublish
     ) -> None:
+        refusal = self._refuse(live, message)
+        if refusal is not None:
+            await self.on_error(conn, refusal)
+            return
         if isinstance(message, Signal):
             await self._relay(live, conn, message)
             return
@@ -249,6 +264,31 @@ class Hub:
             if error is Err.INTERNAL:
                 log.exception("media request %s of %s failed", type(message).__name__, peer)
             await self.on_error(conn, ProtocolError(error, str(exc) or error.meaning, cseq=message.cseq))
+
+    def _refuse(
+        self, live: Live, message: Signal | Publish | SubscriberAnswer | Candidate | Unpublish
+    ) -> ProtocolError | None:
+        """Grants and limits, checked before anything is relayed or reaches the SFU."""
+        grant = {Signal: "signal", Publish: "publish", Unpublish: "publish", SubscriberAnswer: "subscribe"}.get(type(message))
+        if isinstance(message, Candidate):
+            grant = "publish" if message.target == "publisher" else "subscribe"
+        if grant is not None and grant not in live.grants:
+            return ProtocolError(Err.FORBIDDEN, f"the token does not grant {grant}", cseq=message.cseq)
+        limits = self.config.security
+        try:
+            if isinstance(message, Publish | SubscriberAnswer):
+                check_sdp(message.sdp, max_lines=limits.max_sdp_lines)
+            elif isinstance(message, Candidate):
+                live.candidates += 1
+                if live.candidates > limits.max_candidates_per_session:
+                    return ProtocolError(
+                        Err.LIMIT_EXCEEDED, f"more than {limits.max_candidates_per_session} candidates", cseq=message.cseq
+                    )
+                if message.candidate is not None:
+                    check_candidate(message.candidate.get("candidate", ""))
+        except SdpError as exc:
+            return ProtocolError(Err.BAD_SDP, str(exc), cseq=message.cseq)
+        return None
 
     async def _relay(self, live: Live, conn: Connection, message: Signal) -> None:
         session = live.session
@@ -292,15 +332,35 @@ class Hub:
         if join.resume is not None:
             await self._resume(conn, join)
             return
+        try:
+            identity = self._verifier.verify(join.token, join.room) if self._verifier else None
+        except AuthError as exc:
+            self.metrics.auth_failures.labels(exc.error.code).inc()
+            conn.send_message(protocol.error(exc.error, exc.message))
+            conn.close(exc.close, exc.error.code)
+            return
+        grants = identity.grants if identity is not None else DEV_IDENTITY_GRANTS
+        name = identity.name if identity is not None and identity.name else join.name
+        sec = self.config.security
+        if join.room not in self._rooms and len(self._rooms) >= sec.max_rooms:
+            conn.send_message(protocol.error(Err.NODE_FULL, f"this node holds {sec.max_rooms} rooms"))
+            conn.close(Close.NORMAL, "node full")
+            return
         cfg = self.config.session
-        session = Session(room=join.room, name=join.name, max_messages=cfg.replay_max_messages, max_bytes=cfg.replay_max_bytes)
+        session = Session(room=join.room, name=name, max_messages=cfg.replay_max_messages, max_bytes=cfg.replay_max_bytes)
         member = Member(session.peer_id, session.name, session.room, self.config.node_id)
-        before = await self.backend.add_member(member)
+        before = await self.backend.add_member(member, max_members=sec.max_participants_per_room)
         if before is None:
             conn.send_message(protocol.error(Err.ROOM_FULL, f"room {join.room} is full"))
             conn.close(Close.NORMAL, "room full")
             return
-        live = Live(session, subscribe=join.subscribe)
+        live = Live(
+            session,
+            subscribe=join.subscribe and "subscribe" in grants,
+            grants=grants,
+            identity=identity.identity if identity is not None else "",
+        )
+        self._rooms[join.room] = self._rooms.get(join.room, 0) + 1
         self._sessions[session.id] = live
         self._by_peer[session.peer_id] = live
         self._attach(live, conn)
@@ -309,7 +369,7 @@ class Hub:
         for other in before:
             await self.backend.send(other.peer_id, {"type": "peer-joined", "peer": peer})
         log.info("peer %s joined room %s (session %s)", session.peer_id, session.room, session.id)
-        if self.media is not None and join.subscribe:
+        if self.media is not None and live.subscribe:
             await self._media_call(self.media.join(session.room, session.peer_id))
 
     async def _resume(self, conn: Connection, join: Join) -> None:
@@ -392,6 +452,11 @@ class Hub:
             grace.cancel()
         self._sessions.pop(session.id, None)
         self._by_peer.pop(session.peer_id, None)
+        left = self._rooms.get(session.room, 0) - 1
+        if left > 0:
+            self._rooms[session.room] = left
+        else:
+            self._rooms.pop(session.room, None)
         return True
 
     async def _release(self, live: Live, reason: str, *, notify: bool) -> None:

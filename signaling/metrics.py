@@ -26,6 +26,8 @@ class Metrics:
         self.replay_overflows = Counter("switchboard_replay_overflows", "Sessions lost to a full replay buffer", registry=r)
         self.replayed = Counter("switchboard_replayed_messages", "Messages replayed after a resume", registry=r)
         self.duplicates = Counter("switchboard_duplicate_client_messages", "Client resends dropped by cseq", registry=r)
+        self.auth_failures = Counter("switchboard_auth_failures", "Joins refused for their token", ["code"], registry=r)
+        self.rejected_connections = Counter("switchboard_rejected_connections", "Upgrades refused before the WebSocket", ["reason"], registry=r)
         self.rtt = Histogram(
             "switchboard_rtt_seconds",
             "Heartbeat round-trip time per pong",

@@ -25,11 +25,14 @@ JSON = dict[str, Any]
 class ProtocolError(Exception):
     """A client frame that cannot be accepted; the connection goes on unless told otherwise."""
 
-    def __init__(self, error: ErrorCode, message: str, *, cseq: int | None = None) -> None:
+    def __init__(
+        self, error: ErrorCode, message: str, *, cseq: int | None = None, retry_after_ms: int | None = None
+    ) -> None:
         super().__init__(message)
         self.error = error
         self.message = message
         self.cseq = cseq
+        self.retry_after_ms = retry_after_ms
 
 
 # -- client -> server -------------------------------------------------------------------------
@@ -210,8 +213,11 @@ def peer_info(peer_id: str, name: str) -> JSON:
     return {"id": peer_id, "name": name}
 
 
-def ping(t: float, last_cseq: int) -> JSON:
-    return {"type": "ping", "t": t, "last_cseq": last_cseq}
+def ping(t: float, last_cseq: int, rtt_ms: float | None = None) -> JSON:
+    out: JSON = {"type": "ping", "t": t, "last_cseq": last_cseq}
+    if rtt_ms is not None:
+        out["rtt_ms"] = rtt_ms
+    return out
 
 
 def reconnect(mode: Literal["resume", "rejoin"], delay_ms: int, scope: str = "session") -> JSON:
