@@ -60,6 +60,8 @@ def build_app(
         # Fresh ephemeral TURN credentials for every welcome, resumes included.
         ice_servers=lambda peer: ice_servers(config.ice, peer, time.time()),
     )
+    if media is None and config.sfu:
+        hub.media = _in_process_sfu(config, hub)
     app = web.Application()
     app[HUB] = hub
     app[METRICS] = metrics
@@ -88,6 +90,19 @@ def build_app(
     app.router.add_get("/", index)
     app.router.add_static("/static/", root, show_index=False)
     return app
+
+
+def _in_process_sfu(config: ServerConfig, hub: Hub) -> MediaPort:
+    """The embedded SFU. aiortc is imported only here: signaling-only nodes never load it."""
+    from sfu.config import SfuConfig
+    from sfu.service import Sfu
+
+    hosts = config.ice.host_addresses
+    if not hosts and config.host in ("127.0.0.1", "localhost", "::1"):
+        # A node only reachable on loopback has only loopback clients: gather nothing else.
+        hosts = ("127.0.0.1",) if config.host != "::1" else ("::1",)
+    sfu_config = SfuConfig(host_addresses=hosts, announce_ip=config.ice.announce_ip)
+    return Sfu(sfu_config, hub.emit_media)
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:

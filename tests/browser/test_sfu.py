@@ -1,6 +1,4 @@
-"""Media through the SFU in real browsers. Skipped until the SFU is integrated into
-``switchboard serve`` (today ``publish`` answers ``error sfu-unavailable``); un-skip each test
-once it is.
+"""Media through the in-process SFU of ``switchboard serve`` in real browsers.
 
 What the page expects of the SFU (see the report of the browser client and ``Room`` in
 static/switchboard.js): the subscriber SDP names every m-section ``a=msid:<publishing peer id>
@@ -13,11 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-import pytest
-
 from tests.browser.conftest import ARTIFACTS, JoinFactory, room_name
 
-NEEDS_SFU = "needs SFU integration"
 #: The late joiner must show every remote video within this long after its welcome (ms).
 LATE_JOIN_BUDGET_MS = 2000
 #: Join (welcome) to first decoded remote frame, upper bound for a loopback room (ms).
@@ -30,7 +25,6 @@ def first_frame_ms(participant_hook: dict[str, dict[str, object]], peer: str) ->
     return value
 
 
-@pytest.mark.skip(reason=NEEDS_SFU)
 async def test_sfu_two_publishers_see_each_other(join: JoinFactory) -> None:
     room = room_name("sfu2")
     alice = await join(room, "alice", mode="sfu")
@@ -43,7 +37,6 @@ async def test_sfu_two_publishers_see_each_other(join: JoinFactory) -> None:
         assert len(await who.hook("tiles")) == 1
 
 
-@pytest.mark.skip(reason=NEEDS_SFU)
 async def test_sfu_late_joiner_shows_video_within_2s(join: JoinFactory) -> None:
     room = room_name("sfu-late")
     alice = await join(room, "alice", mode="sfu")
@@ -60,7 +53,6 @@ async def test_sfu_late_joiner_shows_video_within_2s(join: JoinFactory) -> None:
     await asyncio.gather(alice.wait_video_from(carol_id, 0.5), bob.wait_video_from(carol_id, 0.5))
 
 
-@pytest.mark.skip(reason=NEEDS_SFU)
 async def test_sfu_join_to_first_remote_frame_time(join: JoinFactory) -> None:
     """Welcome to first decoded frame for someone joining a room where video already flows
     (the first participant's figure would include waiting for the second one to arrive)."""

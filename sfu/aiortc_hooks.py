@@ -1,0 +1,710 @@
+"""Every access the SFU makes to aiortc and aioice internals, and nothing else.
+
+aiortc is a complete WebRTC endpoint: it decodes what it receives and encodes what it sends.
+An SFU must do neither, and aiortc has no public API for forwarding RTP, so the SFU reaches into
+it. All such reaches live here, each with a comment naming what it touches and why, so that an
+aiortc upgrade is reviewed in one file. Three layers keep a moved internal from failing quietly:
+
+1. an exact version check at import (aiortc 1.16.0, aioice 0.13.0);
+2. a static check at import that every hooked class attribute and function still exists with
+   the parameters we call it with (:func:`check_static_internals`);
+3. a check on every object we hook that its private instance attributes exist
+   (:func:`_require`), plus :func:`verify_internals` for tests, and a loopback integration test
+   (``tests/sfu/test_sfu_hooks.py``) proving that forwarding actually works.
+
+Everything crossing this boundary is a plain SFU record (:mod:`sfu.packets`) or a primitive:
+the rest of the SFU never sees an aiortc RTP packet or a private attribute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import inspect
+import logging
+import queue
+import random
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aioice.candidate as _aioice_candidate
+import aioice.ice as _aioice_ice
+import aioice.stun as _aioice_stun
+from aioice import Candidate as _Candidate
+from aiortc import (
+    RTCDtlsTransport,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+)
+from aiortc import rtcrtpreceiver as _aiortc_receiver_module
+from aiortc import rtp as _aiortc_rtp
+
+from sfu.packets import CodecSpec, InboundRtp, ReceiveInfo
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0"}
+
+
+class AiortcInternalsError(RuntimeError):
+    """aiortc/aioice is not the version, or not the shape, this module was written against."""
+
+
+def _check_versions() -> None:
+    for package, required in REQUIRED_VERSIONS.items():
+        installed = importlib.metadata.version(package)
+        if installed != required:
+            raise AiortcInternalsError(
+                f"sfu.aiortc_hooks reaches into {package} internals and was written against "
+                f"{package}=={required}, but {package}=={installed} is installed. Install "
+                f"{package}=={required}, or review every hook in sfu/aiortc_hooks.py against "
+                f"the new version and update REQUIRED_VERSIONS."
+            )
+
+
+_check_versions()
+
+# ---------------------------------------------------------------------------------------------
+# Static shape checks (run at import).
+# ---------------------------------------------------------------------------------------------
+
+#: (owner, attribute, parameter names after self) for every internal callable we wrap or call.
+_CALLABLES: list[tuple[object, str, tuple[str, ...] | None]] = [
+    # Tap: every inbound RTP packet of a receiver passes here (called by RTCDtlsTransport).
+    (RTCRtpReceiver, "_handle_rtp_packet", ("packet", "arrival_time_ms")),
+    # Learn the negotiated codecs/RTX mapping, then stop the decoder thread it starts.
+    (RTCRtpReceiver, "receive", ("parameters",)),
+    (RTCRtpReceiver, "_RTCRtpReceiver__stop_decoder", ()),
+    # Upstream feedback: clamp REMB, send PLI/REMB.
+    (RTCRtpReceiver, "_send_rtcp", ("packet",)),
+    (RTCRtpReceiver, "_send_rtcp_pli", ("media_ssrc",)),
+    # Sender start (extension map ready, DTLS up), RTCP from subscribers, NACK service.
+    (RTCRtpSender, "send", ("parameters",)),
+    (RTCRtpSender, "_run_rtp", ("codec",)),
+    (RTCRtpSender, "_next_encoded_frame", ("codec",)),
+    (RTCRtpSender, "_handle_rtcp_packet", ("packet",)),
+    (RTCRtpSender, "_retransmit", ("sequence_number",)),
+    # Egress: SRTP-protect and send one datagram.
+    (RTCDtlsTransport, "_send_rtp", ("data",)),
+    # Host candidate gathering (host address restriction, port range).
+    (_aioice_ice.Connection, "get_component_candidates", ("component", "addresses", "timeout")),
+    (_aioice_ice, "get_host_addresses", ("use_ipv4", "use_ipv6")),
+    (_aioice_ice, "server_reflexive_candidate", ("protocol", "stun_server")),
+    (_aioice_ice, "StunProtocol", None),
+    (
+        _aioice_candidate,
+        "candidate_foundation",
+        ("candidate_type", "candidate_transport", "base_address"),
+    ),
+    (_aioice_candidate, "candidate_priority", ("candidate_component", "candidate_type")),
+    # The decoder worker aiortc starts per receiver (checked so a rename is noticed).
+    (_aiortc_receiver_module, "decoder_worker", None),
+    # RTP/RTCP model and helpers.
+    (_aiortc_rtp, "RtpPacket", None),
+    (_aiortc_rtp, "RtcpPsfbPacket", None),
+    (_aiortc_rtp, "RtcpRtpfbPacket", None),
+    (_aiortc_rtp, "pack_remb_fci", ("bitrate", "ssrcs")),
+    (_aiortc_rtp, "unpack_remb_fci", ("data",)),
+]
+
+_CONSTANTS = {
+    "RTP_HISTORY_SIZE": 128,
+    "RTCP_PSFB_PLI": 1,
+    "RTCP_PSFB_FIR": 4,
+    "RTCP_PSFB_APP": 15,
+    "RTCP_RTPFB_NACK": 1,
+}
+
+
+def check_static_internals() -> None:
+    problems = []
+    for owner, name, params in _CALLABLES:
+        target = getattr(owner, name, None)
+        if target is None:
+            problems.append(f"{getattr(owner, '__name__', owner)}.{name} is missing")
+            continue
+        if params is not None:
+            actual = [p for p in inspect.signature(target).parameters if p != "self"]
+            if tuple(actual[: len(params)]) != params:
+                problems.append(f"{name}{tuple(actual)} no longer takes {params}")
+    for name, value in _CONSTANTS.items():
+        if getattr(_aiortc_rtp, name, None) != value:
+            problems.append(f"aiortc.rtp.{name} is not {value}")
+    if problems:
+        raise AiortcInternalsError("aiortc/aioice internals moved: " + "; ".join(problems))
+
+
+check_static_internals()
+
+_RtpPacket: Any = _aiortc_rtp.RtpPacket
+_RtcpPsfbPacket: Any = _aiortc_rtp.RtcpPsfbPacket
+_RtcpRtpfbPacket: Any = _aiortc_rtp.RtcpRtpfbPacket
+_pack_remb_fci: Any = _aiortc_rtp.pack_remb_fci
+_unpack_remb_fci: Any = _aiortc_rtp.unpack_remb_fci
+RTP_HISTORY_SIZE: int = _aiortc_rtp.RTP_HISTORY_SIZE
+_PSFB_PLI: int = _aiortc_rtp.RTCP_PSFB_PLI
+_PSFB_FIR: int = _aiortc_rtp.RTCP_PSFB_FIR
+_PSFB_APP: int = _aiortc_rtp.RTCP_PSFB_APP
+_RTPFB_NACK: int = _aiortc_rtp.RTCP_RTPFB_NACK
+
+#: Private instance attributes read or written, checked on every hooked object.
+_RECEIVER_ATTRS = (
+    "_RTCRtpReceiver__jitter_buffer",
+    "_RTCRtpReceiver__decoder_queue",
+    "_RTCRtpReceiver__decoder_thread",
+    "_RTCRtpReceiver__rtcp_ssrc",
+)
+_SENDER_ATTRS = (
+    "_ssrc",
+    "_stream_id",
+    "_track_id",
+    "_RTCRtpSender__encoder",
+    "_RTCRtpSender__rtp_history",
+    "_RTCRtpSender__rtp_header_extensions_map",
+    "_RTCRtpSender__rtp_started",
+    "_RTCRtpSender__rtp_exited",
+    "_RTCRtpSender__ntp_timestamp",
+    "_RTCRtpSender__rtp_timestamp",
+    "_RTCRtpSender__octet_count",
+    "_RTCRtpSender__packet_count",
+)
+
+
+def _require(obj: object, names: tuple[str, ...]) -> None:
+    missing = [n for n in names if not hasattr(obj, n)]
+    if missing:
+        raise AiortcInternalsError(
+            f"{type(obj).__name__} has no {', '.join(missing)}: aiortc internals moved"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Proof of no transcoding.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TranscodingProbe:
+    """Counts media work aiortc would do on the SFU's forwarding path: must stay at zero."""
+
+    #: Encoded frames that reached an SFU receiver's decoder queue.
+    frames_to_decoder: int = 0
+    #: Calls of an SFU sender's encode step (``_next_encoded_frame``).
+    encoder_calls: int = 0
+    #: Packets the SFU receivers' (neutralised) jitter buffers were given: proves the tap ran.
+    packets_past_tap: int = 0
+
+
+class _NullJitterBuffer:
+    """Stands in for a receiver's JitterBuffer: never assembles a frame, so nothing is decoded.
+
+    Also saves the reassembly work the SFU does not need (findings: the receive path
+    depacketises and runs the jitter buffer for every packet).
+    """
+
+    def __init__(self, probe: TranscodingProbe) -> None:
+        self._probe = probe
+
+    def add(self, packet: object) -> tuple[bool, None]:
+        self._probe.packets_past_tap += 1
+        return False, None
+
+
+class _DiscardingQueue(queue.Queue[Any]):
+    """Stands in for a receiver's decoder input queue: counts and drops frames.
+
+    Only the ``None`` that tells the decoder thread to exit is queued, so frames can never pile
+    up even if a future aiortc queued them another way.
+    """
+
+    def __init__(self, probe: TranscodingProbe) -> None:
+        super().__init__()
+        self._probe = probe
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None:
+            super().put(item, block, timeout)
+        else:
+            self._probe.frames_to_decoder += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Publisher side: receivers.
+# ---------------------------------------------------------------------------------------------
+
+
+class ReceiverEvents(Protocol):
+    """What a publisher-side receiver reports to the SFU."""
+
+    async def on_rtp(self, packet: InboundRtp) -> None:
+        """Every RTP packet, before aiortc's own handling. Must not raise."""
+
+    def on_receiver_started(self, info: ReceiveInfo) -> None:
+        """The receiver was configured (codecs, RTX payload types)."""
+
+    def on_upstream_estimate(self, bitrate: int) -> int:
+        """aiortc's estimator wants to send REMB ``bitrate``; return the value to send."""
+
+
+class ReceiverTap:
+    """Hooks one publisher-side :class:`RTCRtpReceiver`; create before ``receive()`` runs.
+
+    Touches: ``_handle_rtp_packet`` (wrapped per instance: tap, then aiortc's own handling so it
+    still sends NACKs, receiver reports and REMB upstream), ``receive`` (wrapped: learn the
+    codecs, then stop the decoder thread), ``__jitter_buffer`` and ``__decoder_queue``
+    (replaced: no frame is assembled or decoded), ``_send_rtcp`` (wrapped: clamp REMB),
+    ``_send_rtcp_pli`` and ``__rtcp_ssrc`` (upstream PLI and REMB).
+    """
+
+    def __init__(self, receiver: RTCRtpReceiver, events: ReceiverEvents, probe: TranscodingProbe):
+        _require(receiver, _RECEIVER_ATTRS)
+        if getattr(receiver, "_sfu_tap", None) is not None:
+            raise AiortcInternalsError("receiver is already tapped")
+        r: Any = receiver
+        self._receiver = r
+        self._events = events
+        self._started = False
+        r._sfu_tap = self
+        # Per instance, so other aiortc peers in the process (tests, clients) keep decoding.
+        r._RTCRtpReceiver__jitter_buffer = _NullJitterBuffer(probe)
+        r._RTCRtpReceiver__decoder_queue = _DiscardingQueue(probe)
+        self._original_handle = r._handle_rtp_packet
+        self._original_receive = r.receive
+        self._original_send_rtcp = r._send_rtcp
+        r._handle_rtp_packet = self._handle_rtp_packet
+        r.receive = self._receive
+        r._send_rtcp = self._send_rtcp
+
+    async def _handle_rtp_packet(self, packet: Any, arrival_time_ms: int) -> None:
+        await self._events.on_rtp(
+            InboundRtp(
+                ssrc=packet.ssrc,
+                payload_type=packet.payload_type,
+                sequence_number=packet.sequence_number,
+                timestamp=packet.timestamp,
+                marker=packet.marker,
+                payload=packet.payload,
+                padding_size=packet.padding_size,
+                audio_level=packet.extensions.audio_level,
+            )
+        )
+        await self._original_handle(packet, arrival_time_ms)
+
+    async def _receive(self, parameters: Any) -> None:
+        await self._original_receive(parameters)
+        if self._started:
+            return  # aiortc calls receive() again on every renegotiation; it is a no-op then
+        self._started = True
+        # aiortc just started a decoder thread for this receiver. Nothing will reach it (null
+        # jitter buffer), so stop it now rather than keep one idle thread per forwarded track;
+        # with the thread gone aiortc also skips its decoder-queue step.
+        self._receiver._RTCRtpReceiver__stop_decoder()
+        media: dict[int, CodecSpec] = {}
+        rtx_apt: dict[int, int] = {}
+        for codec in parameters.codecs:
+            spec = CodecSpec(
+                mime_type=codec.mimeType,
+                clock_rate=codec.clockRate,
+                payload_type=codec.payloadType,
+                parameters=dict(codec.parameters),
+            )
+            if spec.is_rtx:
+                apt = codec.parameters.get("apt")
+                if isinstance(apt, int):
+                    rtx_apt[codec.payloadType] = apt
+            else:
+                media[codec.payloadType] = spec
+        self._events.on_receiver_started(ReceiveInfo(media=media, rtx_apt=rtx_apt))
+
+    async def _send_rtcp(self, packet: Any) -> None:
+        if isinstance(packet, _RtcpPsfbPacket) and packet.fmt == _PSFB_APP:
+            try:
+                bitrate, ssrcs = _unpack_remb_fci(packet.fci)
+            except ValueError:
+                pass  # not a REMB: some other application feedback, send it unchanged
+            else:
+                value = self._events.on_upstream_estimate(bitrate)
+                if value != bitrate:
+                    packet = _RtcpPsfbPacket(
+                        fmt=_PSFB_APP,
+                        ssrc=packet.ssrc,
+                        media_ssrc=packet.media_ssrc,
+                        fci=_pack_remb_fci(value, ssrcs),
+                    )
+        await self._original_send_rtcp(packet)
+
+    async def send_pli(self, media_ssrc: int) -> None:
+        """Ask the publisher for a keyframe (RFC 4585 section 6.3.1)."""
+        await self._receiver._send_rtcp_pli(media_ssrc)
+
+    async def send_remb(self, bitrate: int, media_ssrc: int) -> None:
+        """Send a REMB for ``media_ssrc`` now (bypassing the clamp: ``bitrate`` is final)."""
+        rtcp_ssrc = self._receiver._RTCRtpReceiver__rtcp_ssrc
+        if rtcp_ssrc is None:
+            return
+        packet = _RtcpPsfbPacket(
+            fmt=_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=_pack_remb_fci(bitrate, [media_ssrc])
+        )
+        await self._original_send_rtcp(packet)
+
+
+# ---------------------------------------------------------------------------------------------
+# Subscriber side: senders.
+# ---------------------------------------------------------------------------------------------
+
+
+class SenderPort:
+    """Sends forwarded packets through one started subscriber-side :class:`RTCRtpSender`.
+
+    Touches: ``__rtp_history`` (every packet is stored so aiortc's own NACK handling
+    retransmits it, over RTX where negotiated), ``__rtp_header_extensions_map`` (serialize with
+    the sender's own ids), the sender-report counters ``__ntp_timestamp``, ``__rtp_timestamp``,
+    ``__octet_count``, ``__packet_count`` (only aiortc's RTP loop updates them otherwise, and it
+    is idle here), ``_ssrc``, and ``RTCDtlsTransport._send_rtp`` (SRTP protect + send).
+    """
+
+    __slots__ = (
+        "_ext_map",
+        "_history",
+        "_send_rtp",
+        "_sender",
+        "clock_rate",
+        "codec",
+        "mid",
+        "payload_type",
+        "ssrc",
+    )
+
+    def __init__(self, sender: Any, parameters: Any) -> None:
+        codec = parameters.codecs[0]
+        self._sender = sender
+        self._history: dict[int, Any] = sender._RTCRtpSender__rtp_history
+        self._ext_map = sender._RTCRtpSender__rtp_header_extensions_map
+        self._send_rtp: Callable[[bytes], Awaitable[None]] = sender.transport._send_rtp
+        self.payload_type: int = codec.payloadType
+        self.clock_rate: int = codec.clockRate
+        self.codec: str = codec.mimeType.split("/", 1)[1]
+        self.mid: str | None = parameters.muxId
+        self.ssrc: int = sender._ssrc
+
+    async def send(
+        self,
+        *,
+        marker: int,
+        sequence_number: int,
+        timestamp: int,
+        payload: bytes,
+        padding_size: int,
+        audio_level: tuple[bool, int] | None,
+        abs_send_time: int,
+        ntp_time: int,
+    ) -> int:
+        """Send one packet; return the bytes put on the wire. Raises ConnectionError if down."""
+        packet = _RtpPacket(
+            payload_type=self.payload_type,
+            marker=marker,
+            sequence_number=sequence_number,
+            timestamp=timestamp,
+            ssrc=self.ssrc,
+            payload=payload,
+        )
+        packet.padding_size = padding_size
+        extensions = packet.extensions
+        extensions.mid = self.mid
+        extensions.abs_send_time = abs_send_time
+        extensions.audio_level = audio_level
+        self._history[sequence_number % RTP_HISTORY_SIZE] = packet
+        data = packet.serialize(self._ext_map)
+        await self._send_rtp(data)
+        sender = self._sender
+        sender._RTCRtpSender__ntp_timestamp = ntp_time
+        sender._RTCRtpSender__rtp_timestamp = timestamp
+        sender._RTCRtpSender__octet_count += len(payload)
+        sender._RTCRtpSender__packet_count += 1
+        return len(data)
+
+
+class SenderEvents(Protocol):
+    """What a subscriber-side sender reports to the SFU."""
+
+    async def on_sender_started(self, port: SenderPort) -> None:
+        """The sender started: DTLS is connected and the answer was applied."""
+
+    async def on_keyframe_request(self) -> None:
+        """The subscriber sent PLI (or FIR)."""
+
+    async def on_remb(self, bitrate: int, ssrc_count: int) -> None:
+        """The subscriber estimated ``bitrate`` for ``ssrc_count`` streams, this one among them."""
+
+    def on_nack(self, lost: int) -> None:
+        """The subscriber asked for ``lost`` packets again."""
+
+    def on_retransmit(self, served: bool) -> None:
+        """One NACKed packet was (``served``) or was not in the history."""
+
+
+class SenderTap:
+    """Hooks one subscriber-side :class:`RTCRtpSender`; create right after ``addTransceiver``.
+
+    Touches: ``_run_rtp`` (replaced per instance by an idle loop: no track is read, no encoder
+    ever created), ``_next_encoded_frame`` (replaced by a counter that refuses to encode),
+    ``send`` (wrapped: hand a :class:`SenderPort` to the SFU once started),
+    ``_handle_rtcp_packet`` (wrapped: PLI/FIR, REMB and NACK seen before aiortc's handling),
+    ``_retransmit`` (wrapped: count served retransmissions), ``__rtp_started``/``__rtp_exited``
+    (the events ``stop()`` waits on, set by the idle loop).
+    """
+
+    def __init__(self, sender: RTCRtpSender, events: SenderEvents, probe: TranscodingProbe):
+        _require(sender, _SENDER_ATTRS)
+        s: Any = sender
+        self._sender = s
+        self._events = events
+        self._probe = probe
+        self._port: SenderPort | None = None
+        self._original_send = s.send
+        self._original_rtcp = s._handle_rtcp_packet
+        self._original_retransmit = s._retransmit
+        s._run_rtp = self._idle_rtp
+        s._next_encoded_frame = self._refuse_encode
+        s.send = self._send
+        s._handle_rtcp_packet = self._handle_rtcp_packet
+        s._retransmit = self._retransmit
+
+    @property
+    def port(self) -> SenderPort | None:
+        return self._port
+
+    @property
+    def ssrc(self) -> int:
+        ssrc: int = self._sender._ssrc
+        return ssrc
+
+    def set_msid(self, stream_id: str, track_id: str) -> None:
+        """Set the ``a=msid`` aiortc writes for this sender (``_stream_id``, ``_track_id``)."""
+        self._sender._stream_id = stream_id
+        self._sender._track_id = track_id
+
+    async def _idle_rtp(self, codec: Any) -> None:
+        self._sender._RTCRtpSender__rtp_started.set()
+        try:
+            # Media is pushed by the SFU through SenderPort; this loop only has to exist
+            # (stop() cancels it and waits for __rtp_exited).
+            await asyncio.get_running_loop().create_future()
+        finally:
+            self._sender._RTCRtpSender__rtp_exited.set()
+
+    async def _refuse_encode(self, codec: Any) -> None:
+        self._probe.encoder_calls += 1
+        raise AiortcInternalsError("the SFU's sender was asked to encode a frame")
+
+    async def _send(self, parameters: Any) -> None:
+        await self._original_send(parameters)
+        if self._port is None:
+            self._port = SenderPort(self._sender, parameters)
+            await self._events.on_sender_started(self._port)
+
+    async def _handle_rtcp_packet(self, packet: Any) -> None:
+        if isinstance(packet, _RtcpPsfbPacket):
+            if packet.fmt in (_PSFB_PLI, _PSFB_FIR):
+                await self._events.on_keyframe_request()
+            elif packet.fmt == _PSFB_APP:
+                try:
+                    bitrate, ssrcs = _unpack_remb_fci(packet.fci)
+                except ValueError:
+                    pass  # application feedback that is not REMB: nothing for us
+                else:
+                    if self._sender._ssrc in ssrcs:
+                        await self._events.on_remb(bitrate, len(ssrcs))
+        elif isinstance(packet, _RtcpRtpfbPacket) and packet.fmt == _RTPFB_NACK:
+            self._events.on_nack(len(packet.lost))
+        await self._original_rtcp(packet)
+
+    async def _retransmit(self, sequence_number: int) -> None:
+        kept = self._sender._RTCRtpSender__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)
+        self._events.on_retransmit(kept is not None and kept.sequence_number == sequence_number)
+        await self._original_retransmit(sequence_number)
+
+
+# ---------------------------------------------------------------------------------------------
+# ICE: host addresses and port range.
+# ---------------------------------------------------------------------------------------------
+
+#: aioice.ice as an untyped object, so its module global can be replaced.
+_aioice_ice_module: Any = _aioice_ice
+_original_get_host_addresses: Callable[[bool, bool], list[str]] = _aioice_ice.get_host_addresses
+
+
+def set_process_host_addresses(addresses: tuple[str, ...] | None) -> None:
+    """Restrict host candidate gathering of *every* aioice connection in this process.
+
+    Touches ``aioice.ice.get_host_addresses`` (the module global ``gather_candidates`` calls).
+    For processes that create aiortc peers of their own (tests, the benchmark's clients) and
+    must not gather on other interfaces. ``None`` restores aioice's discovery. Note that
+    aioice's own discovery skips 127.0.0.1; naming it here is the way to get loopback
+    candidates. The SFU itself does not depend on this: see :func:`configure_ice`.
+    """
+    if addresses is None:
+        _aioice_ice_module.get_host_addresses = _original_get_host_addresses
+        return
+    chosen = tuple(addresses)
+
+    def restricted(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (use_ipv6 if ":" in a else use_ipv4)]
+
+    _aioice_ice_module.get_host_addresses = restricted
+
+
+def _ice_connections(pc: RTCPeerConnection) -> list[Any]:
+    """The aioice connections of ``pc`` (``RTCIceGatherer._connection``)."""
+    gatherers: list[Any] = [
+        t.receiver.transport.transport.iceGatherer for t in pc.getTransceivers()
+    ]
+    if pc.sctp is not None:
+        gatherers.append(pc.sctp.transport.transport.iceGatherer)
+    seen: dict[int, Any] = {}
+    for gatherer in gatherers:
+        connection = gatherer._connection
+        seen[id(connection)] = connection
+    return list(seen.values())
+
+
+def configure_ice(
+    pc: RTCPeerConnection, host_addresses: tuple[str, ...], port_range: tuple[int, int] | None
+) -> None:
+    """Make every not-yet-gathered ICE connection of ``pc`` use our addresses and ports.
+
+    Call before ``setLocalDescription`` (which gathers). Touches, per aioice ``Connection``
+    instance, ``get_component_candidates``: its ``addresses`` argument is replaced by
+    ``host_addresses`` (unless empty), and with a port range host sockets are bound by us.
+    Per instance, so several SFUs with different settings can share a process.
+    """
+    for connection in _ice_connections(pc):
+        if getattr(connection, "_sfu_ice_configured", False):
+            continue
+        if connection._local_candidates_start:
+            raise AiortcInternalsError("ICE gathering started before configure_ice()")
+        connection._sfu_ice_configured = True
+        original = connection.get_component_candidates
+
+        async def get_component_candidates(
+            component: int,
+            addresses: list[str],
+            timeout: int = 5,  # noqa: ASYNC109 - aioice's signature, which we stand in for
+            *,
+            _original: Any = original,
+            _connection: Any = connection,
+        ) -> list[Any]:
+            chosen = list(host_addresses) or addresses
+            if port_range is None:
+                result: list[Any] = await _original(
+                    component=component, addresses=chosen, timeout=timeout
+                )
+                return result
+            return await _gather_in_port_range(
+                _connection, _original, component, chosen, port_range, timeout
+            )
+
+        connection.get_component_candidates = get_component_candidates
+
+
+def _bind_in_range(address: str, port_range: tuple[int, int]) -> socket.socket | None:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    low, high = port_range
+    count = high - low + 1
+    start = random.randrange(count)
+    for i in range(count):
+        port = low + (start + i) % count
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            sock.close()
+            continue
+        sock.setblocking(False)
+        return sock
+    return None
+
+
+async def _gather_in_port_range(
+    connection: Any,
+    original: Any,
+    component: int,
+    addresses: list[str],
+    port_range: tuple[int, int],
+    query_timeout: int,
+) -> list[Any]:
+    """Host (and STUN server-reflexive) candidates on sockets bound inside ``port_range``.
+
+    Mirrors aioice's ``get_component_candidates`` for host candidates, with our own sockets;
+    TURN relays are still gathered by aioice (their ports live on the TURN server). Touches
+    ``StunProtocol``, ``Candidate``, ``candidate_foundation``/``candidate_priority``,
+    ``server_reflexive_candidate``, ``Connection._protocols`` and ``Connection.stun_server``.
+    """
+    loop = asyncio.get_running_loop()
+    candidates: list[Any] = []
+    protocols: list[Any] = []
+    for address in addresses:
+        sock = _bind_in_range(address, port_range)
+        if sock is None:
+            logger.warning("no free UDP port in %s on %s", port_range, address)
+            continue
+        _, protocol = await loop.create_datagram_endpoint(
+            lambda: _aioice_ice.StunProtocol(connection), sock=sock
+        )
+        host, port = sock.getsockname()[:2]
+        protocol.local_candidate = _Candidate(
+            foundation=_aioice_candidate.candidate_foundation("host", "udp", host),
+            component=component,
+            transport="udp",
+            priority=_aioice_candidate.candidate_priority(component, "host"),
+            host=host,
+            port=port,
+            type="host",
+        )
+        candidates.append(protocol.local_candidate)
+        protocols.append(protocol)
+    connection._protocols += protocols
+    if connection.stun_server:
+        for protocol in protocols:
+            if ":" in protocol.local_candidate.host:
+                continue
+            try:
+                async with asyncio.timeout(query_timeout):
+                    srflx, _ = await _aioice_ice.server_reflexive_candidate(
+                        protocol, connection.stun_server
+                    )
+            except (TimeoutError, OSError, _aioice_stun.TransactionError) as exc:
+                logger.info("STUN query from %s failed: %s", protocol.local_candidate.host, exc)
+            else:
+                candidates.append(srflx)
+    relays: list[Any] = await original(component=component, addresses=[], timeout=query_timeout)
+    return candidates + relays
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-test.
+# ---------------------------------------------------------------------------------------------
+
+
+async def verify_internals() -> None:
+    """Create a throwaway peer connection and check every per-instance internal we touch.
+
+    Raises :class:`AiortcInternalsError` naming what moved. Used by the hooks test; the SFU
+    performs the same checks on each object it hooks.
+    """
+    check_static_internals()
+    pc = RTCPeerConnection()
+    try:
+        transceiver = pc.addTransceiver("video", direction="sendrecv")
+        _require(transceiver.receiver, _RECEIVER_ATTRS)
+        _require(transceiver.sender, _SENDER_ATTRS)
+        _require(transceiver.sender.transport, ("_send_rtp",))
+        connections = _ice_connections(pc)
+        if not connections:
+            raise AiortcInternalsError("no aioice connection found behind the peer connection")
+        _require(connections[0], ("_local_candidates_start", "_protocols", "stun_server"))
+    finally:
+        await pc.close()

@@ -1,0 +1,33 @@
+"""The SFU's one exception type and its stable error codes.
+
+The codes are the ones the signaling service maps onto its protocol error table
+(``signaling/codes.py``: ``sfu-error``, ``unknown-track``, ``not-joined``); ``bad-sdp`` is an
+``sfu-error`` whose cause was the client's SDP or candidate.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+ErrorCode = Literal["bad-sdp", "unknown-track", "not-joined", "sfu-error"]
+
+#: The SDP (or ICE candidate) a client sent cannot be used: unparsable, no codec we forward, no
+#: BUNDLE, or aiortc rejected it.
+BAD_SDP: Final = "bad-sdp"
+#: ``unpublish`` named a track this participant does not publish.
+UNKNOWN_TRACK: Final = "unknown-track"
+#: The participant has not joined this room (or has left it meanwhile).
+NOT_JOINED: Final = "not-joined"
+#: Anything else the SFU refused: wrong negotiation state, closed SFU, internal failure.
+SFU_ERROR: Final = "sfu-error"
+
+
+class SfuError(Exception):
+    """A request to the SFU failed; :attr:`code` is stable, the message is for humans."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+
+    def __repr__(self) -> str:
+        return f"SfuError({self.code!r}, {str(self)!r})"

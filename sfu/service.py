@@ -1,0 +1,685 @@
+"""The SFU the signaling service drives: rooms, participants, their two peer connections.
+
+Each participant has, as in LiveKit, a *publisher* peer connection (the client offers, the SFU
+answers) and a lazily created *subscriber* peer connection (the SFU offers, renegotiating as
+tracks come and go). Media is forwarded at the RTP level (:mod:`sfu.forwarding`), never decoded
+or encoded. Everything the SFU says to a client goes through the ``emit`` callback.
+
+Concurrency: every public method is a coroutine on one event loop. Each peer connection has a
+lock serialising its negotiation; room state changes happen between awaits, and every await is
+followed by a check that the participant is still there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any, Literal
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceCandidate,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpCodecCapability,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+
+from sfu import aiortc_hooks
+from sfu.aiortc_hooks import ReceiverTap, SenderTap, TranscodingProbe
+from sfu.config import SfuConfig
+from sfu.errors import BAD_SDP, NOT_JOINED, SFU_ERROR, UNKNOWN_TRACK, SfuError
+from sfu.forwarding import PublishedTrack, ReceiverRoute, Slot
+from sfu.ingest import IngestCounters
+from sfu.metrics import ForwardingCounters
+from sfu.sdp_info import (
+    MediaSection,
+    SdpError,
+    announce_address,
+    choose_codec,
+    is_msid_token,
+    parse_candidate,
+    parse_session,
+)
+from sfu.tasks import TaskRegistry
+
+__all__ = ["Emit", "Sfu", "SfuError"]
+
+logger = logging.getLogger(__name__)
+
+#: ``(participant_id, server->client message without seq)``; synchronous.
+Emit = Callable[[str, dict[str, Any]], None]
+
+_MEDIA_KINDS = ("audio", "video")
+
+
+class _PublisherLeg:
+    def __init__(self, pc: RTCPeerConnection) -> None:
+        self.pc = pc
+        self.lock = asyncio.Lock()
+        #: One route per negotiated (or prepared) audio/video mid.
+        self.routes: dict[str, ReceiverRoute] = {}
+        #: Mids unpublished by the client while its offer still says it sends on them.
+        self.retired: set[str] = set()
+
+
+class _SubscriberLeg:
+    def __init__(self, pc: RTCPeerConnection) -> None:
+        self.pc = pc
+        self.lock = asyncio.Lock()
+        self.slots: list[Slot] = []
+        #: An offer was emitted and its answer has not been applied yet.
+        self.awaiting_answer = False
+        #: The track set changed while awaiting an answer: offer again after it.
+        self.pending = False
+        #: Slot assignments announced by the outstanding offer.
+        self.offered: dict[Slot, PublishedTrack | None] = {}
+
+
+class _Participant:
+    def __init__(self, room: _Room, participant_id: str) -> None:
+        self.room = room
+        self.id = participant_id
+        self.publisher: _PublisherLeg | None = None
+        self.subscriber: _SubscriberLeg | None = None
+        self.left = False
+
+
+class _Room:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.participants: dict[str, _Participant] = {}
+        #: Published tracks by track id, in publication order.
+        self.tracks: dict[str, PublishedTrack] = {}
+
+
+class Sfu:
+    """Selective forwarding unit for many rooms. See docs/sfu.md."""
+
+    def __init__(self, config: SfuConfig, emit: Emit) -> None:
+        self._config = config
+        self._emit_callback = emit
+        self._rooms: dict[str, _Room] = {}
+        self._tasks = TaskRegistry()
+        self._counters = ForwardingCounters()
+        self._probe = TranscodingProbe()
+        self._closed_tracks = IngestCounters()
+        self._closed = False
+        self._rtc_configuration = RTCConfiguration(
+            # Always an explicit list: with None, aiortc would use a public STUN server.
+            iceServers=[_ice_server(s) for s in config.ice_servers],
+            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+        )
+
+    # -- public API ---------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close every peer connection and await every task; emits nothing afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        pcs: list[RTCPeerConnection] = []
+        for room in self._rooms.values():
+            for track in room.tracks.values():
+                track.close()
+            for participant in room.participants.values():
+                participant.left = True
+                pcs.extend(self._release_legs(participant))
+        self._rooms.clear()
+        await asyncio.gather(*(self._close_pc(pc) for pc in pcs))
+        await self._tasks.close()
+
+    async def join(self, room: str, participant: str) -> None:
+        """Add ``participant`` to ``room``; it is offered the room's tracks (if any)."""
+        self._check_open()
+        joined = self._rooms.setdefault(room, _Room(room))
+        if participant in joined.participants:
+            return
+        p = _Participant(joined, participant)
+        joined.participants[participant] = p
+        tracks = list(joined.tracks.values())
+        for track in tracks:
+            self._emit(participant, {"type": "track-published", "track": track.public})
+        if tracks:
+            await self._renegotiate(p)
+
+    async def publish(self, room: str, participant: str, sdp: str) -> str:
+        """Apply the client's publisher offer (initial or renegotiation); return the answer."""
+        p = self._participant(room, participant)
+        try:
+            session = parse_session(sdp)
+        except SdpError as exc:
+            raise SfuError(BAD_SDP, str(exc)) from exc
+        self._check_bundle(session.sections, session.bundle)
+        async with self._publisher_lock(p):
+            answer, added, removed = await self._negotiate_publisher(p, sdp, session.sections)
+        self._announce(p.room, added, removed)
+        await self._renegotiate_others(p.room, exclude=p.id)
+        return answer
+
+    async def subscriber_answer(self, room: str, participant: str, sdp: str) -> None:
+        """Apply the client's answer to the last subscriber-offer."""
+        p = self._participant(room, participant)
+        leg = p.subscriber
+        if leg is None:
+            raise SfuError(SFU_ERROR, "no subscriber offer was sent to this participant")
+        async with leg.lock:
+            self._check_participant(p)
+            if not leg.awaiting_answer:
+                raise SfuError(SFU_ERROR, "no subscriber offer is awaiting an answer")
+            try:
+                await leg.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            except Exception as exc:  # aiortc raises many types for bad SDP
+                self._check_participant(p)
+                raise SfuError(BAD_SDP, f"subscriber answer rejected: {exc}") from exc
+            self._check_participant(p)
+            leg.awaiting_answer = False
+            for slot, track in leg.offered.items():
+                slot.negotiated = track
+            leg.offered = {}
+            for slot in list(leg.slots):
+                await slot.try_attach()
+            if leg.pending:
+                leg.pending = False
+                await self._offer_locked(p, leg)
+
+    async def add_candidate(
+        self,
+        room: str,
+        participant: str,
+        target: Literal["publisher", "subscriber"],
+        candidate: dict[str, Any] | None,
+    ) -> None:
+        """Add a trickled remote ICE candidate (``None`` or empty = end of candidates)."""
+        p = self._participant(room, participant)
+        if target not in ("publisher", "subscriber"):
+            raise SfuError(SFU_ERROR, f"unknown candidate target {target!r}")
+        ice = _ice_candidate(candidate)
+        if ice is not None and ice.protocol != "udp":
+            logger.debug("ignoring %s candidate of %s (aiortc has no ICE-TCP)", ice.protocol, p.id)
+            return
+        leg: _PublisherLeg | _SubscriberLeg | None = (
+            p.publisher if target == "publisher" else p.subscriber
+        )
+        if leg is None:
+            logger.debug("candidate for %s's absent %s connection dropped", p.id, target)
+            return
+        async with leg.lock:
+            self._check_participant(p)
+            try:
+                await leg.pc.addIceCandidate(ice)
+            except ValueError as exc:
+                if ice is None:
+                    logger.debug("repeated end-of-candidates from %s: %s", p.id, exc)
+                    return
+                raise SfuError(BAD_SDP, f"candidate rejected: {exc}") from exc
+
+    async def unpublish(self, room: str, participant: str, track_id: str) -> None:
+        """Stop forwarding one of the participant's tracks and tell the room."""
+        p = self._participant(room, participant)
+        track = p.room.tracks.get(track_id)
+        if track is None or track.publisher != p.id or p.publisher is None:
+            raise SfuError(UNKNOWN_TRACK, f"{participant} publishes no track {track_id!r}")
+        route = p.publisher.routes.get(track.mid)
+        if route is not None and route.track is track:
+            route.assign(None)
+        p.publisher.retired.add(track.mid)
+        self._announce(p.room, [], [track])
+        await self._renegotiate_others(p.room, exclude=p.id)
+
+    async def leave(self, room: str, participant: str) -> None:
+        """Remove the participant: its tracks leave every subscriber, its connections close.
+
+        Idempotent: leaving twice, or leaving a room never joined, does nothing.
+        """
+        joined = self._rooms.get(room)
+        p = joined.participants.get(participant) if joined is not None else None
+        if joined is None or p is None:
+            return
+        p.left = True
+        del joined.participants[participant]
+        removed = [t for t in joined.tracks.values() if t.publisher == participant]
+        pcs = self._release_legs(p)
+        self._announce(joined, [], removed)
+        if not joined.participants and self._rooms.get(room) is joined:
+            del self._rooms[room]
+        await asyncio.gather(*(self._close_pc(pc) for pc in pcs))
+        if removed:
+            await self._renegotiate_others(joined, exclude=participant)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and per-track forwarding figures (cheap; safe to call often)."""
+        tracks = [t for room in self._rooms.values() for t in room.tracks.values()]
+        ingest = IngestCounters(**vars_of(self._closed_tracks))
+        for track in tracks:
+            for name, value in vars_of(track.ingest_counters).items():
+                setattr(ingest, name, getattr(ingest, name) + value)
+        participants = [p for room in self._rooms.values() for p in room.participants.values()]
+        pcs = sum((p.publisher is not None) + (p.subscriber is not None) for p in participants)
+        return {
+            "rooms": len(self._rooms),
+            "participants": len(participants),
+            "tracks": len(tracks),
+            "peer_connections": pcs,
+            "subscriber_transceivers": sum(
+                len(p.subscriber.slots) for p in participants if p.subscriber is not None
+            ),
+            "tasks": len(self._tasks),
+            "packets_in": ingest.packets,
+            "bytes_in": ingest.bytes,
+            "rtx_unwrapped": ingest.rtx_unwrapped,
+            "padding_dropped": ingest.padding_dropped,
+            "duplicates_dropped": ingest.duplicates_dropped,
+            **self._counters.as_dict(),
+            "transcoding": {
+                "frames_to_decoder": self._probe.frames_to_decoder,
+                "encoder_calls": self._probe.encoder_calls,
+                "packets_past_tap": self._probe.packets_past_tap,
+            },
+            "per_track": [t.stats() for t in tracks],
+        }
+
+    # -- publisher negotiation ----------------------------------------------------------------
+
+    def _publisher_lock(self, p: _Participant) -> asyncio.Lock:
+        if p.publisher is None:
+            pc = self._new_pc(p, "publisher")
+            p.publisher = _PublisherLeg(pc)
+        return p.publisher.lock
+
+    async def _negotiate_publisher(
+        self, p: _Participant, sdp: str, sections: list[MediaSection]
+    ) -> tuple[str, list[PublishedTrack], list[PublishedTrack]]:
+        self._check_participant(p)
+        leg = p.publisher
+        assert leg is not None
+        pc = leg.pc
+        initial = pc.remoteDescription is None
+        try:
+            self._prepare_transceivers(leg, sections)
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            self._check_participant(p)
+            aiortc_hooks.configure_ice(pc, self._config.host_addresses, self._config.port_range)
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:  # aiortc raises many types for bad SDP
+            if initial and p.publisher is leg:
+                # A half-configured first connection is worth nothing: start over next time.
+                p.publisher = None
+                await self._close_pc(pc)
+            self._check_participant(p)
+            if isinstance(exc, SfuError):
+                raise
+            raise SfuError(BAD_SDP, f"publisher offer rejected: {exc}") from exc
+        self._check_participant(p)
+        added, removed = self._reconcile_published(p, leg, sections)
+        return self._outgoing_sdp(pc.localDescription.sdp), added, removed
+
+    def _prepare_transceivers(self, leg: _PublisherLeg, sections: list[MediaSection]) -> None:
+        """One transceiver per new audio/video m-line, its codec forced by preferences.
+
+        Must run before ``setRemoteDescription``: aiortc negotiates codecs inside it, and
+        matches each new m-line to the first unassigned transceiver of its kind, in order.
+        """
+        pc = leg.pc
+        for section in sections:
+            if section.kind not in _MEDIA_KINDS or section.mid is None:
+                continue
+            route = leg.routes.get(section.mid)
+            codec = self._forced_codec(section, route)
+            if route is None:
+                direction = "recvonly" if section.sending else "inactive"
+                transceiver = pc.addTransceiver(section.kind, direction=direction)
+                route = ReceiverRoute()
+                route.tap = ReceiverTap(transceiver.receiver, route, self._probe)
+                leg.routes[section.mid] = route
+                if codec is not None:
+                    transceiver.setCodecPreferences(_capabilities(section.kind, codec))
+            elif codec is not None and route.codec is None:
+                transceiver = _transceiver_by_mid(pc, section.mid)
+                if transceiver is not None:
+                    transceiver.direction = "recvonly"
+                    transceiver.setCodecPreferences(_capabilities(section.kind, codec))
+            if codec is not None:
+                route.codec = codec
+
+    def _forced_codec(self, section: MediaSection, route: ReceiverRoute | None) -> str | None:
+        if not section.sending:
+            return None
+        if route is not None and route.codec is not None:
+            if choose_codec(section, (route.codec,)) is None:
+                raise SfuError(
+                    BAD_SDP, f"m-line {section.mid} no longer offers its codec {route.codec}"
+                )
+            return route.codec
+        codec = choose_codec(section, self._config.video_codecs)
+        if codec is None:
+            wanted = "opus" if section.kind == "audio" else "/".join(self._config.video_codecs)
+            raise SfuError(BAD_SDP, f"m-line {section.mid} ({section.kind}) offers no {wanted}")
+        return codec
+
+    def _reconcile_published(
+        self, p: _Participant, leg: _PublisherLeg, sections: list[MediaSection]
+    ) -> tuple[list[PublishedTrack], list[PublishedTrack]]:
+        """Which tracks the accepted offer adds and removes."""
+        added: list[PublishedTrack] = []
+        removed: list[PublishedTrack] = []
+        room = p.room
+        for section in sections:
+            route = leg.routes.get(section.mid or "")
+            if route is None or section.mid is None:
+                continue
+            current = route.track
+            if section.sending and section.mid not in leg.retired:
+                if current is not None and (
+                    section.msid_track is None or section.msid_track == current.msid_track
+                ):
+                    continue
+                if current is not None:
+                    removed.append(current)
+                track = PublishedTrack(
+                    track_id=self._track_id(room, section),
+                    publisher=p.id,
+                    kind=section.kind,
+                    codec=route.codec or "",
+                    mid=section.mid,
+                    msid_track=section.msid_track,
+                    counters=self._counters,
+                    keyframe_interval=self._config.keyframe_request_interval,
+                    remb_ttl=self._config.remb_ttl,
+                )
+                route.assign(track)
+                room.tracks[track.id] = track
+                added.append(track)
+            else:
+                if not section.sending:
+                    leg.retired.discard(section.mid)
+                if current is not None:
+                    route.assign(None)
+                    removed.append(current)
+        return added, removed
+
+    def _track_id(self, room: _Room, section: MediaSection) -> str:
+        """The publisher's msid track id when usable and unique here, else a generated one."""
+        candidate = section.msid_track
+        if is_msid_token(candidate) and candidate not in room.tracks:
+            assert candidate is not None
+            return candidate
+        return f"{section.kind}-{uuid.uuid4().hex[:16]}"
+
+    def _announce(
+        self, room: _Room, added: list[PublishedTrack], removed: list[PublishedTrack]
+    ) -> None:
+        """Update the room's track set and tell every other participant."""
+        for track in removed:
+            track.close()
+            if room.tracks.get(track.id) is track:
+                del room.tracks[track.id]
+            self._retire_counters(track)
+        for other in list(room.participants.values()):
+            for track in removed:
+                if track.publisher != other.id:
+                    self._emit(other.id, {"type": "track-unpublished", "track": track.public})
+            for track in added:
+                if track.publisher != other.id:
+                    self._emit(other.id, {"type": "track-published", "track": track.public})
+
+    def _retire_counters(self, track: PublishedTrack) -> None:
+        for name, value in vars_of(track.ingest_counters).items():
+            setattr(self._closed_tracks, name, getattr(self._closed_tracks, name) + value)
+
+    # -- subscriber negotiation ---------------------------------------------------------------
+
+    async def _renegotiate_others(self, room: _Room, exclude: str) -> None:
+        for other in list(room.participants.values()):
+            if other.id == exclude:
+                continue
+            try:
+                await self._renegotiate(other)
+            except SfuError as exc:
+                logger.warning("renegotiating %s in %s failed: %s", other.id, room.name, exc)
+
+    async def _renegotiate(self, p: _Participant) -> None:
+        """Bring ``p``'s subscriber connection in line with the room (coalescing offers)."""
+        if p.left or self._closed:
+            return
+        if p.subscriber is None:
+            if not any(t.publisher != p.id for t in p.room.tracks.values()):
+                return  # lazy: no connection until there is something to send
+            p.subscriber = _SubscriberLeg(self._new_pc(p, "subscriber"))
+        leg = p.subscriber
+        async with leg.lock:
+            if p.left or self._closed or p.subscriber is not leg:
+                return
+            if leg.awaiting_answer:
+                leg.pending = True
+                return
+            await self._offer_locked(p, leg)
+
+    async def _offer_locked(self, p: _Participant, leg: _SubscriberLeg) -> None:
+        if not self._reconcile_slots(p, leg):
+            return
+        pc = leg.pc
+        try:
+            aiortc_hooks.configure_ice(pc, self._config.host_addresses, self._config.port_range)
+            await pc.setLocalDescription(await pc.createOffer())
+        except Exception as exc:  # aiortc failure on our own offer: report, keep the room going
+            raise SfuError(SFU_ERROR, f"creating a subscriber offer failed: {exc}") from exc
+        if p.left or self._closed:
+            return
+        leg.awaiting_answer = True
+        leg.offered = {slot: slot.track for slot in leg.slots}
+        self._emit(
+            p.id, {"type": "subscriber-offer", "sdp": self._outgoing_sdp(pc.localDescription.sdp)}
+        )
+
+    def _reconcile_slots(self, p: _Participant, leg: _SubscriberLeg) -> bool:
+        """Assign the room's tracks to slots; return True if the next offer differs."""
+        wanted = [t for t in p.room.tracks.values() if t.publisher != p.id]
+        changed = False
+        for slot in leg.slots:
+            if slot.track is not None and slot.track not in wanted:
+                slot.track = None
+                slot.detach()
+                slot.transceiver.direction = "inactive"
+                changed = True
+        carried = {slot.track for slot in leg.slots if slot.track is not None}
+        for track in wanted:
+            if track in carried:
+                continue
+            free = next(
+                (
+                    s
+                    for s in leg.slots
+                    if s.track is None and s.kind == track.kind and s.codec == track.codec
+                ),
+                None,
+            )
+            slot = free or self._new_slot(p, leg, track.kind, track.codec)
+            slot.track = track
+            slot.tap.set_msid(stream_id(track.publisher), track.id)
+            slot.transceiver.direction = "sendonly"
+            changed = True
+        return changed
+
+    def _new_slot(self, p: _Participant, leg: _SubscriberLeg, kind: str, codec: str) -> Slot:
+        transceiver = leg.pc.addTransceiver(kind, direction="sendonly")
+        transceiver.setCodecPreferences(_capabilities(kind, codec))
+        slot = Slot(
+            subscriber=p.id,
+            kind=kind,
+            codec=codec,
+            counters=self._counters,
+            transceiver=transceiver,
+            make_tap=lambda s: SenderTap(transceiver.sender, s, self._probe),
+        )
+        leg.slots.append(slot)
+        return slot
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _new_pc(self, p: _Participant, role: str) -> RTCPeerConnection:
+        pc = RTCPeerConnection(configuration=self._rtc_configuration)
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pc.connectionState in ("failed", "closed") and not p.left and not self._closed:
+                self._tasks.spawn(self._on_pc_down(p, pc, role), name=f"sfu-{role}-down-{p.id}")
+
+        return pc
+
+    async def _on_pc_down(self, p: _Participant, pc: RTCPeerConnection, role: str) -> None:
+        """A connection failed or the client closed it: drop what depended on it."""
+        logger.info("%s connection of %s in %s is %s", role, p.id, p.room.name, pc.connectionState)
+        if p.left:
+            return
+        if role == "publisher" and p.publisher is not None and p.publisher.pc is pc:
+            leg = p.publisher
+            p.publisher = None
+            removed = [r.track for r in leg.routes.values() if r.track is not None]
+            for route in leg.routes.values():
+                route.assign(None)
+            self._announce(p.room, [], removed)
+            await self._close_pc(pc)
+            await self._renegotiate_others(p.room, exclude=p.id)
+        elif role == "subscriber" and p.subscriber is not None and p.subscriber.pc is pc:
+            for slot in p.subscriber.slots:
+                slot.close()
+            p.subscriber = None
+            await self._close_pc(pc)
+
+    def _release_legs(self, p: _Participant) -> list[RTCPeerConnection]:
+        """Detach a leaving participant from all forwarding; return its connections to close."""
+        pcs = []
+        if p.subscriber is not None:
+            for slot in p.subscriber.slots:
+                slot.close()
+            pcs.append(p.subscriber.pc)
+            p.subscriber = None
+        if p.publisher is not None:
+            for route in p.publisher.routes.values():
+                route.assign(None)
+            pcs.append(p.publisher.pc)
+            p.publisher = None
+        return pcs
+
+    async def _close_pc(self, pc: RTCPeerConnection) -> None:
+        try:
+            async with asyncio.timeout(self._config.close_timeout):
+                await pc.close()
+        except TimeoutError:
+            logger.warning("closing a peer connection took over %ss", self._config.close_timeout)
+
+    def _outgoing_sdp(self, sdp: str) -> str:
+        if self._config.announce_ip:
+            return announce_address(sdp, self._config.announce_ip)
+        return sdp
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _emit(self, participant: str, message: dict[str, Any]) -> None:
+        if self._closed:
+            return
+        self._emit_callback(participant, message)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SfuError(SFU_ERROR, "the SFU is closed")
+
+    def _participant(self, room: str, participant: str) -> _Participant:
+        self._check_open()
+        joined = self._rooms.get(room)
+        p = joined.participants.get(participant) if joined is not None else None
+        if p is None:
+            raise SfuError(NOT_JOINED, f"{participant} has not joined {room}")
+        return p
+
+    def _check_participant(self, p: _Participant) -> None:
+        self._check_open()
+        if p.left:
+            raise SfuError(NOT_JOINED, f"{p.id} left {p.room.name}")
+
+    @staticmethod
+    def _check_bundle(sections: list[MediaSection], bundle: list[str]) -> None:
+        for section in sections:
+            if section.port != 0 and section.mid not in bundle:
+                raise SfuError(
+                    BAD_SDP, f"m-line {section.mid} is not in a BUNDLE group (BUNDLE is required)"
+                )
+
+
+def stream_id(peer: str) -> str:
+    """The msid stream id of a publisher's tracks as subscribers see them.
+
+    The peer id itself when it is a valid msid token, else a stable hash of it.
+    """
+    if is_msid_token(peer):
+        return peer
+    return "p-" + hashlib.sha256(peer.encode()).hexdigest()[:20]
+
+
+def vars_of(counters: IngestCounters) -> dict[str, int]:
+    return {name: getattr(counters, name) for name in IngestCounters.__slots__}
+
+
+def _ice_server(spec: dict[str, object]) -> RTCIceServer:
+    urls = spec["urls"]
+    username = spec.get("username")
+    credential = spec.get("credential")
+    return RTCIceServer(
+        urls=urls if isinstance(urls, list) else str(urls),
+        username=str(username) if username is not None else None,
+        credential=str(credential) if credential is not None else None,
+    )
+
+
+def _ice_candidate(candidate: dict[str, Any] | None) -> RTCIceCandidate | None:
+    if candidate is None or not candidate.get("candidate"):
+        return None
+    try:
+        fields = parse_candidate(str(candidate["candidate"]))
+    except SdpError as exc:
+        raise SfuError(BAD_SDP, str(exc)) from exc
+    mid = candidate.get("sdpMid")
+    index = candidate.get("sdpMLineIndex")
+    if mid is None and index is None:
+        raise SfuError(BAD_SDP, "candidate has neither sdpMid nor sdpMLineIndex")
+    return RTCIceCandidate(
+        component=fields.component,
+        foundation=fields.foundation,
+        ip=fields.ip,
+        port=fields.port,
+        priority=fields.priority,
+        protocol=fields.protocol,
+        type=fields.type,
+        relatedAddress=fields.related_address,
+        relatedPort=fields.related_port,
+        sdpMid=str(mid) if mid is not None else None,
+        sdpMLineIndex=int(index) if index is not None else None,
+        tcpType=fields.tcp_type,
+    )
+
+
+def _capabilities(kind: str, codec: str) -> list[RTCRtpCodecCapability]:
+    """aiortc codec preferences forcing ``codec`` (and RTX for video) on a transceiver."""
+    chosen: list[RTCRtpCodecCapability] = []
+    rtx: list[RTCRtpCodecCapability] = []
+    for capability in RTCRtpSender.getCapabilities(kind).codecs:
+        name = capability.mimeType.split("/", 1)[1]
+        if name.lower() == "rtx":
+            rtx.append(capability)
+        elif name.lower() == codec.lower() and not chosen:
+            if codec == "H264" and capability.parameters.get("profile-level-id") != "42e01f":
+                continue
+            chosen.append(capability)
+    if not chosen:
+        raise SfuError(SFU_ERROR, f"aiortc cannot handle {kind} codec {codec}")
+    return chosen + rtx
+
+
+def _transceiver_by_mid(pc: RTCPeerConnection, mid: str) -> Any:
+    return next((t for t in pc.getTransceivers() if t.mid == mid), None)
