@@ -24,6 +24,7 @@ from signaling.connection import Connection
 from signaling.hub import Hub
 from signaling.media import MediaPort
 from signaling.metrics import Metrics
+from signaling.ratelimit import IpLimiter
 from signaling.turn.credentials import check_ice_config, ice_servers
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 CONFIG: web.AppKey[ServerConfig] = web.AppKey("config", ServerConfig)
 #: Set by ``POST /admin/drain``: the process drains and exits as on SIGTERM.
 DRAIN_REQUESTED: web.AppKey[asyncio.Event] = web.AppKey("drain_requested", asyncio.Event)
+IP_LIMITER: web.AppKey[IpLimiter] = web.AppKey("ip_limiter", IpLimiter)
 
 
 def static_dir() -> Path:
@@ -67,6 +69,8 @@ def build_app(
     app[METRICS] = metrics
     app[CONFIG] = config
     app[DRAIN_REQUESTED] = asyncio.Event()
+    sec = config.security
+    app[IP_LIMITER] = IpLimiter(sec.max_connections_per_ip, sec.connection_rate_per_ip, sec.connection_burst_per_ip)
 
     async def on_startup(app: web.Application) -> None:
         await hub.start()
@@ -110,6 +114,26 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
     if hub.draining:
         raise web.HTTPServiceUnavailable(text="draining", headers={"Retry-After": "1"})
+    metrics = request.app[METRICS]
+    origins = config.security.allowed_origins
+    origin = request.headers.get("Origin")
+    # Non-browser clients send no Origin; a browser page from elsewhere must be allowed by name.
+    if origins and origin is not None and origin not in origins:
+        metrics.rejected_connections.labels("origin").inc()
+        raise web.HTTPForbidden(text=f"origin {origin} is not allowed")
+    limiter = request.app[IP_LIMITER]
+    ip = request.remote or ""
+    refusal = limiter.admit(ip, asyncio.get_running_loop().time())
+    if refusal is not None:
+        metrics.rejected_connections.labels("ip-limit").inc()
+        raise web.HTTPTooManyRequests(text=refusal, headers={"Retry-After": "1"})
+    try:
+        return await _serve_websocket(request, hub, config)
+    finally:
+        limiter.release(ip)
+
+
+async def _serve_websocket(request: web.Request, hub: Hub, config: ServerConfig) -> web.StreamResponse:
     ws = web.WebSocketResponse(
         max_msg_size=config.limits.hard_max_message_bytes,
         timeout=config.limits.close_timeout,

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from signaling.config import HeartbeatConfig, LimitsConfig, ServerConfig, SessionConfig
+from signaling.config import (
+    HeartbeatConfig,
+    LimitsConfig,
+    SecurityConfig,
+    ServerConfig,
+    SessionConfig,
+)
 from signaling.hub import Hub
 from signaling.metrics import Metrics
 from signaling.server import HUB, METRICS, build_app
@@ -22,6 +28,16 @@ UNIT = 0.05 * float(os.environ.get("SWITCHBOARD_TEST_TIME_SCALE", "1"))
 PATIENCE = 400 * UNIT
 
 
+UNLIMITED = SecurityConfig(
+    max_connections_per_ip=1_000_000,
+    connection_rate_per_ip=1e9,
+    connection_burst_per_ip=1e9,
+    message_rate=1e9,
+    message_burst=1e9,
+    max_participants_per_room=100_000,
+)
+
+
 def make_config(**overrides: Any) -> ServerConfig:
     """A config with fast but safe timings for tests."""
     config = ServerConfig(
@@ -30,6 +46,9 @@ def make_config(**overrides: Any) -> ServerConfig:
         heartbeat=HeartbeatConfig(interval=20 * UNIT, timeout=60 * UNIT),
         session=SessionConfig(grace_period=100 * UNIT, reconnecting_notice_after=10 * UNIT),
         limits=LimitsConfig(join_timeout=100 * UNIT, close_timeout=20 * UNIT),
+        # Every test client connects from 127.0.0.1: per-address limits would throttle the
+        # tests themselves. tests/integration/test_security.py exercises each limit.
+        security=UNLIMITED,
         sfu=False,
     )
     return replace(config, **overrides)
