@@ -1,15 +1,22 @@
-"""The ``switchboard`` command line."""
+"""The ``switchboard`` command line.
+
+Configuration: flags > ``SWITCHBOARD_*`` environment variables > ``--config`` TOML file >
+defaults (see :mod:`signaling.settings`). Any key can be set with ``--set key=value``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
+from pathlib import Path
+from typing import Any
 
 import click
 
-from signaling import __version__
-from signaling.config import HeartbeatConfig, IceConfig, SecurityConfig, ServerConfig
+from signaling import __version__, settings
+from signaling.config import ServerConfig
 from signaling.turn.cli import turn
 
 
@@ -19,94 +26,124 @@ def cli() -> None:
     """Switchboard: WebRTC signaling service and SFU coordinator."""
 
 
+def _config_options(fn: Any) -> Any:
+    options = [
+        click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TOML config file."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set any config key (repeatable), e.g. heartbeat.interval=5."),
+        click.option("--host", default=None, help="Address to listen on [127.0.0.1]."),
+        click.option("--port", default=None, type=int, help="Port to listen on [8080]."),
+        click.option("--unix", "unix_path", default=None, help="Also listen on this unix socket."),
+        click.option("--admin-token", default=None, help="Bearer token of /admin (unset: admin API off). Env: SWITCHBOARD_ADMIN_TOKEN."),
+        click.option("--node-id", default=None, help="This node's id in logs and metrics."),
+        click.option("--heartbeat-interval", default=None, type=float, help="Seconds between pings [10]."),
+        click.option("--heartbeat-timeout", default=None, type=float, help="Seconds of silence before 4013 [20]."),
+        click.option("--drain-timeout", default=None, type=float, help="Seconds a drain waits on SIGTERM [10]."),
+        click.option("--stun", "stun_urls", multiple=True, help="STUN URL handed to clients (repeatable)."),
+        click.option("--turn", "turn_urls", multiple=True, help="TURN URL (turn:/turns:) handed to clients with ephemeral credentials (repeatable)."),
+        click.option("--turn-secret", "turn_secrets", multiple=True, help="TURN REST shared secret; the first signs. Env: SWITCHBOARD_ICE_TURN_SECRETS or SWITCHBOARD_TURN_SECRET."),
+        click.option("--turn-ttl", default=None, type=click.IntRange(1, 86400), help="Lifetime of TURN credentials (s) [14400]."),
+        click.option("--ice-host", "ice_hosts", multiple=True, help="Address the SFU gathers ICE host candidates on (repeatable; default all, or loopback when serving loopback)."),
+        click.option("--announce-ip", default=None, help="Address the SFU announces in its candidates (1:1 NAT)."),
+        click.option("--token-key", "token_keys", multiple=True, help="Access-token key as KID:SECRET (repeatable). None: dev mode. Env: SWITCHBOARD_SECURITY_TOKEN_KEYS."),
+        click.option("--allowed-origin", "allowed_origins", multiple=True, help="Browser origin allowed on /ws (repeatable; default any)."),
+        click.option("--no-sfu", is_flag=True, default=None, help="Signaling only: run no SFU in this process."),
+        click.option("--tls-cert", default=None, help="TLS certificate (PEM) for the listener."),
+        click.option("--tls-key", default=None, help="TLS private key (PEM) for the listener."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _load(params: dict[str, Any]) -> ServerConfig:
+    """Map CLI parameters to dotted keys and load the effective config."""
+    flag_keys = {
+        "host": "host", "port": "port", "unix_path": "unix_path", "admin_token": "admin_token",
+        "node_id": "node_id", "heartbeat_interval": "heartbeat.interval", "heartbeat_timeout": "heartbeat.timeout",
+        "drain_timeout": "drain_timeout", "stun_urls": "ice.stun_urls", "turn_urls": "ice.turn_urls",
+        "turn_secrets": "ice.turn_secrets", "turn_ttl": "ice.turn_ttl", "ice_hosts": "ice.host_addresses",
+        "announce_ip": "ice.announce_ip", "token_keys": "security.token_keys",
+        "allowed_origins": "security.allowed_origins", "tls_cert": "tls_cert", "tls_key": "tls_key",
+    }
+    overrides: dict[str, Any] = {}
+    for item in params.pop("sets", ()):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        overrides[key.strip()] = value
+    for name, key in flag_keys.items():
+        value = params.get(name)
+        if value not in (None, ()):
+            overrides[key] = list(value) if isinstance(value, tuple) else value
+    if params.get("no_sfu"):
+        overrides["sfu"] = False
+    env = dict(__import__("os").environ)
+    # The TURN tools' variable also configures the server (one secret list to keep in step).
+    if "SWITCHBOARD_TURN_SECRET" in env and "SWITCHBOARD_ICE_TURN_SECRETS" not in env:
+        env["SWITCHBOARD_ICE_TURN_SECRETS"] = env["SWITCHBOARD_TURN_SECRET"]
+    try:
+        return settings.load(overrides=overrides, env=env, file=params.get("config_file"))
+    except settings.ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; ``extra`` fields (session, room, node) are kept."""
+
+    _skip = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": self.formatTime(record), "level": record.levelname, "logger": record.name, "msg": record.getMessage(),
+        }
+        out.update({k: v for k, v in record.__dict__.items() if k not in self._skip})
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
-@click.option("--unix", "unix_path", default=None, help="Also listen on this unix socket.")
-@click.option("--admin-token", default=None, envvar="SWITCHBOARD_ADMIN_TOKEN", help="Bearer token of /admin (unset: admin API off).")
-@click.option("--node-id", default="node-1", show_default=True, help="This node's id in logs and metrics.")
-@click.option("--heartbeat-interval", default=10.0, show_default=True, type=float, help="Seconds between pings.")
-@click.option("--heartbeat-timeout", default=20.0, show_default=True, type=float, help="Seconds of silence before 4013.")
-@click.option("--drain-timeout", default=10.0, show_default=True, type=float, help="Seconds a drain waits on SIGTERM.")
-@click.option("--stun", "stun_urls", multiple=True, help="STUN URL handed to clients (repeatable).")
-@click.option("--turn", "turn_urls", multiple=True, help="TURN URL (turn:/turns:) handed to clients with ephemeral credentials (repeatable).")
-@click.option("--turn-secret", "turn_secrets", multiple=True, envvar="SWITCHBOARD_TURN_SECRET", help="TURN REST shared secret; the first signs (env: comma-separated).")
-@click.option("--turn-ttl", default=4 * 3600, show_default=True, type=int, help="Lifetime of TURN credentials (s).")
-@click.option("--ice-host", "ice_hosts", multiple=True, help="Address the SFU gathers ICE host candidates on (repeatable; default all).")
-@click.option("--announce-ip", default=None, help="Address the SFU announces in its candidates (1:1 NAT).")
-@click.option("--token-key", "token_keys", multiple=True, envvar="SWITCHBOARD_TOKEN_KEYS",
-              help="Access-token key as KID:SECRET (repeatable; env: comma-separated). None: dev mode.")
-@click.option("--allowed-origin", "allowed_origins", multiple=True, help="Browser origin allowed on /ws (repeatable; default any).")
-@click.option("--no-sfu", is_flag=True, help="Signaling only: run no SFU in this process.")
+@_config_options
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(
-    host: str,
-    port: int,
-    unix_path: str | None,
-    admin_token: str | None,
-    node_id: str,
-    heartbeat_interval: float,
-    heartbeat_timeout: float,
-    drain_timeout: float,
-    stun_urls: tuple[str, ...],
-    turn_urls: tuple[str, ...],
-    turn_secrets: tuple[str, ...],
-    turn_ttl: int,
-    ice_hosts: tuple[str, ...],
-    announce_ip: str | None,
-    token_keys: tuple[str, ...],
-    allowed_origins: tuple[str, ...],
-    no_sfu: bool,
-    log_level: str,
-) -> None:
+@click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]))
+def serve(log_level: str, log_format: str, **params: Any) -> None:
     """Run a signaling node (embedded default: in-process SFU, state in memory)."""
     from signaling.server import serve as run_server
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    keys = _parse_token_keys(token_keys)
-    if not keys:
-        if not _is_loopback(host):
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=log_level.upper(), handlers=[handler])
+    config = _load(params)
+    if not config.security.token_keys:
+        if not _is_loopback(config.host):
             raise click.UsageError(
-                f"refusing to serve on {host} without access tokens: pass --token-key KID:SECRET "
+                f"refusing to serve on {config.host} without access tokens: pass --token-key KID:SECRET "
                 "(or bind 127.0.0.1 for development)"
             )
         click.secho(
             "DEV MODE: no access-token keys configured; anyone who can reach "
-            f"{host}:{port} may join any room. Loopback only.",
+            f"{config.host}:{config.port} may join any room. Loopback only.",
             fg="yellow", bold=True, err=True,
         )
-    config = ServerConfig(
-        host=host,
-        port=port,
-        unix_path=unix_path,
-        admin_token=admin_token,
-        node_id=node_id,
-        drain_timeout=drain_timeout,
-        sfu=not no_sfu,
-        security=SecurityConfig(token_keys=tuple(keys.items()), allowed_origins=allowed_origins),
-        heartbeat=HeartbeatConfig(interval=heartbeat_interval, timeout=heartbeat_timeout),
-        ice=IceConfig(
-            stun_urls=stun_urls,
-            turn_urls=turn_urls,
-            turn_secrets=tuple(x.strip() for secret in turn_secrets for x in secret.split(",") if x.strip()),
-            turn_ttl=turn_ttl,
-            host_addresses=ice_hosts,
-            announce_ip=announce_ip,
-        ),
-    )
     asyncio.run(run_server(config))
 
 
-def _parse_token_keys(values: tuple[str, ...]) -> dict[str, str]:
-    keys: dict[str, str] = {}
-    for value in (v.strip() for raw in values for v in raw.split(",")):
-        if not value:
-            continue
-        kid, sep, secret = value.partition(":")
-        if not sep or not kid or len(secret) < 32:
-            raise click.BadParameter("expected KID:SECRET with a secret of at least 32 characters", param_hint="--token-key")
-        keys[kid] = secret
-    return keys
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("show")
+@_config_options
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of key = value lines.")
+def config_show(as_json: bool, **params: Any) -> None:
+    """Print the effective configuration (flags > env > file > defaults), secrets masked."""
+    effective = settings.effective(_load(params))
+    if as_json:
+        click.echo(json.dumps(effective, indent=2))
+        return
+    for key, value in effective.items():
+        click.echo(f"{key} = {json.dumps(value)}    # {settings.env_name(key)}")
 
 
 def _is_loopback(host: str) -> bool:

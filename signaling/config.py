@@ -115,6 +115,10 @@ class ServerConfig:
     node_id: str = "node-1"
     #: Bearer token of the admin API; None disables ``/admin`` entirely.
     admin_token: str | None = None
+    #: TLS certificate and key (PEM) for the HTTP/WS listener: browsers on other machines need
+    #: a secure context for getUserMedia.
+    tls_cert: str | None = None
+    tls_key: str | None = None
     #: Seconds a drain waits for clients to leave before the process exits anyway.
     drain_timeout: float = 10.0
     #: ``reconnect.delay_ms`` announced to clients when draining.

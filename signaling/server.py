@@ -181,7 +181,13 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
     app = build_app(config)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=config.drain_timeout)
     await runner.setup()
-    await web.TCPSite(runner, config.host, config.port).start()
+    ssl_context = None
+    if config.tls_cert and config.tls_key:
+        import ssl
+
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(config.tls_cert, config.tls_key)
+    await web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context).start()
     if config.unix_path is not None:
         await web.UnixSite(runner, config.unix_path).start()
     stop = app[DRAIN_REQUESTED]
@@ -189,7 +195,8 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("switchboard %s listening on http://%s:%d (node %s)", __version__, config.host, config.port, config.node_id)
-    print(f"switchboard listening on http://{config.host}:{config.port}/", flush=True)
+    scheme = "https" if ssl_context is not None else "http"
+    print(f"switchboard listening on {scheme}://{config.host}:{config.port}/", flush=True)
     if ready is not None:
         ready.set()
     try:

@@ -39,8 +39,10 @@ class Node:
         )
         assert self.proc.stdout is not None
         async with asyncio.timeout(PATIENCE * 2):
-            line = await self.proc.stdout.readline()
-        assert b"listening" in line, line
+            line = b""
+            while b"listening" not in line:  # the dev-mode warning may come first
+                line = await self.proc.stdout.readline()
+                assert line, "server exited before listening"
         return self
 
     @property
