@@ -70,5 +70,10 @@ class Raw:
                     return self.ws.close_code
 
     async def close(self) -> None:
-        await self.ws.close()
+        """Close the socket (bounded: the server may be gone or blackholed) and the session."""
+        try:
+            async with asyncio.timeout(PATIENCE / 4):
+                await self.ws.close()
+        except (TimeoutError, ConnectionError):
+            pass  # closing the session below tears the connection down
         await self.http.close()

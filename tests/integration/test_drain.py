@@ -119,4 +119,4 @@ async def test_readyz_false_while_draining_and_new_connections_refused(start_ser
         await drain  # ends once the close deadline aborted the stuck socket
     assert server.hub.connection_count == 0
     await proxy.close()
-    await stuck.http.close()
+    await stuck.close()

@@ -37,7 +37,7 @@ async def test_resume_replays_missed_messages_in_order_once(server: RunningServe
     assert live["seq"] == 8 and live["data"] == "live"
     await again.close()
     await bob.close()
-    await alice.http.close()
+    await alice.close()
 
 
 async def test_resume_skips_what_the_client_already_has(server: RunningServer) -> None:
@@ -54,7 +54,7 @@ async def test_resume_skips_what_the_client_already_has(server: RunningServer) -
     assert (await again.expect("signal"))["seq"] == 5
     await again.close()
     await bob.close()
-    await alice.http.close()
+    await alice.close()
 
 
 async def test_client_resend_after_resume_is_deduplicated(server: RunningServer) -> None:
@@ -75,7 +75,7 @@ async def test_client_resend_after_resume_is_deduplicated(server: RunningServer)
     assert server.metrics.duplicates._value.get() == 1
     await again.close()
     await bob.close()
-    await alice.http.close()
+    await alice.close()
 
 
 async def test_resume_failures_close_4011(server: RunningServer) -> None:
@@ -120,7 +120,7 @@ async def test_grace_period_reconnecting_then_resumed(start_server: ServerFactor
     assert (await alice.expect("peer-resumed"))["peer"] == bob.peer
     await again.close()
     await alice.close()
-    await bob.http.close()
+    await bob.close()
 
 
 async def test_short_blip_is_invisible_to_others(start_server: ServerFactory) -> None:
@@ -137,7 +137,7 @@ async def test_short_blip_is_invisible_to_others(start_server: ServerFactory) ->
     assert msg["type"] == "signal"  # no peer-reconnecting/peer-left in between
     await again.close()
     await alice.close()
-    await bob.http.close()
+    await bob.close()
 
 
 async def test_grace_expiry_reports_peer_left_once(start_server: ServerFactory) -> None:
@@ -156,7 +156,7 @@ async def test_grace_expiry_reports_peer_left_once(start_server: ServerFactory) 
     assert await raw.closed() == 4011
     await raw.close()
     await alice.close()
-    await bob.http.close()
+    await bob.close()
 
 
 async def test_leave_ends_the_session_with_1000(server: RunningServer) -> None:
@@ -225,7 +225,7 @@ async def test_client_that_does_not_read_is_closed_4009_and_can_resume(start_ser
     assert seqs == list(range(3, 3 + welcome["replayed"]))
     await again.close()
     await fast.close()
-    await slow.http.close()
+    await slow.close()
 
 
 async def test_replay_overflow_is_loud(start_server: ServerFactory) -> None:
@@ -246,7 +246,7 @@ async def test_replay_overflow_is_loud(start_server: ServerFactory) -> None:
     assert server.metrics.replay_overflows._value.get() == 1
     await raw.close()
     await bob.close()
-    await alice.http.close()
+    await alice.close()
 
 
 async def test_attached_client_that_never_acks_gets_replay_overflow_4011(start_server: ServerFactory) -> None:

@@ -35,4 +35,4 @@ async def test_welcome_ice_servers_and_fresh_credentials_on_resume(start_server:
     resumed = await again.expect("welcome")
     assert resumed["ice_servers"][1]["credential"] == expected(secret, resumed["ice_servers"][1]["username"])
     await again.close()
-    await raw.http.close()
+    await raw.close()
