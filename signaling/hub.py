@@ -368,7 +368,7 @@ class Hub:
         peer = protocol.peer_info(session.peer_id, session.name)
         for other in before:
             await self.backend.send(other.peer_id, {"type": "peer-joined", "peer": peer})
-        log.info("peer %s joined room %s (session %s)", session.peer_id, session.room, session.id)
+        log.info("peer %s joined room %s", session.peer_id, session.room, extra=self._log_ids(session))
         if self.media is not None and live.subscribe:
             await self._media_call(self.media.join(session.room, session.peer_id))
 
@@ -400,7 +400,7 @@ class Hub:
             conn.send(stamped.frame, force=True)
         self.metrics.resumes.inc()
         self.metrics.replayed.inc(len(frames))
-        log.info("session %s resumed, %d messages replayed", live.session.id, len(frames))
+        log.info("session %s resumed, %d messages replayed", live.session.id, len(frames), extra=self._log_ids(live.session))
         if live.reconnecting_announced:
             live.reconnecting_announced = False
             await self._broadcast(live, {"type": "peer-resumed", "peer": live.session.peer_id})
@@ -467,7 +467,7 @@ class Hub:
                 await self.backend.send(other.peer_id, {"type": "peer-left", "peer": session.peer_id, "reason": reason})
         if self.media is not None:
             await self._media_call(self.media.leave(session.room, session.peer_id))
-        log.info("peer %s left room %s (%s)", session.peer_id, session.room, reason)
+        log.info("peer %s left room %s (%s)", session.peer_id, session.room, reason, extra=self._log_ids(session))
 
     async def _media_call(self, call: Any) -> None:
         try:
@@ -505,7 +505,7 @@ class Hub:
     def _lose(self, live: Live, why: str) -> None:
         """The replay buffer overflowed: the session cannot be resumed. Say so, end it."""
         self.metrics.replay_overflows.inc()
-        log.warning("session %s lost: %s", live.session.id, why)
+        log.warning("session %s lost: %s", live.session.id, why, extra=self._log_ids(live.session))
         conn = live.conn
         if conn is not None:
             conn.send_message(protocol.error(Err.REPLAY_OVERFLOW, why), force=True)
@@ -517,6 +517,10 @@ class Hub:
         for other in await self.backend.members(live.session.room):
             if other.peer_id != live.session.peer_id:
                 await self.backend.send(other.peer_id, message)
+
+    def _log_ids(self, session: Session) -> dict[str, str]:
+        """Structured fields for log records (kept by ``--log-format json``)."""
+        return {"session": session.id, "peer": session.peer_id, "room": session.room, "node": self.config.node_id}
 
     def _attached_count(self) -> int:
         return sum(1 for live in self._sessions.values() if live.conn is not None)
