@@ -863,6 +863,20 @@ Object.defineProperty(window, 'switchboard', {
     get errors() { return app.errors.map((e) => ({ ...e })); },
     get notice() { return ui.notice.hidden ? null : ui.noticeText.textContent; },
     get rttMs() { return app.rttMs; },
+    /** Inbound audio through the SFU (packets and decoded samples), for tests and debugging. */
+    async audioStats() {
+      const pc = app.room?.subscriber;
+      if (!pc) return { packets: 0, samples: 0 };
+      let packets = 0;
+      let samples = 0;
+      (await pc.getStats()).forEach((/** @type {any} */ r) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'audio') {
+          packets += r.packetsReceived ?? 0;
+          samples += r.totalSamplesReceived ?? 0;
+        }
+      });
+      return { packets, samples };
+    },
     get health() { return app.client?.health() ?? null; },
     now,
   }),

@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 
-from tests.browser.conftest import ARTIFACTS, JoinFactory, room_name
+from tests.browser.conftest import ARTIFACTS, JoinFactory, Server, room_name
+
+#: Longest tolerated video stall across a signaling cut (ms): media does not use signaling.
+MAX_STALL_MS = 1000
 
 #: The late joiner must show every remote video within this long after its welcome (ms).
 LATE_JOIN_BUDGET_MS = 2000
@@ -34,6 +37,35 @@ async def test_sfu_two_publishers_see_each_other(join: JoinFactory) -> None:
     assert await alice.hook("mode") == "sfu"
     assert await alice.hook("calls") == [], "media must go through the SFU, not a direct call"
     for who in (alice, bob):
+        assert len(await who.hook("tiles")) == 1
+        # Audio arrives too: packets in and samples decoded on the subscriber connection.
+        audio: dict[str, int] = {}
+        async with asyncio.timeout(30):
+            while not (audio.get("packets", 0) > 20 and audio.get("samples", 0) > 0):
+                audio = await who.page.evaluate("window.switchboard.audioStats()")
+                await asyncio.sleep(0.1)
+
+
+async def test_sfu_signaling_cut_keeps_media_flowing(join: JoinFactory, app_server: Server) -> None:
+    """The signaling socket is cut; the session resumes and SFU media never stops."""
+    room = room_name("sfu-cut")
+    alice = await join(room, "alice", mode="sfu")
+    bob = await join(room, "bob", mode="sfu")
+    alice_id, bob_id = await alice.hook("peerId"), await bob.hook("peerId")
+    await asyncio.gather(alice.wait_video_from(bob_id), bob.wait_video_from(alice_id))
+    session = await alice.hook("sessionId")
+    mark_alice, mark_bob = await alice.now(), await bob.now()
+    await app_server.disconnect(session)
+    await alice.wait_for(
+        f"sb.stateLog.some(e => e.t > {mark_alice} && e.state === 'badge:resumed')", what="badge: resumed"
+    )
+    assert await alice.hook("rejoins") == 0
+    assert await alice.hook("peerId") == alice_id
+    await asyncio.gather(alice.wait_video_from(bob_id, 2.0), bob.wait_video_from(alice_id, 2.0))
+    for who, peer, mark in ((alice, bob_id, mark_alice), (bob, alice_id, mark_bob)):
+        stats = (await who.hook("frameStats"))[peer]
+        stalls = [g for g in stats["longGaps"] if g["at"] > mark and g["ms"] > MAX_STALL_MS]
+        assert not stalls, f"{who.name}: SFU video of {peer} stalled during the cut: {stalls}"
         assert len(await who.hook("tiles")) == 1
 
 
