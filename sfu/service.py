@@ -54,6 +54,8 @@ logger = logging.getLogger(__name__)
 
 #: ``(participant_id, server->client message without seq)``; synchronous.
 Emit = Callable[[str, dict[str, Any]], None]
+#: (room, "published" | "unpublished", track {id, peer, kind}): told once per track change.
+OnTrack = Callable[[str, str, dict[str, Any]], None]
 
 _MEDIA_KINDS = ("audio", "video")
 
@@ -101,9 +103,11 @@ class _Room:
 class Sfu:
     """Selective forwarding unit for many rooms. See docs/sfu.md."""
 
-    def __init__(self, config: SfuConfig, emit: Emit) -> None:
+    def __init__(self, config: SfuConfig, emit: Emit, *, on_track: OnTrack | None = None) -> None:
         self._config = config
         self._emit_callback = emit
+        #: Observer of track changes, once per track (webhooks), not once per recipient.
+        self._on_track = on_track
         self._rooms: dict[str, _Room] = {}
         self._tasks = TaskRegistry()
         self._counters = ForwardingCounters()
@@ -419,7 +423,12 @@ class Sfu:
             track.close()
             if room.tracks.get(track.id) is track:
                 del room.tracks[track.id]
+                if self._on_track is not None:
+                    self._on_track(room.name, "unpublished", track.public)
             self._retire_counters(track)
+        if self._on_track is not None:
+            for track in added:
+                self._on_track(room.name, "published", track.public)
         for other in list(room.participants.values()):
             for track in removed:
                 if track.publisher != other.id:

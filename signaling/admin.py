@@ -81,7 +81,10 @@ def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:
         return web.json_response({"disconnected": True})
 
     async def kick(request: web.Request) -> web.Response:
-        body = await request.json() if request.can_read_body else {}
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except ValueError:
+            raise web.HTTPBadRequest(text='{"error":"body must be JSON"}', content_type="application/json") from None
         reason = str(body.get("reason", "kicked")) if isinstance(body, dict) else "kicked"
         if not await hub.kick(request.match_info["peer"], reason):
             raise web.HTTPNotFound(text='{"error":"no such participant"}', content_type="application/json")

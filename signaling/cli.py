@@ -16,7 +16,9 @@ from typing import Any
 import click
 
 from signaling import __version__, settings
+from signaling.admin_cli import admin
 from signaling.config import ServerConfig
+from signaling.loadtest import loadtest
 from signaling.turn.cli import turn
 
 
@@ -47,6 +49,8 @@ def _config_options(fn: Any) -> Any:
         click.option("--token-key", "token_keys", multiple=True, help="Access-token key as KID:SECRET (repeatable). None: dev mode. Env: SWITCHBOARD_SECURITY_TOKEN_KEYS."),
         click.option("--allowed-origin", "allowed_origins", multiple=True, help="Browser origin allowed on /ws (repeatable; default any)."),
         click.option("--no-sfu", is_flag=True, default=None, help="Signaling only: run no SFU in this process."),
+        click.option("--webhook-url", "webhook_urls", multiple=True, help="Webhook receiver URL (repeatable)."),
+        click.option("--webhook-secret", default=None, help="Webhook signing secret. Env: SWITCHBOARD_WEBHOOKS_SECRET."),
         click.option("--tls-cert", default=None, help="TLS certificate (PEM) for the listener."),
         click.option("--tls-key", default=None, help="TLS private key (PEM) for the listener."),
     ]
@@ -64,6 +68,7 @@ def _load(params: dict[str, Any]) -> ServerConfig:
         "turn_secrets": "ice.turn_secrets", "turn_ttl": "ice.turn_ttl", "ice_hosts": "ice.host_addresses",
         "announce_ip": "ice.announce_ip", "token_keys": "security.token_keys",
         "allowed_origins": "security.allowed_origins", "tls_cert": "tls_cert", "tls_key": "tls_key",
+        "webhook_urls": "webhooks.urls", "webhook_secret": "webhooks.secret",
     }
     overrides: dict[str, Any] = {}
     for item in params.pop("sets", ()):
@@ -156,6 +161,8 @@ def _is_loopback(host: str) -> bool:
 
 
 cli.add_command(turn)
+cli.add_command(admin)
+cli.add_command(loadtest)
 
 
 def main() -> None:

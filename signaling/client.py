@@ -275,16 +275,16 @@ class Client:
             raise ClientError("client is closed", self.close_code)
 
     async def leave(self) -> None:
-        """End the session on the server (others see ``peer-left``), then close."""
+        """End the session on the server (others see ``peer-left``), then close.
+
+        The reader owns the socket, so this sends ``leave`` and waits for the reader to see
+        the server's close (1000); it does not read the socket itself.
+        """
         if self.state is ClientState.CONNECTED:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await self._write({"type": "leave"})
-                ws = self._ws
-                if ws is not None:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self._connect_timeout):
-                            async for _ in ws:
-                                pass
+            await self._write({"type": "leave"})
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._connect_timeout):
+                    await self.closed.wait()
         await self.close()
 
     async def close(self) -> None:

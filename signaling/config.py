@@ -85,6 +85,18 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """Signed webhooks (HMAC-SHA256) for room, participant and track events."""
+
+    #: Receivers; empty = no webhooks.
+    urls: tuple[str, ...] = ()
+    #: Shared secret for the ``X-Switchboard-Signature`` header.
+    secret: str | None = None
+    #: Events waiting for delivery; beyond it new events are dropped and counted.
+    queue_size: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
 class IceConfig:
     """What clients and the SFU use to traverse NATs."""
 
@@ -130,3 +142,4 @@ class ServerConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     ice: IceConfig = field(default_factory=IceConfig)
+    webhooks: WebhookConfig = field(default_factory=WebhookConfig)

@@ -41,6 +41,7 @@ from signaling.protocol import (
 from signaling.sdpcheck import SdpError, check_candidate, check_sdp
 from signaling.session import AckError, ReplayOverflow, ResumeRefused, Session, SessionState
 from signaling.tasks import TaskRegistry
+from signaling.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +79,13 @@ class Hub:
         *,
         media: MediaPort | None = None,
         ice_servers: IceServers | None = None,
+        webhooks: WebhookSender | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
         self.metrics = metrics
         self.media = media
+        self.webhooks = webhooks
         self._ice_servers = ice_servers or (lambda _peer: [])
         self._sessions: dict[str, Live] = {}
         self._by_peer: dict[str, Live] = {}
@@ -103,6 +106,8 @@ class Hub:
 
     async def start(self) -> None:
         await self.backend.start(self.config.node_id, self.deliver)
+        if self.webhooks is not None:
+            self.webhooks.start()
 
     async def close(self) -> None:
         """Close every connection (1001) and stop every task; sessions die with the node."""
@@ -114,6 +119,8 @@ class Hub:
             await self._end(live, "shutdown", notify=False)
         if self.media is not None:
             await self.media.close()
+        if self.webhooks is not None:
+            await self.webhooks.close(self.config.limits.close_timeout)
         await self.backend.close()
 
     async def drain(self, deadline: float) -> None:
@@ -365,6 +372,12 @@ class Hub:
         self._by_peer[session.peer_id] = live
         self._attach(live, conn)
         self._emit(live, self._welcome(live, before, resumed=False))
+        if self.webhooks is not None:
+            if not before:
+                self.webhooks.room_started(session.room)
+            self.webhooks.participant_joined(
+                session.room, peer=session.peer_id, name=session.name, session=session.id, identity=live.identity
+            )
         peer = protocol.peer_info(session.peer_id, session.name)
         for other in before:
             await self.backend.send(other.peer_id, {"type": "peer-joined", "peer": peer})
@@ -424,6 +437,12 @@ class Hub:
         if live.session.state is SessionState.ENDED:
             return
         live.session.state = SessionState.DETACHED
+        if self.webhooks is not None:
+            s = live.session
+            self.webhooks.participant_connection_lost(
+                s.room, peer=s.peer_id, name=s.name, session=s.id,
+                grace_period=self.config.session.grace_period, identity=live.identity,
+            )
         live.grace = self._tasks.spawn(self._grace(live), name=f"grace:{live.session.id}")
 
     async def _grace(self, live: Live) -> None:
@@ -462,6 +481,13 @@ class Hub:
     async def _release(self, live: Live, reason: str, *, notify: bool) -> None:
         session = live.session
         remaining = await self.backend.remove_member(session.room, session.peer_id)
+        if self.webhooks is not None and remaining is not None:
+            self.webhooks.participant_left(
+                session.room, peer=session.peer_id, name=session.name, session=session.id,
+                reason=reason, identity=live.identity,
+            )
+            if not remaining:
+                self.webhooks.room_finished(session.room)
         if notify and remaining:
             for other in remaining:
                 await self.backend.send(other.peer_id, {"type": "peer-left", "peer": session.peer_id, "reason": reason})
@@ -482,6 +508,15 @@ class Hub:
         live = self._by_peer.get(peer_id)
         if live is not None:
             self._emit(live, message)
+
+    def on_track(self, room: str, change: str, track: dict[str, Any]) -> None:
+        """The SFU's track observer: one webhook per published/unpublished track."""
+        if self.webhooks is None:
+            return
+        if change == "published":
+            self.webhooks.track_published(room, track_id=track["id"], peer=track["peer"], kind=track["kind"])
+        else:
+            self.webhooks.track_unpublished(room, track_id=track["id"], peer=track["peer"], kind=track["kind"])
 
     def emit_media(self, peer_id: str, message: dict[str, Any]) -> None:
         """The SFU's outbound channel (synchronous, as the SFU calls it)."""

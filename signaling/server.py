@@ -26,6 +26,7 @@ from signaling.media import MediaPort
 from signaling.metrics import Metrics
 from signaling.ratelimit import IpLimiter
 from signaling.turn.credentials import check_ice_config, ice_servers
+from signaling.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def build_app(
         media=media,
         # Fresh ephemeral TURN credentials for every welcome, resumes included.
         ice_servers=lambda peer: ice_servers(config.ice, peer, time.time()),
+        webhooks=_webhooks(config),
     )
     if media is None and config.sfu:
         hub.media = _in_process_sfu(config, hub)
@@ -96,6 +98,13 @@ def build_app(
     return app
 
 
+def _webhooks(config: ServerConfig) -> WebhookSender | None:
+    hooks = config.webhooks
+    if not hooks.urls or not hooks.secret:
+        return None
+    return WebhookSender(list(hooks.urls), hooks.secret, node=config.node_id, queue_size=hooks.queue_size)
+
+
 def _in_process_sfu(config: ServerConfig, hub: Hub) -> MediaPort:
     """The embedded SFU. aiortc is imported only here: signaling-only nodes never load it."""
     from sfu.config import SfuConfig
@@ -106,7 +115,7 @@ def _in_process_sfu(config: ServerConfig, hub: Hub) -> MediaPort:
         # A node only reachable on loopback has only loopback clients: gather nothing else.
         hosts = ("127.0.0.1",) if config.host != "::1" else ("::1",)
     sfu_config = SfuConfig(host_addresses=hosts, announce_ip=config.ice.announce_ip)
-    return Sfu(sfu_config, hub.emit_media)
+    return Sfu(sfu_config, hub.emit_media, on_track=hub.on_track)
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:

@@ -20,7 +20,7 @@ from typing import Any
 
 from signaling.config import ServerConfig
 
-SECRET_KEYS = frozenset({"admin_token", "security.token_keys", "ice.turn_secrets"})
+SECRET_KEYS = frozenset({"admin_token", "security.token_keys", "ice.turn_secrets", "webhooks.secret"})
 
 
 class ConfigError(ValueError):
@@ -169,6 +169,8 @@ def validate(config: ServerConfig) -> None:
             problems.append(f"session.{key}: must be positive")
     if config.limits.max_message_bytes > config.limits.hard_max_message_bytes:
         problems.append("limits.max_message_bytes: must not exceed limits.hard_max_message_bytes")
+    if config.webhooks.urls and not config.webhooks.secret:
+        problems.append("webhooks.secret: required when webhooks.urls is set")
     if problems:
         raise ConfigError("invalid config: " + "; ".join(problems))
 
