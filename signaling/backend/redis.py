@@ -1,0 +1,633 @@
+"""The cluster backend: membership in Redis, delivery through one Redis Stream per node.
+
+Key layout (``p`` is ``key_prefix``, ``"sb:"`` by default)::
+
+    p room:<room>        hash   peer id -> member JSON (deleted by Redis when it empties)
+    p rooms              set    room names with at least one member
+    p peers              hash   peer id -> member JSON (the peer -> member index)
+    p node-peers:<node>  set    peer ids held by <node> (resync and reaping)
+    p member-nodes       set    nodes with at least one member (reaping)
+    p joinseq            string join counter, so members list in join order like the memory backend
+    p inbox:<node>       stream messages for peers held by <node>; XADD MAXLEN ~ inbox_maxlen,
+                                key TTL inbox_ttl refreshed by every XADD
+    p alive:<node>       string present while <node>'s reader runs; TTL alive_ttl
+
+Why a stream and not pub/sub: a pub/sub message published while the subscriber is reconnecting
+is gone, silently. A stream entry stays until trimmed, and the one reader of a node remembers the
+last id it delivered, so after a reconnect it continues exactly where it stopped: in order, once.
+
+Every membership change is one Lua script, so ``max_members`` holds across nodes (two nodes
+cannot overfill a room) and an index entry never outlives its room entry. The scripts build some
+key names from the prefix (a member's node is only known inside the script): this targets one
+Redis server (or a Sentinel-managed primary), not Redis Cluster.
+
+Outage: every call is bounded by ``op_timeout``; a failed call raises :class:`BackendUnavailable`.
+The reader reconnects with :class:`~signaling.backoff.Backoff` and, before it reports healthy
+again, *resyncs*: it re-writes this node's members (Redis may have restarted empty, or a
+Sentinel failover may have lost the last writes), removes members of this node that the node no
+longer holds, refreshes its ``alive`` key and checks that its stream position is still valid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import Any, TypeVar, cast
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from signaling.backend.base import Backend, Delivery, Member
+from signaling.backoff import Backoff
+from signaling.tasks import TaskRegistry
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Errors that mean "Redis is not reachable or not answering" (asyncio.timeout raises TimeoutError).
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+
+
+class BackendUnavailable(Exception):
+    """Redis did not answer within the deadline (or refused): the operation did not complete.
+
+    A write that raised this may or may not have been applied; the backend resyncs the members
+    it holds, so membership converges either way, and a ``send`` that raised was delivered at
+    most once.
+    """
+
+
+async def bounded(call: Awaitable[T], seconds: float, what: str) -> T:
+    """Await one Redis call under a deadline; every failure becomes :class:`BackendUnavailable`."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await call
+    except REDIS_ERRORS as exc:
+        raise BackendUnavailable(f"redis {what} failed: {exc!r}") from exc
+
+
+def make_client(url: str, *, op_timeout: float, read_timeout: float | None = None, max_connections: int = 32) -> Redis:
+    """A client whose calls fail fast instead of retrying on their own.
+
+    Retries are off: a retried XADD whose reply was lost would deliver twice. The pool is bounded
+    and waits at most ``op_timeout`` for a free connection.
+    """
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=op_timeout,
+        decode_responses=True,
+        socket_timeout=read_timeout if read_timeout is not None else op_timeout,
+        socket_connect_timeout=op_timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+    return Redis.from_pool(pool)
+
+
+def member_json(member: Member, join_seq: int = 0) -> str:
+    return json.dumps(
+        {"peer_id": member.peer_id, "name": member.name, "room": member.room, "node_id": member.node_id, "j": join_seq},
+        separators=(",", ":"),
+    )
+
+
+def parse_member(raw: str) -> tuple[int, Member]:
+    data = json.loads(raw)
+    return int(data.get("j", 0)), Member(data["peer_id"], data["name"], data["room"], data["node_id"])
+
+
+def members_in_join_order(raws: Sequence[str]) -> list[Member]:
+    return [m for _, m in sorted((parse_member(r) for r in raws), key=lambda jm: jm[0])]
+
+
+def stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+# KEYS: room hash, peers index, rooms set, joinseq
+# ARGV: peer id, member JSON without join seq, max members (-1: none), room name, node-peers prefix,
+#       member-nodes set
+_ADD = """
+local before = redis.call('HVALS', KEYS[1])
+local max = tonumber(ARGV[3])
+if max >= 0 and #before >= max then return false end
+local m = cjson.decode(ARGV[2])
+m['j'] = redis.call('INCR', KEYS[4])
+local raw = cjson.encode(m)
+redis.call('HSET', KEYS[1], ARGV[1], raw)
+redis.call('HSET', KEYS[2], ARGV[1], raw)
+redis.call('SADD', KEYS[3], ARGV[4])
+redis.call('SADD', ARGV[5] .. m['node_id'], ARGV[1])
+redis.call('SADD', ARGV[6], m['node_id'])
+return {m['j'], before}
+"""
+
+# KEYS: room hash, peers index, rooms set; ARGV: peer id, room name, node-peers prefix, member-nodes
+_REMOVE = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return false end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+local node = cjson.decode(raw)['node_id']
+local held = ARGV[3] .. node
+redis.call('SREM', held, ARGV[1])
+if redis.call('SCARD', held) == 0 then redis.call('SREM', ARGV[4], node) end
+local rest = redis.call('HVALS', KEYS[1])
+if #rest == 0 then redis.call('SREM', KEYS[3], ARGV[2]) end
+return rest
+"""
+
+# KEYS: peers index; ARGV: peer id, payload, sender node, inbox prefix, maxlen, inbox ttl ms
+# Returns the node holding the peer (after appending to its inbox unless it is the sender's own).
+_SEND = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return false end
+local node = cjson.decode(raw)['node_id']
+if node ~= ARGV[3] then
+  local inbox = ARGV[4] .. node
+  redis.call('XADD', inbox, 'MAXLEN', '~', ARGV[5], '*', 'p', ARGV[1], 'm', ARGV[2])
+  redis.call('PEXPIRE', inbox, ARGV[6])
+end
+return node
+"""
+
+# KEYS: rooms set. Returns a flat list room, count, ...; drops names whose hash vanished.
+_ROOMS = """
+local out = {}
+for _, room in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local n = redis.call('HLEN', ARGV[1] .. room)
+  if n == 0 then
+    redis.call('SREM', KEYS[1], room)
+  else
+    out[#out + 1] = room
+    out[#out + 1] = n
+  end
+end
+return out
+"""
+
+# Make Redis hold exactly ``members`` for this node (after an outage or at start).
+# KEYS: node-peers set of this node, peers index, rooms set, member-nodes, joinseq
+# ARGV: node id, room prefix, then member JSONs
+_RESYNC = """
+local keep = {}
+for i = 3, #ARGV do
+  local m = cjson.decode(ARGV[i])
+  keep[m['peer_id']] = true
+  local room = ARGV[2] .. m['room']
+  if redis.call('HEXISTS', room, m['peer_id']) == 0 then
+    -- Keep the original join order: the counter never goes below a join seq in use.
+    if tonumber(redis.call('GET', KEYS[5]) or '0') < m['j'] then redis.call('SET', KEYS[5], m['j']) end
+    redis.call('HSET', room, m['peer_id'], ARGV[i])
+    redis.call('HSET', KEYS[2], m['peer_id'], ARGV[i])
+    redis.call('SADD', KEYS[3], m['room'])
+    redis.call('SADD', KEYS[1], m['peer_id'])
+  end
+end
+for _, peer in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if not keep[peer] then
+    local raw = redis.call('HGET', KEYS[2], peer)
+    if raw then
+      local m = cjson.decode(raw)
+      if m['node_id'] == ARGV[1] then
+        local room = ARGV[2] .. m['room']
+        redis.call('HDEL', room, peer)
+        redis.call('HDEL', KEYS[2], peer)
+        if redis.call('HLEN', room) == 0 then redis.call('SREM', KEYS[3], m['room']) end
+      end
+    end
+    redis.call('SREM', KEYS[1], peer)
+  end
+end
+if redis.call('SCARD', KEYS[1]) == 0 then
+  redis.call('SREM', KEYS[4], ARGV[1])
+else
+  redis.call('SADD', KEYS[4], ARGV[1])
+end
+return #ARGV - 2
+"""
+
+# Remove every member of a node whose alive key expired. Re-checks liveness inside the script.
+# KEYS: alive key, node-peers set, peers index, rooms set, member-nodes, inbox
+# ARGV: node id, room prefix. Returns the removed member JSONs.
+_REAP = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
+local removed = {}
+for _, peer in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local raw = redis.call('HGET', KEYS[3], peer)
+  if raw then
+    local m = cjson.decode(raw)
+    if m['node_id'] == ARGV[1] then
+      local room = ARGV[2] .. m['room']
+      redis.call('HDEL', room, peer)
+      redis.call('HDEL', KEYS[3], peer)
+      if redis.call('HLEN', room) == 0 then redis.call('SREM', KEYS[4], m['room']) end
+      removed[#removed + 1] = raw
+    end
+  end
+end
+redis.call('DEL', KEYS[2], KEYS[6])
+redis.call('SREM', KEYS[5], ARGV[1])
+return removed
+"""
+
+
+class RedisBackend(Backend):
+    """:class:`Backend` over Redis: any number of signaling nodes share rooms.
+
+    One reader task per node reads the node's inbox stream (``XREAD BLOCK``) and calls
+    ``deliver`` for each entry, in stream order. A ``send`` to a peer of this same node calls
+    ``deliver`` directly, as the memory backend does; all messages from one node to one peer take
+    the same path, so their order is preserved either way.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str = "sb:",
+        op_timeout: float = 2.0,
+        block: float = 1.0,
+        read_count: int = 256,
+        inbox_maxlen: int = 10_000,
+        inbox_ttl: float = 300.0,
+        alive_interval: float = 2.0,
+        alive_ttl: float = 6.0,
+        start_timeout: float = 10.0,
+        backoff: Backoff | None = None,
+        max_connections: int = 32,
+    ) -> None:
+        """
+        :param op_timeout: deadline of every Redis call (seconds).
+        :param block: how long one ``XREAD BLOCK`` waits (seconds); keep it below ``alive_interval``.
+        :param inbox_maxlen: approximate bound of each node's inbox stream (oldest entries trimmed).
+        :param inbox_ttl: an inbox nobody writes to for this long is deleted (seconds).
+        :param alive_interval: how often the reader refreshes this node's ``alive`` key.
+        :param alive_ttl: the node counts as dead (and its members reapable) this long after its
+            last refresh.
+        :param start_timeout: how long ``start()`` keeps trying to reach Redis before it raises.
+        :param backoff: reconnect delays of the reader (default: 0, then up to 50 ms ... 2 s).
+        """
+        self.url = url
+        self.prefix = key_prefix
+        self.op_timeout = op_timeout
+        self.block = block
+        self.read_count = read_count
+        self.inbox_maxlen = inbox_maxlen
+        self.inbox_ttl = inbox_ttl
+        self.alive_interval = alive_interval
+        self.alive_ttl = alive_ttl
+        self.start_timeout = start_timeout
+        self._backoff = backoff or Backoff(base=0.05, cap=2.0, stable_after=2 * alive_interval)
+        self._redis = make_client(url, op_timeout=op_timeout, max_connections=max_connections)
+        # The reader's own connection: its socket timeout must outlast one XREAD BLOCK.
+        self._reader_redis = make_client(url, op_timeout=op_timeout, read_timeout=block + op_timeout, max_connections=1)
+        self._add = self._redis.register_script(_ADD)
+        self._remove = self._redis.register_script(_REMOVE)
+        self._send = self._redis.register_script(_SEND)
+        self._rooms = self._redis.register_script(_ROOMS)
+        self._resync = self._reader_redis.register_script(_RESYNC)
+        self._reap = self._redis.register_script(_REAP)
+        self._tasks = TaskRegistry("redis-backend")
+        self._node_id: str | None = None
+        self._deliver: Delivery | None = None
+        #: Members this node added, with their join seq: the source of truth for a resync.
+        self._local: dict[str, tuple[Member, int]] = {}
+        #: Membership changes and resyncs are serialised, so a resync never resurrects a member
+        #: removed concurrently.
+        self._membership = asyncio.Lock()
+        #: Id of the last inbox entry delivered (None until the first sync).
+        self._last_id: str | None = None
+        self._healthy = False
+        #: A membership write failed: Redis may disagree with ``_local`` until the next resync.
+        self._dirty = False
+        self._closed = False
+
+    # -- keys -----------------------------------------------------------------------------------
+
+    def _key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def inbox_key(self, node_id: str) -> str:
+        return self._key("inbox", node_id)
+
+    def alive_key(self, node_id: str) -> str:
+        return self._key("alive", node_id)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self, node_id: str, deliver: Delivery) -> None:
+        """Sync with Redis (retrying up to ``start_timeout``), then start the node's reader.
+
+        Raises :class:`BackendUnavailable` if Redis stays unreachable that long.
+        """
+        if self._closed:
+            raise RuntimeError("backend is closed")
+        if self._node_id is not None:
+            raise RuntimeError("backend started already")
+        self._node_id, self._deliver = node_id, deliver
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.start_timeout
+        backoff = Backoff(base=0.05, cap=1.0)
+        while True:
+            try:
+                await self._sync()
+                break
+            except BackendUnavailable as exc:
+                delay = backoff.next_delay()
+                if loop.time() + delay >= deadline:
+                    self._node_id = self._deliver = None
+                    raise BackendUnavailable(f"redis unreachable for {self.start_timeout} s at start") from exc
+                log.warning("redis backend of node %s: start: %s; retrying", node_id, exc)
+                await asyncio.sleep(delay)
+        self._healthy = True
+        self._tasks.spawn(self._read_loop(), name=f"redis-inbox:{node_id}")
+
+    async def close(self) -> None:
+        """Stop the reader and release connections; this node's ``alive`` key and inbox go too.
+
+        Idempotent. Members still held are left to expire with the node (see :meth:`reap`); the
+        hub removes its members before closing the backend.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._healthy = False
+        await self._tasks.close()
+        node = self._node_id
+        try:
+            if node is not None:
+                await bounded(self._redis.delete(self.alive_key(node), self.inbox_key(node)), self.op_timeout, "close")
+        except BackendUnavailable as exc:
+            log.warning("redis backend of node %s: could not unregister: %s", node, exc)
+        finally:
+            self._deliver = None
+            await self._reader_redis.aclose()
+            await self._redis.aclose()
+
+    async def ready(self) -> bool:
+        """True when started, the reader is in sync, and Redis answers a PING in time."""
+        if self._deliver is None or not self._healthy:
+            return False
+        try:
+            return bool(await bounded(self._redis.ping(), self.op_timeout, "ping"))
+        except BackendUnavailable:
+            return False
+
+    # -- membership -----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _membership_change(self) -> AsyncIterator[None]:
+        """Hold the membership lock; waiting for it counts against ``op_timeout`` too."""
+        try:
+            async with asyncio.timeout(self.op_timeout):
+                await self._membership.acquire()
+        except TimeoutError as exc:
+            raise BackendUnavailable("membership changes are stuck behind a slow redis") from exc
+        try:
+            yield
+        finally:
+            self._membership.release()
+
+    async def add_member(self, member: Member, *, max_members: int | None = None) -> list[Member] | None:
+        async with self._membership_change():
+            try:
+                reply = await bounded(
+                    self._add(
+                        keys=[self._key("room", member.room), self._key("peers"), self._key("rooms"), self._key("joinseq")],
+                        args=[
+                            member.peer_id,
+                            member_json(member),
+                            -1 if max_members is None else max_members,
+                            member.room,
+                            self._key("node-peers", ""),
+                            self._key("member-nodes"),
+                        ],
+                    ),
+                    self.op_timeout,
+                    "add_member",
+                )
+            except BackendUnavailable:
+                self._dirty = True  # it may have been applied: the next resync decides
+                raise
+            if reply is None:
+                return None
+            join_seq, before = reply
+            self._local[member.peer_id] = (member, int(join_seq))
+            return members_in_join_order(before)
+
+    async def remove_member(self, room: str, peer_id: str) -> list[Member] | None:
+        async with self._membership_change():
+            mine = self._local.get(peer_id)
+            if mine is not None and mine[0].room == room:
+                # Forget it first: if Redis misses the removal, the next resync removes it there.
+                del self._local[peer_id]
+            try:
+                rest = await bounded(
+                    self._remove(
+                        keys=[self._key("room", room), self._key("peers"), self._key("rooms")],
+                        args=[peer_id, room, self._key("node-peers", ""), self._key("member-nodes")],
+                    ),
+                    self.op_timeout,
+                    "remove_member",
+                )
+            except BackendUnavailable:
+                self._dirty = True
+                raise
+            return None if rest is None else members_in_join_order(rest)
+
+    async def members(self, room: str) -> list[Member]:
+        raws = await bounded(self._redis.hvals(self._key("room", room)), self.op_timeout, "members")
+        return members_in_join_order(cast("list[str]", raws))
+
+    async def member(self, peer_id: str) -> Member | None:
+        raw = await bounded(self._redis.hget(self._key("peers"), peer_id), self.op_timeout, "member")
+        return None if raw is None else parse_member(cast(str, raw))[1]
+
+    async def rooms(self) -> dict[str, int]:
+        flat = await bounded(self._rooms(keys=[self._key("rooms")], args=[self._key("room", "")]), self.op_timeout, "rooms")
+        return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    # -- delivery -------------------------------------------------------------------------------
+
+    async def send(self, peer_id: str, message: dict[str, Any]) -> bool:
+        """Deliver ``message`` to ``peer_id``; False if no node holds that peer.
+
+        Raises :class:`BackendUnavailable` when Redis does not confirm the append in time; the
+        message was then delivered at most once (never retried here).
+        """
+        deliver, node_id = self._deliver, self._node_id
+        if deliver is None or node_id is None:
+            return False
+        payload = json.dumps(message, separators=(",", ":"))
+        node = await bounded(
+            self._send(
+                keys=[self._key("peers")],
+                args=[peer_id, payload, node_id, self._key("inbox", ""), self.inbox_maxlen, round(self.inbox_ttl * 1000)],
+            ),
+            self.op_timeout,
+            "send",
+        )
+        if node is None:
+            return False
+        if node == node_id:
+            await deliver(peer_id, message)
+        return True
+
+    # -- dead nodes -----------------------------------------------------------------------------
+
+    async def reap(self) -> list[Member]:
+        """Remove the members of every node whose ``alive`` key expired; return them.
+
+        Any node may call this (periodically, e.g. every ``alive_interval``); the script re-checks
+        liveness, so a node that came back in between keeps its members. The caller tells the
+        rooms (``peer-left``): the backend does not speak the protocol.
+        """
+        nodes = await bounded(self._redis.smembers(self._key("member-nodes")), self.op_timeout, "reap")
+        removed: list[Member] = []
+        for node in sorted(cast("set[str]", nodes)):
+            raws = await bounded(
+                self._reap(
+                    keys=[
+                        self.alive_key(node),
+                        self._key("node-peers", node),
+                        self._key("peers"),
+                        self._key("rooms"),
+                        self._key("member-nodes"),
+                        self.inbox_key(node),
+                    ],
+                    args=[node, self._key("room", "")],
+                ),
+                self.op_timeout,
+                "reap",
+            )
+            removed.extend(members_in_join_order(raws))
+        return removed
+
+    # -- the reader -----------------------------------------------------------------------------
+
+    async def _sync(self) -> None:
+        """Bring Redis in line with this node: members, liveness, stream position."""
+        node = self._node_id
+        assert node is not None
+        async with self._membership_change():
+            self._dirty = False
+            mine = [member_json(m, j) for m, j in self._local.values() if m.node_id == node]
+            try:
+                await bounded(
+                    self._resync(
+                        keys=[
+                            self._key("node-peers", node),
+                            self._key("peers"),
+                            self._key("rooms"),
+                            self._key("member-nodes"),
+                            self._key("joinseq"),
+                        ],
+                        args=[node, self._key("room", ""), *mine],
+                    ),
+                    self.op_timeout,
+                    "resync",
+                )
+            except BackendUnavailable:
+                self._dirty = True
+                raise
+        await self._refresh_alive()
+        newest = await bounded(self._reader_redis.xrevrange(self.inbox_key(node), count=1), self.op_timeout, "xrevrange")
+        newest_id = cast("str", newest[0][0]) if newest else None
+        if self._last_id is None:
+            # First start: whatever is there was sent to an earlier incarnation of this node id.
+            self._last_id = newest_id or "0-0"
+        elif newest_id is None or stream_id(newest_id) < stream_id(self._last_id):
+            # The stream is gone or was recreated (Redis restarted empty, inbox expired): every
+            # entry in it is new to us.
+            self._last_id = "0-0"
+
+    async def _refresh_alive(self) -> None:
+        assert self._node_id is not None
+        await bounded(
+            self._reader_redis.set(self.alive_key(self._node_id), "1", px=round(self.alive_ttl * 1000)),
+            self.op_timeout,
+            "alive",
+        )
+
+    async def _touch_alive(self) -> bool:
+        """Refresh the ``alive`` key if it still exists (``SET XX``); False if it was gone."""
+        assert self._node_id is not None
+        done = await bounded(
+            self._reader_redis.set(self.alive_key(self._node_id), "1", px=round(self.alive_ttl * 1000), xx=True),
+            self.op_timeout,
+            "alive",
+        )
+        return bool(done)
+
+    async def _read_loop(self) -> None:
+        node = self._node_id
+        assert node is not None
+        loop = asyncio.get_running_loop()
+        inbox = self.inbox_key(node)
+        next_alive = loop.time() + self.alive_interval
+        need_sync = False
+        backoff = self._backoff
+        backoff.connected(loop.time())
+        # ``while not closed`` rather than ``while True``: on Python 3.11, redis-py's internal
+        # ``asyncio.wait_for``/``timeout`` can swallow a cancellation that races a completing
+        # call, and ``close()`` must still end this loop within one XREAD block.
+        while not self._closed:
+            try:
+                if need_sync or self._dirty:
+                    await self._sync()
+                    need_sync = False
+                    if not self._healthy:
+                        log.info("redis backend of node %s: reconnected and resynced", node)
+                    self._healthy = True
+                    backoff.connected(loop.time())
+                    next_alive = loop.time() + self.alive_interval
+                elif loop.time() >= next_alive:
+                    next_alive = loop.time() + self.alive_interval
+                    if not await self._touch_alive():
+                        # Our key vanished while we were connected: Redis restarted empty (or
+                        # failed over) between two calls, or we were reaped. Resync at once.
+                        log.warning("redis backend of node %s: alive key vanished; resyncing", node)
+                        need_sync = True
+                        continue
+                assert self._last_id is not None
+                block_ms = max(1, round(min(self.block, max(0.0, next_alive - loop.time())) * 1000))
+                reply = await bounded(
+                    self._reader_redis.xread({inbox: self._last_id}, count=self.read_count, block=block_ms),
+                    self.block + self.op_timeout,
+                    "xread",
+                )
+            except BackendUnavailable as exc:
+                if self._healthy:
+                    log.warning("redis backend of node %s: lost redis: %s", node, exc)
+                    backoff.disconnected(loop.time())
+                self._healthy = False
+                need_sync = True
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            for _stream, entries in cast("list[tuple[str, list[tuple[str, dict[str, str]]]]]", reply or []):
+                for entry_id, fields in entries:
+                    self._last_id = entry_id
+                    await self._deliver_entry(fields)
+
+    async def _deliver_entry(self, fields: dict[str, str]) -> None:
+        deliver = self._deliver
+        if deliver is None:
+            return
+        try:
+            peer_id, message = fields["p"], json.loads(fields["m"])
+        except (KeyError, ValueError):
+            log.error("redis backend: malformed inbox entry %r dropped", fields)
+            return
+        try:
+            await deliver(peer_id, message)
+        except Exception:
+            # One bad delivery must not stop this node's inbox; the failure is logged loudly.
+            log.exception("redis backend: delivery to peer %s failed", peer_id)
