@@ -36,7 +36,8 @@ def _config_options(fn: Any) -> Any:
         click.option("--port", default=None, type=int, help="Port to listen on [8080]."),
         click.option("--unix", "unix_path", default=None, help="Also listen on this unix socket."),
         click.option("--admin-token", default=None, help="Bearer token of /admin (unset: admin API off). Env: SWITCHBOARD_ADMIN_TOKEN."),
-        click.option("--node-id", default=None, help="This node's id in logs and metrics."),
+        click.option("--node-id", default=None, help="This node's id in logs, metrics and the cluster."),
+        click.option("--redis", "redis_url", default=None, help="Redis URL: join a cluster (default: one process, memory)."),
         click.option("--heartbeat-interval", default=None, type=float, help="Seconds between pings [10]."),
         click.option("--heartbeat-timeout", default=None, type=float, help="Seconds of silence before 4013 [20]."),
         click.option("--drain-timeout", default=None, type=float, help="Seconds a drain waits on SIGTERM [10]."),
@@ -63,7 +64,7 @@ def _load(params: dict[str, Any]) -> ServerConfig:
     """Map CLI parameters to dotted keys and load the effective config."""
     flag_keys = {
         "host": "host", "port": "port", "unix_path": "unix_path", "admin_token": "admin_token",
-        "node_id": "node_id", "heartbeat_interval": "heartbeat.interval", "heartbeat_timeout": "heartbeat.timeout",
+        "node_id": "node_id", "redis_url": "redis_url", "heartbeat_interval": "heartbeat.interval", "heartbeat_timeout": "heartbeat.timeout",
         "drain_timeout": "drain_timeout", "stun_urls": "ice.stun_urls", "turn_urls": "ice.turn_urls",
         "turn_secrets": "ice.turn_secrets", "turn_ttl": "ice.turn_ttl", "ice_hosts": "ice.host_addresses",
         "announce_ip": "ice.announce_ip", "token_keys": "security.token_keys",

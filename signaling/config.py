@@ -137,6 +137,8 @@ class ServerConfig:
     drain_reconnect_delay_ms: int = 0
     #: Serve the bundled SFU in this process.
     sfu: bool = True
+    #: Redis URL: this node joins a cluster (state and message bus in Redis). None: memory.
+    redis_url: str | None = None
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)

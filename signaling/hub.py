@@ -18,7 +18,7 @@ from typing import Any
 
 from signaling import protocol
 from signaling.auth import DEV_IDENTITY_GRANTS, AuthError, TokenVerifier
-from signaling.backend import Backend, Member
+from signaling.backend import Backend, BackendUnavailable, Member
 from signaling.codes import Close, Err, ErrorCode
 from signaling.config import ServerConfig
 from signaling.connection import Connection
@@ -106,6 +106,7 @@ class Hub:
 
     async def start(self) -> None:
         await self.backend.start(self.config.node_id, self.deliver)
+        self._tasks.spawn(self._reaper(), name="reaper")
         if self.webhooks is not None:
             self.webhooks.start()
 
@@ -229,10 +230,17 @@ class Hub:
                 await self._end(live, "left")
                 conn.close(Close.NORMAL, "left")
             case Signal() | Publish() | SubscriberAnswer() | Candidate() | Unpublish():
+                previous = session.last_cseq
                 if not session.accept_cseq(message.cseq):
                     self.metrics.duplicates.inc()
                     return
-                await self._sequenced(live, conn, message)
+                try:
+                    await self._sequenced(live, conn, message)
+                except BackendUnavailable:
+                    # Not done, so not confirmed: the client resends it after resuming.
+                    session.last_cseq = previous
+                    conn.close(Close.INTERNAL, "backend unavailable", flush=False)
+                    return
                 if session.last_cseq - live.confirmed_cseq >= CONFIRM_EVERY:
                     live.confirmed_cseq = session.last_cseq
                     conn.confirm(session.last_cseq)
@@ -332,6 +340,14 @@ class Hub:
         }
 
     async def _join(self, conn: Connection, join: Join) -> None:
+        try:
+            await self._join_or_resume(conn, join)
+        except BackendUnavailable as exc:
+            log.warning("join refused: backend unavailable: %s", exc)
+            conn.send_message(protocol.error(Err.INTERNAL, "state backend unavailable, retry"))
+            conn.close(Close.INTERNAL, "backend unavailable")
+
+    async def _join_or_resume(self, conn: Connection, join: Join) -> None:
         if self.draining:
             conn.send_message(protocol.error(Err.SHUTTING_DOWN, "this node is draining"))
             conn.close(Close.GOING_AWAY, "draining")
@@ -444,6 +460,24 @@ class Hub:
                 grace_period=self.config.session.grace_period, identity=live.identity,
             )
         live.grace = self._tasks.spawn(self._grace(live), name=f"grace:{live.session.id}")
+
+    async def _reaper(self, interval: float = 2.0) -> None:
+        """Members of nodes that died (cluster backends) are reported ``peer-left`` once."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                gone = await self.backend.reap()
+            except BackendUnavailable:
+                continue
+            for member in gone:
+                for other in await self._members_or_empty(member.room):
+                    await self.backend.send(other.peer_id, {"type": "peer-left", "peer": member.peer_id, "reason": "node-lost"})
+
+    async def _members_or_empty(self, room: str) -> list[Member]:
+        try:
+            return await self.backend.members(room)
+        except BackendUnavailable:
+            return []
 
     async def _grace(self, live: Live) -> None:
         cfg = self.config.session

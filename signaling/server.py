@@ -55,6 +55,10 @@ def build_app(
 ) -> web.Application:
     metrics = Metrics()
     check_ice_config(config.ice)
+    if backend is None and config.redis_url:
+        from signaling.backend.redis import RedisBackend
+
+        backend = RedisBackend(config.redis_url)
     hub = Hub(
         config,
         backend or MemoryBackend(),

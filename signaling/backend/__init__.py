@@ -1,6 +1,6 @@
 """Where rooms, membership and peer-to-peer delivery live: memory (default) or Redis."""
 
-from signaling.backend.base import Backend, Delivery, Member
+from signaling.backend.base import Backend, BackendUnavailable, Delivery, Member
 from signaling.backend.memory import MemoryBackend
 
-__all__ = ["Backend", "Delivery", "Member", "MemoryBackend"]
+__all__ = ["Backend", "BackendUnavailable", "Delivery", "Member", "MemoryBackend"]

@@ -16,6 +16,15 @@ from typing import Any
 Delivery = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
+class BackendUnavailable(Exception):
+    """Redis did not answer within the deadline (or refused): the operation did not complete.
+
+    A write that raised this may or may not have been applied; the backend resyncs the members
+    it holds, so membership converges either way, and a ``send`` that raised was delivered at
+    most once.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
     peer_id: str
@@ -60,3 +69,7 @@ class Backend(ABC):
     @abstractmethod
     async def send(self, peer_id: str, message: dict[str, Any]) -> bool:
         """Deliver ``message`` to ``peer_id`` on whichever node holds it; False if unknown."""
+
+    async def reap(self) -> list[Member]:
+        """Remove and return the members of nodes found dead (cluster backends only)."""
+        return []

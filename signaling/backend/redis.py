@@ -42,7 +42,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from signaling.backend.base import Backend, Delivery, Member
+from signaling.backend.base import Backend, BackendUnavailable, Delivery, Member
 from signaling.backoff import Backoff
 from signaling.tasks import TaskRegistry
 
@@ -52,15 +52,6 @@ T = TypeVar("T")
 
 #: Errors that mean "Redis is not reachable or not answering" (asyncio.timeout raises TimeoutError).
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
-
-
-class BackendUnavailable(Exception):
-    """Redis did not answer within the deadline (or refused): the operation did not complete.
-
-    A write that raised this may or may not have been applied; the backend resyncs the members
-    it holds, so membership converges either way, and a ``send`` that raised was delivered at
-    most once.
-    """
 
 
 async def bounded(call: Awaitable[T], seconds: float, what: str) -> T:

@@ -28,7 +28,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Literal, cast
 
-from signaling.backend.redis import BackendUnavailable, bounded, make_client
+from signaling.backend.base import BackendUnavailable
+from signaling.backend.redis import bounded, make_client
 from signaling.backoff import Backoff
 from signaling.tasks import TaskRegistry
 

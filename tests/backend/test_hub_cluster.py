@@ -58,3 +58,49 @@ async def test_readyz_reports_the_redis_backend(redis_server: RedisServer, prefi
 
 async def _rooms_are(server: RunningServer, expected: dict[str, int]) -> bool:
     return await server.hub.backend.rooms() == expected
+
+
+async def test_redis_restart_mid_session_loses_no_client_message(
+    redis_factory, prefix: str, start_server: ServerFactory  # type: ignore[no-untyped-def]
+) -> None:
+    """Redis dies under two nodes. A signal sent meanwhile is not confirmed (the node closes 1011
+    instead of dropping it); the SDK resends it after resuming once Redis is back: delivered once.
+    Without persistence Redis restarts empty: the nodes write their members back (resync)."""
+    import asyncio
+
+    from signaling.backoff import Backoff
+    from signaling.client import Client, SignalReceived
+    from tests.conftest import PATIENCE, UNIT
+
+    redis = redis_factory()
+    one = await start_server(node_config("sig-1"), backend=fast_backend(redis.url, prefix))
+    two = await start_server(node_config("sig-2"), backend=fast_backend(redis.url, prefix))
+    backoff = Backoff(base=UNIT, cap=10 * UNIT)
+    alice = Client(one.url, "room", name="alice", backoff=backoff)
+    bob = Client(two.url, "room", name="bob", backoff=Backoff(base=UNIT, cap=10 * UNIT))
+    await alice.connect()
+    await bob.connect()
+    assert bob.peer_id is not None
+    try:
+        await alice.signal(bob.peer_id, {"n": 1})
+        redis.kill()
+        await alice.signal(bob.peer_id, {"n": 2})  # in flight while Redis is down
+        await wait_for(lambda: _not_ready(one), what="sig-1 to notice the outage")
+        redis.start()
+        await alice.signal(bob.peer_id, {"n": 3})
+        got: list[int] = []
+        async with asyncio.timeout(PATIENCE * 2):
+            async for event in bob:
+                if isinstance(event, SignalReceived):
+                    got.append(event.data["n"])
+                    if got[-1] == 3:
+                        break
+        assert got == [1, 2, 3]
+        assert alice.rejoins == 0 and bob.rejoins == 0
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def _not_ready(server: RunningServer) -> bool:
+    return not await server.hub.backend.ready()
