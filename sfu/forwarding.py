@@ -69,6 +69,11 @@ class PublishedTrack:
         self.packets_forwarded = 0
         self.bytes_forwarded = 0
         self.closed = False
+        #: Muted by an operator: packets are still ingested (dedup state stays right) but go
+        #: nowhere. Each unmute starts a new generation, which subscribers treat like a new
+        #: source: they wait for a keyframe and keep their sequence numbers continuous.
+        self.muted = False
+        self._generation = 0
 
     @property
     def public(self) -> dict[str, str]:
@@ -137,9 +142,9 @@ class PublishedTrack:
         if ingest is None or self.closed:
             return
         media = ingest.accept(packet)
-        if media is None or not self._slots:
+        if media is None or not self._slots or self.muted:
             return
-        source = (self.serial, media.epoch)
+        source = (self.serial, media.epoch, self._generation)
         now = time.monotonic()
         ntp = ntp_from_unix(time.time())
         send_time = abs_send_time(ntp)
@@ -190,6 +195,15 @@ class PublishedTrack:
         if value < bitrate:
             self._counters.remb_clamped_upstream += 1
         return value
+
+    def set_muted(self, muted: bool) -> bool:
+        """Mute or unmute; return whether anything changed."""
+        if muted == self.muted:
+            return False
+        self.muted = muted
+        if not muted:
+            self._generation += 1
+        return True
 
     async def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe, at most once per interval (video only)."""

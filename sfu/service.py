@@ -84,9 +84,12 @@ class _SubscriberLeg:
 
 
 class _Participant:
-    def __init__(self, room: _Room, participant_id: str) -> None:
+    def __init__(self, room: _Room, participant_id: str, subscribe: bool = True) -> None:
         self.room = room
         self.id = participant_id
+        #: Receives the room's media. A publish-only participant hears track-published but is
+        #: never offered a subscriber connection.
+        self.subscribe = subscribe
         self.publisher: _PublisherLeg | None = None
         self.subscriber: _SubscriberLeg | None = None
         self.left = False
@@ -138,18 +141,18 @@ class Sfu:
         await asyncio.gather(*(self._close_pc(pc) for pc in pcs))
         await self._tasks.close()
 
-    async def join(self, room: str, participant: str) -> None:
-        """Add ``participant`` to ``room``; it is offered the room's tracks (if any)."""
+    async def join(self, room: str, participant: str, *, subscribe: bool = True) -> None:
+        """Add ``participant`` to ``room``; a subscriber is offered the room's tracks (if any)."""
         self._check_open()
         joined = self._rooms.setdefault(room, _Room(room))
         if participant in joined.participants:
             return
-        p = _Participant(joined, participant)
+        p = _Participant(joined, participant, subscribe)
         joined.participants[participant] = p
         tracks = list(joined.tracks.values())
         for track in tracks:
             self._emit(participant, {"type": "track-published", "track": track.public})
-        if tracks:
+        if tracks and subscribe:
             await self._renegotiate(p)
 
     async def publish(self, room: str, participant: str, sdp: str) -> str:
@@ -235,6 +238,20 @@ class Sfu:
         p.publisher.retired.add(track.mid)
         self._announce(p.room, [], [track])
         await self._renegotiate_others(p.room, exclude=p.id)
+
+    async def mute(self, room: str, participant: str, track_id: str, muted: bool) -> None:
+        """Stop (or restart) forwarding a published track; everyone in the room hears
+        ``track-muted``. The publisher keeps sending: the SFU is the one that drops it."""
+        p = self._participant(room, participant)
+        track = p.room.tracks.get(track_id)
+        if track is None or track.publisher != p.id:
+            raise SfuError(UNKNOWN_TRACK, f"{participant} publishes no track {track_id!r}")
+        if not track.set_muted(muted):
+            return
+        for other in list(p.room.participants.values()):
+            self._emit(other.id, {"type": "track-muted", "track": track.public, "muted": muted})
+        if not muted and track.kind == "video":
+            await track.request_keyframe()
 
     async def leave(self, room: str, participant: str) -> None:
         """Remove the participant: its tracks leave every subscriber, its connections close.
@@ -454,7 +471,7 @@ class Sfu:
 
     async def _renegotiate(self, p: _Participant) -> None:
         """Bring ``p``'s subscriber connection in line with the room (coalescing offers)."""
-        if p.left or self._closed:
+        if p.left or self._closed or not p.subscribe:
             return
         if p.subscriber is None:
             if not any(t.publisher != p.id for t in p.room.tracks.values()):
@@ -553,12 +570,19 @@ class Sfu:
             for route in leg.routes.values():
                 route.assign(None)
             self._announce(p.room, [], removed)
-            await self._close_pc(pc)
+            await self._close_unless_closing(pc)
             await self._renegotiate_others(p.room, exclude=p.id)
         elif role == "subscriber" and p.subscriber is not None and p.subscriber.pc is pc:
             for slot in p.subscriber.slots:
                 slot.close()
             p.subscriber = None
+            await self._close_unless_closing(pc)
+
+    async def _close_unless_closing(self, pc: RTCPeerConnection) -> None:
+        """A "closed" connection is already being closed by aiortc itself: a second close()
+        would wait on aiortc's shared future, and cancelling that wait (Sfu.close) would make
+        aiortc's own close task fail with InvalidStateError."""
+        if pc.connectionState != "closed":
             await self._close_pc(pc)
 
     def _release_legs(self, p: _Participant) -> list[RTCPeerConnection]:

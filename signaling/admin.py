@@ -90,6 +90,25 @@ def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:
             raise web.HTTPNotFound(text='{"error":"no such participant"}', content_type="application/json")
         return web.json_response({"kicked": True})
 
+    async def mute(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise web.HTTPBadRequest(text='{"error":"body must be JSON"}', content_type="application/json") from None
+        track = body.get("track") if isinstance(body, dict) else None
+        muted = body.get("muted", True) if isinstance(body, dict) else True
+        if not isinstance(track, str) or not isinstance(muted, bool):
+            raise web.HTTPBadRequest(text='{"error":"expected {track: str, muted: bool}"}', content_type="application/json")
+        try:
+            found = await hub.mute(request.match_info["peer"], track, muted)
+        except Exception as exc:
+            if getattr(exc, "code", None) == "unknown-track":
+                raise web.HTTPNotFound(text='{"error":"no such track"}', content_type="application/json") from None
+            raise
+        if not found:
+            raise web.HTTPNotFound(text='{"error":"no such participant"}', content_type="application/json")
+        return web.json_response({"track": track, "muted": muted})
+
     async def close_room(request: web.Request) -> web.Response:
         count = await hub.close_room(request.match_info["room"])
         return web.json_response({"closed": count})
@@ -108,4 +127,5 @@ def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:
     r.add_get("/admin/sessions", guarded(sessions))
     r.add_post("/admin/sessions/{session}/disconnect", guarded(disconnect))
     r.add_post("/admin/participants/{peer}/kick", guarded(kick))
+    r.add_post("/admin/participants/{peer}/mute", guarded(mute))
     r.add_post("/admin/drain", guarded(drain))

@@ -564,6 +564,25 @@ def participants_kick(ctx: click.Context, peer: str, reason: str) -> None:
     _run(ctx, work)
 
 
+@participants.command("mute")
+@click.argument("peer")
+@click.argument("track")
+@click.option("--unmute", is_flag=True, help="Restart forwarding instead.")
+@_json_option
+@click.pass_context
+def participants_mute(ctx: click.Context, peer: str, track: str, unmute: bool) -> None:
+    """Stop forwarding PEER's published TRACK (the room hears track-muted)."""
+
+    async def work(api: AdminClient, obj: Ctx) -> None:
+        data = await api.call("POST", f"/admin/participants/{segment(peer)}/mute", {"track": track, "muted": not unmute})
+        if obj.json:
+            _emit_json(data)
+            return
+        click.echo(f"{'unmuted' if unmute else 'muted'} {track} of {peer}")
+
+    _run(ctx, work)
+
+
 # sessions ----------------------------------------------------------------------------------------
 
 

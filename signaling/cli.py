@@ -46,7 +46,8 @@ def _config_options(fn: Any) -> Any:
         click.option("--turn-secret", "turn_secrets", multiple=True, help="TURN REST shared secret; the first signs. Env: SWITCHBOARD_ICE_TURN_SECRETS or SWITCHBOARD_TURN_SECRET."),
         click.option("--turn-ttl", default=None, type=click.IntRange(1, 86400), help="Lifetime of TURN credentials (s) [14400]."),
         click.option("--ice-host", "ice_hosts", multiple=True, help="Address the SFU gathers ICE host candidates on (repeatable; default all, or loopback when serving loopback)."),
-        click.option("--announce-ip", default=None, help="Address the SFU announces in its candidates (1:1 NAT)."),
+        click.option("--announce-ip", default=None, help="Address the SFU announces in its candidates (1:1 NAT); needs one --ice-host."),
+        click.option("--ice-port-range", default=None, metavar="LOW-HIGH", help="UDP ports for the SFU's ICE sockets (firewalls)."),
         click.option("--token-key", "token_keys", multiple=True, help="Access-token key as KID:SECRET (repeatable). None: dev mode. Env: SWITCHBOARD_SECURITY_TOKEN_KEYS."),
         click.option("--allowed-origin", "allowed_origins", multiple=True, help="Browser origin allowed on /ws (repeatable; default any)."),
         click.option("--no-sfu", is_flag=True, default=None, help="Signaling only: run no SFU in this process."),
@@ -67,7 +68,7 @@ def _load(params: dict[str, Any]) -> ServerConfig:
         "node_id": "node_id", "redis_url": "redis_url", "heartbeat_interval": "heartbeat.interval", "heartbeat_timeout": "heartbeat.timeout",
         "drain_timeout": "drain_timeout", "stun_urls": "ice.stun_urls", "turn_urls": "ice.turn_urls",
         "turn_secrets": "ice.turn_secrets", "turn_ttl": "ice.turn_ttl", "ice_hosts": "ice.host_addresses",
-        "announce_ip": "ice.announce_ip", "token_keys": "security.token_keys",
+        "announce_ip": "ice.announce_ip", "ice_port_range": "ice.port_range", "token_keys": "security.token_keys",
         "allowed_origins": "security.allowed_origins", "tls_cert": "tls_cert", "tls_key": "tls_key",
         "webhook_urls": "webhooks.urls", "webhook_secret": "webhooks.secret",
     }

@@ -170,7 +170,7 @@ class Client:
         *,
         name: str = "",
         token: str | TokenProvider | None = None,
-        subscribe: bool = False,
+        subscribe: bool = True,
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
         ack_every: int = 16,

@@ -112,6 +112,8 @@ class IceConfig:
     host_addresses: tuple[str, ...] = ()
     #: Address announced in host candidates instead of the local one (1:1 NAT).
     announce_ip: str | None = None
+    #: UDP ports the SFU's ICE sockets bind in, as "LOW-HIGH" (empty: the OS picks ephemeral ports).
+    port_range: str = ""
 
 
 @dataclass(frozen=True, slots=True)

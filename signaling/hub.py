@@ -106,7 +106,8 @@ class Hub:
 
     async def start(self) -> None:
         await self.backend.start(self.config.node_id, self.deliver)
-        self._tasks.spawn(self._reaper(), name="reaper")
+        if self.backend.clustered:
+            self._tasks.spawn(self._reaper(), name="reaper")
         if self.webhooks is not None:
             self.webhooks.start()
 
@@ -184,6 +185,14 @@ class Hub:
             self._emit(live, protocol.error(Err.FORBIDDEN, f"kicked: {reason}"))
             conn.close(Close.KICKED, reason[:100])
         await self._end(live, "kicked")
+        return True
+
+    async def mute(self, peer_id: str, track_id: str, muted: bool) -> bool:
+        """Operator mute of a published track (the SFU stops forwarding it). False: no such peer."""
+        live = self._by_peer.get(peer_id)
+        if live is None or self.media is None:
+            return False
+        await self.media.mute(live.session.room, peer_id, track_id, muted)
         return True
 
     async def close_room(self, room: str) -> int:
@@ -398,8 +407,9 @@ class Hub:
         for other in before:
             await self.backend.send(other.peer_id, {"type": "peer-joined", "peer": peer})
         log.info("peer %s joined room %s", session.peer_id, session.room, extra=self._log_ids(session))
-        if self.media is not None and live.subscribe:
-            await self._media_call(self.media.join(session.room, session.peer_id))
+        if self.media is not None:
+            # Every participant may publish (grants permitting); only subscribers get offers.
+            await self._media_call(self.media.join(session.room, session.peer_id, subscribe=live.subscribe))
 
     async def _resume(self, conn: Connection, join: Join) -> None:
         assert join.resume is not None

@@ -118,7 +118,11 @@ def _in_process_sfu(config: ServerConfig, hub: Hub) -> MediaPort:
     if not hosts and config.host in ("127.0.0.1", "localhost", "::1"):
         # A node only reachable on loopback has only loopback clients: gather nothing else.
         hosts = ("127.0.0.1",) if config.host != "::1" else ("::1",)
-    sfu_config = SfuConfig(host_addresses=hosts, announce_ip=config.ice.announce_ip)
+    ports = None
+    if config.ice.port_range:
+        low, _, high = config.ice.port_range.partition("-")
+        ports = (int(low), int(high))
+    sfu_config = SfuConfig(host_addresses=hosts, announce_ip=config.ice.announce_ip, port_range=ports)
     return Sfu(sfu_config, hub.emit_media, on_track=hub.on_track)
 
 

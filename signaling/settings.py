@@ -169,6 +169,12 @@ def validate(config: ServerConfig) -> None:
             problems.append(f"session.{key}: must be positive")
     if config.limits.max_message_bytes > config.limits.hard_max_message_bytes:
         problems.append("limits.max_message_bytes: must not exceed limits.hard_max_message_bytes")
+    if config.ice.port_range:
+        low, sep, high = config.ice.port_range.partition("-")
+        if not (sep and low.isdigit() and high.isdigit() and 1024 <= int(low) <= int(high) <= 65535):
+            problems.append("ice.port_range: expected LOW-HIGH within 1024-65535")
+    if config.ice.announce_ip and len(config.ice.host_addresses) != 1:
+        problems.append("ice.announce_ip: needs exactly one ice.host_addresses entry (the address it stands for)")
     if config.webhooks.urls and not config.webhooks.secret:
         problems.append("webhooks.secret: required when webhooks.urls is set")
     if problems:

@@ -34,6 +34,9 @@ class Member:
 
 
 class Backend(ABC):
+    #: True for backends shared by several nodes (members of dead nodes must be reaped).
+    clustered = False
+
     @abstractmethod
     async def start(self, node_id: str, deliver: Delivery) -> None:
         """Begin delivering messages for peers of this node to ``deliver``."""

@@ -239,6 +239,8 @@ class RedisBackend(Backend):
     the same path, so their order is preserved either way.
     """
 
+    clustered = True
+
     def __init__(
         self,
         url: str,

@@ -162,7 +162,7 @@ def ice_servers(ice: IceConfig, user: str, now: float) -> list[dict[str, Any]]:
     One entry for all STUN URLs, one for all TURN URLs carrying fresh credentials signed with
     the first of ``ice.turn_secrets``; entries without URLs are left out, so an unconfigured
     node returns ``[]`` (host candidates only). ``user`` should identify the participant
-    (session id): it shows up in coturn's logs and quotas. Raises :class:`ValueError` on a
+    (the peer id): it shows up in coturn's logs and quotas. Raises :class:`ValueError` on a
     misconfiguration that :func:`check_ice_config` would have reported.
     """
     servers: list[dict[str, Any]] = []
