@@ -6,7 +6,11 @@ process and read each one's numbers.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 
 class Metrics:
@@ -34,3 +38,29 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=r,
         )
+
+
+class MediaCollector:
+    """Exposes the SFU's own counters on /metrics, read when scraped (no double bookkeeping)."""
+
+    GAUGES = ("rooms", "participants", "tracks", "peer_connections", "subscriber_transceivers")
+    COUNTERS = (
+        "packets_in", "bytes_in", "rtx_unwrapped", "padding_dropped", "duplicates_dropped",
+        "packets_forwarded", "bytes_forwarded", "send_errors", "forward_errors",
+        "pli_from_subscribers", "pli_sent_upstream", "pli_suppressed", "nack_from_subscribers",
+        "retransmissions_served", "retransmissions_missed", "remb_from_subscribers", "remb_sent_upstream",
+    )
+
+    def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        for name in self.GAUGES:
+            yield GaugeMetricFamily(f"switchboard_sfu_{name}", f"SFU {name.replace('_', ' ')}", value=stats.get(name, 0))
+        for name in self.COUNTERS:
+            yield CounterMetricFamily(f"switchboard_sfu_{name}", f"SFU {name.replace('_', ' ')}", value=stats.get(name, 0))
+        transcoding = stats.get("transcoding", {})
+        for name in ("frames_to_decoder", "encoder_calls"):
+            # Must stay 0: the SFU forwards RTP without decoding or encoding.
+            yield CounterMetricFamily(f"switchboard_sfu_{name}", f"SFU {name.replace('_', ' ')} (must stay 0)", value=transcoding.get(name, 0))

@@ -23,7 +23,7 @@ from signaling.config import ServerConfig
 from signaling.connection import Connection
 from signaling.hub import Hub
 from signaling.media import MediaPort
-from signaling.metrics import Metrics
+from signaling.metrics import MediaCollector, Metrics
 from signaling.ratelimit import IpLimiter
 from signaling.turn.credentials import check_ice_config, ice_servers
 from signaling.webhooks import WebhookSender
@@ -70,6 +70,8 @@ def build_app(
     )
     if media is None and config.sfu:
         hub.media = _in_process_sfu(config, hub)
+    if hub.media is not None:
+        metrics.registry.register(MediaCollector(hub.media.stats))
     app = web.Application()
     app[HUB] = hub
     app[METRICS] = metrics

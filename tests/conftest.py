@@ -102,6 +102,15 @@ async def server(start_server: ServerFactory) -> RunningServer:
     return await start_server()
 
 
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now (for subprocess servers)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 async def eventually(predicate: Callable[[], bool], timeout: float = PATIENCE, what: str = "condition") -> None:
     """Wait until ``predicate()`` holds, polling on the loop (not a fixed sleep)."""
     async with asyncio.timeout(timeout):

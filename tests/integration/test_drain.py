@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 
@@ -15,15 +14,9 @@ import pytest
 from signaling.backoff import Backoff
 from signaling.client import Client, Rejoined
 from signaling.config import LimitsConfig
-from tests.conftest import PATIENCE, UNIT, ServerFactory, make_config
+from tests.conftest import PATIENCE, UNIT, ServerFactory, free_port, make_config
 from tests.faultproxy import FaultProxy
 from tests.raw import Raw
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Node:

@@ -351,3 +351,18 @@ async def test_operator_mute_stops_forwarding_and_unmute_restarts_it(
         server.http_url + path, json={"track": "nope", "muted": True}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
     ) as response:
         assert response.status == 404
+
+
+async def test_sfu_counters_are_on_metrics(media_server: MediaServerFactory, peers: Peers) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server = await media_server()
+    await flowing_room(server, peers, "e2e-metrics", subscribers=1)
+    async with aiohttp.ClientSession() as http, http.get(server.http_url + "/metrics") as response:
+        text = await response.text()
+    values = {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
+    assert values["switchboard_sfu_tracks"] >= 1
+    assert values["switchboard_sfu_packets_forwarded_total"] > 0
+    assert values["switchboard_sfu_bytes_forwarded_total"] > 0
+    assert values["switchboard_sfu_frames_to_decoder_total"] == 0
+    assert values["switchboard_sfu_encoder_calls_total"] == 0
