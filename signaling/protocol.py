@@ -9,12 +9,13 @@ here too. Every failure is a :class:`ProtocolError` that names an :class:`~signa
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-import jsonschema
+import fastjsonschema
 
 from signaling.codes import Err, ErrorCode
 
@@ -115,13 +116,18 @@ def schema() -> JSON:
 
 
 @cache
-def _validators() -> dict[str, jsonschema.protocols.Validator]:
-    document = schema()
-    registry_root = jsonschema.Draft202012Validator(document)
-    validators: dict[str, jsonschema.protocols.Validator] = {}
-    for name, sub in document["$defs"]["client"].items():
-        validators[name] = registry_root.evolve(schema=sub)
-    return validators
+def _validators() -> dict[str, Callable[[Any], Any]]:
+    """One compiled validator per client message type.
+
+    fastjsonschema turns the shipped schema into Python code: ~2 µs per message instead of
+    ~30 µs interpreting it (bench/relay.py). Each client subschema is self-contained and uses
+    only keywords draft-07 has, so it compiles as is.
+    """
+    draft07 = "http://json-schema.org/draft-07/schema#"
+    return {
+        name: fastjsonschema.compile({**sub, "$schema": draft07})
+        for name, sub in schema()["$defs"]["client"].items()
+    }
 
 
 def client_types() -> frozenset[str]:
@@ -149,10 +155,10 @@ def parse(frame: str, *, max_bytes: int, max_signal_bytes: int) -> ClientMessage
     validator = _validators().get(kind) if isinstance(kind, str) else None
     if validator is None or not isinstance(kind, str):
         raise ProtocolError(Err.UNKNOWN_TYPE, f"unknown message type {kind!r}", cseq=_cseq_of(obj))
-    error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "message"
-        raise ProtocolError(Err.BAD_MESSAGE, f"{kind}: {where}: {error.message}", cseq=_cseq_of(obj))
+    try:
+        validator(obj)
+    except fastjsonschema.JsonSchemaValueException as error:
+        raise ProtocolError(Err.BAD_MESSAGE, f"{kind}: {error.message}", cseq=_cseq_of(obj)) from None
     # ``data`` is part of the frame, so a frame within the data limit needs no measuring.
     return _build(kind, obj, max_signal_bytes if len(frame) * 4 > max_signal_bytes else None)
 
