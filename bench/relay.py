@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -21,6 +22,7 @@ import socket
 import statistics
 import sys
 import time
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -103,8 +105,12 @@ async def pair(http: aiohttp.ClientSession, url: str, idx: int, seconds: float, 
             elif data.get("seq") and data["type"] != "ping":
                 await a.send_str(json.dumps({"type": "ack", "seq": data["seq"]}))
 
-    rb = asyncio.create_task(reader_b())
-    ra = asyncio.create_task(reader_a())
+    async def quietly(reader: Any) -> None:
+        with contextlib.suppress(ConnectionError):
+            await reader
+
+    rb = asyncio.create_task(quietly(reader_b()))
+    ra = asyncio.create_task(quietly(reader_a()))
     while time.perf_counter() < deadline:
         await credit.acquire()
         cseq += 1
@@ -158,7 +164,10 @@ async def main() -> None:
     for name in ("switchboard", "naive"):
         port = free_port()
         if name == "switchboard":
-            cmd = [sys.executable, "-m", "signaling", "serve", "--port", str(port), "--log-level", "error"]
+            # A throughput test is a flood by design: lift the per-connection rate limit
+            # (default 100 msgs/s) so the relay, not the limiter, is measured.
+            cmd = [sys.executable, "-m", "signaling", "serve", "--port", str(port), "--log-level", "error", "--no-sfu",
+                   "--set", "security.message_rate=1e9", "--set", "security.message_burst=1e9"]
         else:
             cmd = [sys.executable, SCRIPT, "--naive-server", str(port)]
         proc = await run_server(cmd)
