@@ -343,6 +343,20 @@ async def join(playwright: Playwright, sandbox: Sandbox, app_server: Server) -> 
     assert not errors, f"uncaught errors in pages: {errors}"
 
 
+#: The longest a remote video may stall while signaling reconnects (ms). Media does not depend
+#: on signaling at all, so anything beyond scheduling noise is a bug.
+MAX_STALL_MS = 1000
+
+
+async def assert_no_stall_since(watchers: list[tuple[Participant, str, float]]) -> None:
+    """Each (participant, peer, mark): the peer's video never stalled over MAX_STALL_MS after
+    ``mark`` (page clock)."""
+    for who, peer, mark in watchers:
+        stats = (await who.hook("frameStats"))[peer]
+        stalls = [g for g in stats["longGaps"] if g["at"] > mark and g["ms"] > MAX_STALL_MS]
+        assert not stalls, f"{who.name}: video of {peer} stalled: {stalls}"
+
+
 def room_name(prefix: str) -> str:
     """A room of its own for every test (the server is shared)."""
     return f"{prefix}-{secrets.token_hex(3)}"

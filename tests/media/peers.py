@@ -37,8 +37,6 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import MediaStreamError
-from av import VideoFrame
 
 from signaling.backoff import Backoff
 from signaling.client import Client, ErrorReceived, Event, Joined, ServerMessage
@@ -50,8 +48,8 @@ from tests.sfu.sfu_testpeers import (
     Pulse,
     ReceivedTrack,
     TaskSet,
+    consume_frames,
     force_codec,
-    read_index,
 )
 
 LOOPBACK = "127.0.0.1"
@@ -429,20 +427,7 @@ class Subscriber(Participant):
         self.tasks.spawn(self._consume(track, received))
 
     async def _consume(self, track: MediaStreamTrack, received: ReceivedTrack) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            now = time.monotonic()
-            if received.first_frame_at is None:
-                received.first_frame_at = now
-            received.frames += 1
-            received.frame_times.append(now)
-            if received.kind == "video":
-                assert isinstance(frame, VideoFrame)
-                received.indexes.append(read_index(frame))
-            self.pulse.notify()
+        await consume_frames(track, received, self.pulse)
 
     async def wait_answered(self, offers: int) -> None:
         """Until this subscriber has answered ``offers`` subscriber-offers in all."""

@@ -251,6 +251,26 @@ class ReceivedTrack:
     frame_times: list[float] = field(default_factory=list)
 
 
+async def consume_frames(
+    track: MediaStreamTrack, received: ReceivedTrack, pulse: Pulse, *, read_indexes: bool = True
+) -> None:
+    """Decode ``track`` until it ends, counting frames (and reading video frame numbers)."""
+    while True:
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            return
+        now = time.monotonic()
+        if received.first_frame_at is None:
+            received.first_frame_at = now
+        received.frames += 1
+        received.frame_times.append(now)
+        if received.kind == "video" and read_indexes:
+            assert isinstance(frame, VideoFrame)
+            received.indexes.append(read_index(frame))
+        pulse.notify()
+
+
 class SubscriberClient:
     """A participant that subscribes: answers subscriber-offers, decodes what arrives."""
 
@@ -343,20 +363,7 @@ class SubscriberClient:
             self.pulse.notify()
 
     async def _consume(self, track: MediaStreamTrack, received: ReceivedTrack) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            now = time.monotonic()
-            if received.first_frame_at is None:
-                received.first_frame_at = now
-            received.frames += 1
-            received.frame_times.append(now)
-            if received.kind == "video" and self._read_indexes:
-                assert isinstance(frame, VideoFrame)
-                received.indexes.append(read_index(frame))
-            self.pulse.notify()
+        await consume_frames(track, received, self.pulse, read_indexes=self._read_indexes)
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
         await self.pulse.wait_for(predicate, timeout)
