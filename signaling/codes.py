@@ -93,7 +93,7 @@ class Err:
     UNAUTHORIZED = ErrorCode("unauthorized", False, "The access token is missing, invalid or expired.")
     FORBIDDEN = ErrorCode("forbidden", False, "The token does not grant this.")
     ROOM_FULL = ErrorCode("room-full", True, "The room holds its maximum number of participants.")
-    BAD_SDP = ErrorCode("bad-sdp", False, "The SDP or ICE candidate is malformed; it never reached the SFU.")
+    BAD_SDP = ErrorCode("bad-sdp", False, "The SDP or ICE candidate is malformed (refused before the SFU) or unusable (refused by it).")
     LIMIT_EXCEEDED = ErrorCode("limit-exceeded", False, "A per-session limit (e.g. candidates) is reached.")
     NODE_FULL = ErrorCode("node-full", True, "This node holds its maximum number of rooms; try another node.")
     SFU_UNAVAILABLE = ErrorCode("sfu-unavailable", True, "No SFU can take this room right now.")

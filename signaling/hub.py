@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -539,7 +539,9 @@ class Hub:
             await self._media_call(self.media.leave(session.room, session.peer_id))
         log.info("peer %s left room %s (%s)", session.peer_id, session.room, reason, extra=self._log_ids(session))
 
-    async def _media_call(self, call: Any) -> None:
+    async def _media_call(self, call: Awaitable[None]) -> None:
+        """Run an SFU bookkeeping call (join, leave) whose failure must not break signaling:
+        a session without media is still a session. Logged with its traceback."""
         try:
             await call
         except Exception:
@@ -605,10 +607,15 @@ class Hub:
         return sum(1 for live in self._sessions.values() if live.conn is not None)
 
 
+#: The SFU's error codes (``sfu.errors``) as protocol error codes.
+_MEDIA_ERRORS = {
+    "bad-sdp": Err.BAD_SDP,
+    "sfu-error": Err.SFU_ERROR,
+    "unknown-track": Err.UNKNOWN_TRACK,
+    "not-joined": Err.NOT_JOINED,
+}
+
+
 def _media_error(code: object) -> ErrorCode:
-    by_code = {e.code: e for e in (Err.SFU_ERROR, Err.UNKNOWN_TRACK, Err.NOT_JOINED, Err.BAD_MESSAGE)}
-    if code in ("bad-sdp", "sfu-error"):
-        return Err.SFU_ERROR
-    if isinstance(code, str) and code in by_code:
-        return by_code[code]
-    return Err.INTERNAL
+    """A coded SFU refusal keeps its code; anything else is our failure (``internal``)."""
+    return _MEDIA_ERRORS.get(code, Err.INTERNAL) if isinstance(code, str) else Err.INTERNAL

@@ -1,7 +1,9 @@
 """The SFU as the hub sees it: the calls signaling makes for media, whatever runs them.
 
 In the embedded default the in-process ``sfu.Sfu`` satisfies this protocol; in a cluster a proxy
-forwards the same calls to the SFU node that holds the room.
+will forward the same calls to the SFU node that holds the room. A refusal is an exception with a
+``code`` attribute (``bad-sdp``, ``sfu-error``, ``unknown-track``, ``not-joined``); the hub turns it
+into the protocol error of the same name.
 """
 
 from __future__ import annotations
@@ -11,12 +13,6 @@ from typing import Any, Literal, Protocol
 
 #: (participant id, server→client message without ``seq``): how the SFU talks to clients.
 Emit = Callable[[str, dict[str, Any]], None]
-
-
-class MediaError(Exception):
-    """What an SFU raises for a request it cannot honour; ``code`` is a stable string."""
-
-    code: str
 
 
 class MediaPort(Protocol):
