@@ -212,6 +212,8 @@ class Client:
         self.close_code: int | None = None
         self.resumes = 0
         self.rejoins = 0
+        #: Signaling RTT the server measured from our pongs (ms), from the latest ping.
+        self.rtt_ms: float | None = None
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -507,6 +509,8 @@ class Client:
                 await self._write({"type": "pong", "t": message["t"]})
                 if "last_cseq" in message:
                     self._confirm(message["last_cseq"])
+                if isinstance(message.get("rtt_ms"), int | float):
+                    self.rtt_ms = float(message["rtt_ms"])
             elif kind == "error":
                 if "retry_after_ms" in message:
                     outcome.retry_after = message["retry_after_ms"] / 1000

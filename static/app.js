@@ -397,7 +397,8 @@ async function refreshRtt() {
       // a closed PC: try the next
     }
   }
-  app.rttMs = null;
+  // No media path yet: the signaling RTT the server measured from our pongs.
+  app.rttMs = app.client?.rttMs ?? null;
 }
 
 // -- media ----------------------------------------------------------------------------------------

@@ -339,6 +339,8 @@ export class SignalingClient extends Emitter {
     /** @type {string | null} */
     this.node = null;
     this.resumes = 0;
+    /** Signaling RTT the server measured from our pongs (ms), from the latest ping; null until known. */
+    this.rttMs = /** @type {number | null} */ (null);
     this.rejoins = 0;
     this.reconnects = 0;
     this.pings = 0;
@@ -738,6 +740,7 @@ export class SignalingClient extends Emitter {
         this.lastPingAt = this._clock.now();
         this._write(conn, { type: 'pong', t: message.t });
         if (typeof message.last_cseq === 'number') this._confirm(message.last_cseq);
+        if (typeof message.rtt_ms === 'number') this.rttMs = message.rtt_ms;
         break;
       case 'error':
         if (typeof message.retry_after_ms === 'number') conn.outcome.retryAfterMs = message.retry_after_ms;

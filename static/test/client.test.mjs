@@ -139,6 +139,14 @@ describe('seq and ack', () => {
     assert.equal(h.client.health().status, 'ok');
   });
 
+  test('keeps the RTT the server measured (rtt_ms in ping)', async () => {
+    const h = harness();
+    const ws = await joined(h);
+    assert.equal(h.client.rttMs, null);
+    ws.receive({ type: 'ping', t: 1, last_cseq: 0, rtt_ms: 3.25 });
+    assert.equal(h.client.rttMs, 3.25);
+  });
+
   test('membership events are de-duplicated', async () => {
     const h = harness();
     const ws = await joined(h, { peers: [{ id: 'p_b', name: 'bob' }] });

@@ -267,3 +267,14 @@ async def test_attached_client_that_never_acks_gets_replay_overflow_4011(start_s
     assert await alice.closed() == 4011
     await alice.close()
     await bob.close()
+
+
+async def test_sdk_learns_its_rtt_from_pings(start_server: ServerFactory) -> None:
+    from signaling.client import Client
+
+    server = await start_server(make_config(heartbeat=HeartbeatConfig(interval=2 * UNIT, timeout=20 * UNIT)))
+    async with Client(server.url, "room") as client:
+        # first ping measures, a later one carries the measurement
+        await eventually(lambda: client.rtt_ms is not None)
+        assert client.rtt_ms is not None
+        assert 0 <= client.rtt_ms < 1000
