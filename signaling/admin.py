@@ -58,6 +58,20 @@ def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:
             "sessions": hub.session_count,
         })
 
+    async def nodes(request: web.Request) -> web.Response:
+        """The cluster's live nodes from the registry; alone, just this node."""
+        if hub.registry is None:
+            return web.json_response({"nodes": [{
+                "node": hub.config.node_id, "kind": "signaling", "address": f"http://{hub.config.host}:{hub.config.port}",
+                "load": hub.room_count, "capacity": hub.config.security.max_rooms, "draining": hub.draining,
+                "connections": hub.connection_count, "sessions": hub.session_count,
+            }]})
+        listed = await hub.registry.nodes()
+        return web.json_response({"nodes": [{
+            "node": n.id, "kind": n.kind, "address": n.address, "load": n.load, "capacity": n.capacity,
+            "draining": n.draining,
+        } for n in listed]})
+
     async def rooms(request: web.Request) -> web.Response:
         counts = await hub.backend.rooms()
         return web.json_response({"rooms": [{"room": r, "participants": n} for r, n in sorted(counts.items())]})
@@ -121,6 +135,7 @@ def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:
 
     r = app.router
     r.add_get("/admin/info", guarded(info))
+    r.add_get("/admin/nodes", guarded(nodes))
     r.add_get("/admin/rooms", guarded(rooms))
     r.add_get("/admin/rooms/{room}", guarded(room))
     r.add_delete("/admin/rooms/{room}", guarded(close_room))

@@ -642,16 +642,17 @@ def nodes() -> None:
 @_json_option
 @click.pass_context
 def nodes_list(ctx: click.Context) -> None:
-    """The nodes of the cluster (today: the one node behind --url)."""
+    """The live nodes of the cluster (from the Redis node registry), or the node behind --url."""
 
     async def work(api: AdminClient, obj: Ctx) -> None:
-        data = await api.call("GET", "/admin/info")
-        node = {k: data.get(k) for k in ("node", "version", "draining", "connections", "sessions")}
+        data = await api.call("GET", "/admin/nodes")
+        listed = data.get("nodes", [])
         if obj.json:
-            _emit_json({"nodes": [node]})
+            _emit_json({"nodes": listed})
             return
-        columns = ["node", "version", "draining", "connections", "sessions"]
-        _console().print(_table("1 node", columns, [[node[c] for c in columns]]))
+        columns = ["node", "kind", "address", "load", "capacity", "draining"]
+        title = f"{len(listed)} node" + ("" if len(listed) == 1 else "s")
+        _console().print(_table(title, columns, [[n.get(c) for c in columns] for n in listed]))
 
     _run(ctx, work)
 

@@ -141,6 +141,8 @@ class ServerConfig:
     sfu: bool = True
     #: Redis URL: this node joins a cluster (state and message bus in Redis). None: memory.
     redis_url: str | None = None
+    #: Prefix of every Redis key of this cluster (several clusters can share one Redis).
+    redis_prefix: str = "sb:"
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)

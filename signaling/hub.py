@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from signaling import protocol
 from signaling.auth import DEV_IDENTITY_GRANTS, AuthError, TokenVerifier
@@ -42,6 +42,9 @@ from signaling.sdpcheck import SdpError, check_candidate, check_sdp
 from signaling.session import AckError, ReplayOverflow, ResumeRefused, Session, SessionState
 from signaling.tasks import TaskRegistry
 from signaling.webhooks import WebhookSender
+
+if TYPE_CHECKING:  # the registry (and redis-py) is loaded only by cluster nodes
+    from signaling.backend.registry import NodeRegistry
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +83,15 @@ class Hub:
         media: MediaPort | None = None,
         ice_servers: IceServers | None = None,
         webhooks: WebhookSender | None = None,
+        registry: NodeRegistry | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
         self.metrics = metrics
         self.media = media
         self.webhooks = webhooks
+        #: The cluster's node registry (with Redis): this node is listed there while it lives.
+        self.registry = registry
         self._ice_servers = ice_servers or (lambda _peer: [])
         self._sessions: dict[str, Live] = {}
         self._by_peer: dict[str, Live] = {}
@@ -106,6 +112,14 @@ class Hub:
 
     async def start(self) -> None:
         await self.backend.start(self.config.node_id, self.deliver)
+        if self.registry is not None:
+            from signaling.backend.registry import NodeInfo
+
+            cfg = self.config
+            await self.registry.register(
+                NodeInfo(id=cfg.node_id, kind="signaling", address=f"http://{cfg.host}:{cfg.port}",
+                         capacity=cfg.security.max_rooms)
+            )
         if self.backend.clustered:
             self._tasks.spawn(self._reaper(), name="reaper")
         if self.webhooks is not None:
@@ -119,6 +133,8 @@ class Hub:
         await self._tasks.close()
         for live in list(self._sessions.values()):
             await self._end(live, "shutdown", notify=False)
+        if self.registry is not None:
+            await self.registry.close()
         if self.media is not None:
             await self.media.close()
         if self.webhooks is not None:
@@ -128,6 +144,11 @@ class Hub:
     async def drain(self, deadline: float) -> None:
         """Stop taking sessions, tell every client to reconnect elsewhere, wait up to ``deadline`` s."""
         self.draining = True
+        if self.registry is not None:
+            try:
+                await self.registry.set_draining()
+            except BackendUnavailable:
+                log.warning("drain: could not mark this node draining in the registry")
         delay = self.config.drain_reconnect_delay_ms
         for live in list(self._sessions.values()):
             if live.conn is not None:
@@ -159,6 +180,10 @@ class Hub:
     @property
     def session_count(self) -> int:
         return len(self._sessions)
+
+    @property
+    def room_count(self) -> int:
+        return len(self._rooms)
 
     @property
     def task_count(self) -> int:
@@ -472,9 +497,12 @@ class Hub:
         live.grace = self._tasks.spawn(self._grace(live), name=f"grace:{live.session.id}")
 
     async def _reaper(self, interval: float = 2.0) -> None:
-        """Members of nodes that died (cluster backends) are reported ``peer-left`` once."""
+        """Members of nodes that died (cluster backends) are reported ``peer-left`` once; this
+        node's load (rooms it holds) goes into the registry's next heartbeat."""
         while True:
             await asyncio.sleep(interval)
+            if self.registry is not None and self.registry.info is not None:
+                self.registry.update(load=len(self._rooms))
             try:
                 gone = await self.backend.reap()
             except BackendUnavailable:

@@ -55,10 +55,14 @@ def build_app(
 ) -> web.Application:
     metrics = Metrics()
     check_ice_config(config.ice)
-    if backend is None and config.redis_url:
+    registry = None
+    if config.redis_url:
         from signaling.backend.redis import RedisBackend
+        from signaling.backend.registry import NodeRegistry
 
-        backend = RedisBackend(config.redis_url)
+        if backend is None:
+            backend = RedisBackend(config.redis_url, key_prefix=config.redis_prefix)
+        registry = NodeRegistry(config.redis_url, key_prefix=config.redis_prefix)
     hub = Hub(
         config,
         backend or MemoryBackend(),
@@ -67,6 +71,7 @@ def build_app(
         # Fresh ephemeral TURN credentials for every welcome, resumes included.
         ice_servers=lambda peer: ice_servers(config.ice, peer, time.time()),
         webhooks=_webhooks(config),
+        registry=registry,
     )
     if media is None and config.sfu:
         hub.media = _in_process_sfu(config, hub)
@@ -180,7 +185,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     hub = request.app[HUB]
-    backend_ready = await hub.backend.ready()
+    backend_ready = await hub.backend.ready() and (hub.registry is None or await hub.registry.ready())
     ready = backend_ready and not hub.draining
     body = {"ready": ready, "draining": hub.draining, "backend": backend_ready}
     return web.json_response(body, status=200 if ready else 503)

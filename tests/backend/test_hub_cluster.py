@@ -104,3 +104,27 @@ async def test_redis_restart_mid_session_loses_no_client_message(
 
 async def _not_ready(server: RunningServer) -> bool:
     return not await server.hub.backend.ready()
+
+
+async def test_nodes_register_drain_and_leave_the_registry(
+    redis_server: RedisServer, prefix: str, start_server: ServerFactory
+) -> None:
+    import aiohttp
+
+    def config(node: str) -> ServerConfig:
+        return replace(make_config(), node_id=node, admin_token="t", redis_url=redis_server.url, redis_prefix=prefix)
+
+    async def listed(server: RunningServer) -> dict[str, bool]:
+        async with aiohttp.ClientSession() as http, http.get(
+            f"{server.http_url}/admin/nodes", headers={"Authorization": "Bearer t"}
+        ) as resp:
+            assert resp.status == 200
+            return {n["node"]: n["draining"] for n in (await resp.json())["nodes"]}
+
+    one = await start_server(config("sig-1"))
+    two = await start_server(config("sig-2"))
+    assert await listed(one) == {"sig-1": False, "sig-2": False}
+    await two.hub.drain(1.0)
+    assert await listed(one) == {"sig-1": False, "sig-2": True}
+    await two.stop()  # a clean stop deregisters at once (a crash would expire after the TTL)
+    assert await listed(one) == {"sig-1": False}
