@@ -10,6 +10,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,7 @@ def _load(params: dict[str, Any]) -> ServerConfig:
             overrides[key] = list(value) if isinstance(value, tuple) else value
     if params.get("no_sfu"):
         overrides["sfu"] = False
-    env = dict(__import__("os").environ)
+    env = dict(os.environ)
     # The TURN tools' variable also configures the server (one secret list to keep in step).
     if "SWITCHBOARD_TURN_SECRET" in env and "SWITCHBOARD_ICE_TURN_SECRETS" not in env:
         env["SWITCHBOARD_ICE_TURN_SECRETS"] = env["SWITCHBOARD_TURN_SECRET"]

@@ -272,7 +272,7 @@ class Hub:
                     await self._sequenced(live, conn, message)
                 except BackendUnavailable:
                     # Not done, so not confirmed: the client resends it after resuming.
-                    session.last_cseq = previous
+                    session.retract_cseq(message.cseq, previous)
                     conn.close(Close.INTERNAL, "backend unavailable", flush=False)
                     return
                 if session.last_cseq - live.confirmed_cseq >= CONFIRM_EVERY:

@@ -156,6 +156,12 @@ class Session:
         self.last_cseq = cseq
         return True
 
+    def retract_cseq(self, cseq: int, previous: int) -> None:
+        """Un-accept ``cseq`` (its handling failed before taking effect): the client will resend
+        it, and it must not be dropped as a duplicate. ``previous`` is ``last_cseq`` before it."""
+        if self.last_cseq == cseq:
+            self.last_cseq = previous
+
     def verify_token(self, token: str) -> bool:
         return hmac.compare_digest(self.token.encode(), token.encode())
 

@@ -112,6 +112,17 @@ def test_cseq_deduplication() -> None:
     assert s.last_cseq == 5
 
 
+def test_retracted_cseq_is_accepted_again() -> None:
+    s = make()
+    assert s.accept_cseq(1)
+    assert s.accept_cseq(2)
+    s.retract_cseq(2, previous=1)
+    assert s.last_cseq == 1
+    assert s.accept_cseq(2)  # the resend after a resume is not a duplicate
+    s.retract_cseq(1, previous=0)  # not the latest: nothing to retract
+    assert s.last_cseq == 2
+
+
 def test_tokens_and_ids_are_unique() -> None:
     sessions = [make() for _ in range(50)]
     assert len({s.token for s in sessions}) == 50
