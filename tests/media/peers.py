@@ -42,6 +42,7 @@ from signaling.backoff import Backoff
 from signaling.client import Client, ErrorReceived, Event, Joined, ServerMessage
 from signaling.turn.uris import parse_ice_uri
 from tests.conftest import UNIT
+from tests.sfu.sfu_measure import Window
 from tests.sfu.sfu_testpeers import (
     CountingAudioTrack,
     PatternVideoTrack,
@@ -460,33 +461,6 @@ class Subscriber(Participant):
         finally:
             if self._pc is not None:
                 await self._pc.close()
-
-
-@dataclass
-class Window:
-    """Frames ``first..last`` (generator numbers) the publisher sent between two instants."""
-
-    first: int
-    last: int
-    started: float
-    ended: float
-
-    @property
-    def sent(self) -> int:
-        return self.last - self.first + 1
-
-    @property
-    def sent_fps(self) -> float:
-        return self.sent / max(1e-6, self.ended - self.started)
-
-    def ratio(self, subscriber: Subscriber) -> float:
-        """Share of this window's frames ``subscriber`` decoded (at any time)."""
-        decoded = {i for i in subscriber.decoded() if self.first <= i <= self.last}
-        return len(decoded) / self.sent
-
-    def decoded_fps(self, subscriber: Subscriber) -> float:
-        """The decoded rate of this window's frames, over the time the publisher took to send them."""
-        return self.ratio(subscriber) * self.sent_fps
 
 
 class WindowMeter:

@@ -22,11 +22,11 @@ from tests.media.peers import (
     Publisher,
     SignalingError,
     Subscriber,
-    Window,
     WindowMeter,
     first_candidate_init,
     measure,
 )
+from tests.sfu.sfu_measure import Window
 
 #: Frames in a measured window (~3 s at the generator's 30 fps).
 WINDOW_FRAMES = 90
@@ -39,7 +39,8 @@ HOLD = 30 * UNIT
 
 def describe(label: str, window: Window, subscribers: list[Subscriber]) -> str:
     rates = ", ".join(
-        f"{s.name} {window.decoded_fps(s):.1f} fps ({window.ratio(s):.1%})" for s in subscribers
+        f"{s.name} {window.decoded_rate(s.decoded()):.1f} fps ({window.ratio(s.decoded()):.1%})"
+        for s in subscribers
     )
     return f"{label}: sent {window.sent} frames at {window.sent_fps:.1f} fps; decoded {rates}"
 
@@ -48,7 +49,7 @@ def assert_delivered(label: str, window: Window, subscribers: list[Subscriber]) 
     summary = describe(label, window, subscribers)
     print(summary)
     for subscriber in subscribers:
-        assert window.ratio(subscriber) >= MIN_RATIO, summary
+        assert window.ratio(subscriber.decoded()) >= MIN_RATIO, summary
 
 
 async def flowing_room(

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from sfu_testpeers import LOOPBACK, SfuEnv
 
 from sfu import aiortc_hooks
+from tests.sfu.sfu_testpeers import LOOPBACK, SfuEnv
 
 
 @pytest.fixture(autouse=True, scope="session")

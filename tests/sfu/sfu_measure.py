@@ -1,20 +1,30 @@
-"""Frame-accurate delivery measurements shared by the media tests."""
+"""Frame-accurate delivery measurements shared by the SFU and media tests.
+
+:class:`Window` is the one record of "frames ``first..last`` were sent between two instants";
+tests/sfu fills it from an in-process :class:`PublisherClient` (:func:`measure_window`),
+tests/media from a publisher behind the signaling server (``tests.media.peers.WindowMeter``).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sfu_testpeers import PublisherClient, SubscriberClient
+from tests.sfu.sfu_testpeers import PublisherClient, SubscriberClient
 
 
 @dataclass
 class Window:
-    """Frames ``first..last`` (generator indexes) sent between ``started`` and ``ended``."""
+    """Frames ``first..last`` (generator numbers) the publisher sent between two instants."""
 
+    #: Number of the first frame of the window (drawn into the picture).
     first: int
+    #: Number of the last frame of the window, included.
     last: int
+    #: ``time.monotonic()`` when the window opened.
     started: float
+    #: ``time.monotonic()`` when the window closed.
     ended: float
 
     @property
@@ -24,6 +34,15 @@ class Window:
     @property
     def sent_fps(self) -> float:
         return self.sent / max(1e-6, self.ended - self.started)
+
+    def ratio(self, decoded: Iterable[int]) -> float:
+        """Share of this window's frames among the frame numbers ``decoded`` (at any time)."""
+        inside = {i for i in decoded if self.first <= i <= self.last}
+        return len(inside) / self.sent
+
+    def decoded_rate(self, decoded: Iterable[int]) -> float:
+        """This window's decoded frames per second of the time the publisher took to send them."""
+        return self.ratio(decoded) * self.sent_fps
 
 
 async def measure_window(
@@ -51,11 +70,11 @@ async def measure_window(
 
 
 def decoded_ratio(subscriber: SubscriberClient, window: Window) -> float:
-    decoded = {i for i in subscriber.video().indexes if window.first <= i <= window.last}
-    return len(decoded) / window.sent
+    return window.ratio(subscriber.video().indexes)
 
 
 def decoded_fps(subscriber: SubscriberClient, window: Window) -> float:
+    """Frames (of any number) the subscriber decoded per second while the window was open."""
     times = subscriber.video().frame_times
     inside = [t for t in times if window.started <= t <= window.ended]
     return len(inside) / max(1e-6, window.ended - window.started)

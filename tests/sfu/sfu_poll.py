@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from sfu_testpeers import TIME_SCALE
+from tests.sfu.sfu_testpeers import TIME_SCALE
 
 POLL_INTERVAL = 0.02
 

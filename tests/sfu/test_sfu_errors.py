@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from sfu_testpeers import SfuEnv, client_configuration
 
 from sfu.errors import SfuError
 from sfu.sdp_info import parse_session
+from tests.sfu.sfu_testpeers import SfuEnv, client_configuration
 
 
 async def raises(code: str, coro: object) -> SfuError:

@@ -13,11 +13,11 @@ import re
 
 import pytest
 from aiortc import RTCRtpSender
-from sfu_testpeers import LOOPBACK, TIME_SCALE, SfuEnv
 
 from sfu import aiortc_hooks
 from sfu.aiortc_hooks import AiortcInternalsError, ReceiverTap, TranscodingProbe
 from sfu.config import SfuConfig
+from tests.sfu.sfu_testpeers import LOOPBACK, TIME_SCALE, SfuEnv
 
 CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ udp \d+ (\S+) (\d+) typ (\S+)")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from sfu_poll import eventually
-from sfu_testpeers import LOOPBACK, TIME_SCALE, SfuEnv
 
 from sfu.config import SfuConfig
 from sfu.keyframe import vp8_keyframe_start
+from tests.sfu.sfu_poll import eventually
+from tests.sfu.sfu_testpeers import LOOPBACK, TIME_SCALE, SfuEnv
 
 
 @pytest.mark.parametrize("codec", ["VP8", "H264"])

@@ -9,11 +9,11 @@ import time
 
 import pytest
 from aiortc import RTCPeerConnection
-from sfu_poll import eventually
-from sfu_testpeers import SfuEnv, SubscriberClient
 
 from sfu.errors import SfuError
 from sfu.sdp_info import parse_session
+from tests.sfu.sfu_poll import eventually
+from tests.sfu.sfu_testpeers import SfuEnv, SubscriberClient
 
 
 def directions(offer: str) -> list[str]:

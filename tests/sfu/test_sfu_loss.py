@@ -7,11 +7,10 @@ SFU unwraps RTX back to the original packet and forwards it.
 
 from __future__ import annotations
 
-from sfu_lossy_udp import EveryNth, LossyRelay
-from sfu_measure import decoded_ratio, measure_window
-from sfu_testpeers import SfuEnv
-
 from sfu.sdp_info import parse_session
+from tests.sfu.sfu_lossy_udp import EveryNth, LossyRelay
+from tests.sfu.sfu_measure import decoded_ratio, measure_window
+from tests.sfu.sfu_testpeers import SfuEnv
 
 #: Every 8th video packet (12.5 %; at 320x240 a frame is about one packet) is lost.
 DROP_EVERY = 8

@@ -8,8 +8,9 @@ the absolute frame rate.
 from __future__ import annotations
 
 import pytest
-from sfu_measure import decoded_fps, decoded_ratio, measure_window
-from sfu_testpeers import SfuEnv, SubscriberClient
+
+from tests.sfu.sfu_measure import decoded_fps, decoded_ratio, measure_window
+from tests.sfu.sfu_testpeers import SfuEnv, SubscriberClient
 
 
 @pytest.mark.parametrize("codec", ["VP8", "H264"])
