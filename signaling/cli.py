@@ -11,6 +11,7 @@ import ipaddress
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,37 +30,56 @@ def cli() -> None:
     """Switchboard: WebRTC signaling service and SFU coordinator."""
 
 
+#: Every configuration flag by parameter name; commands pick the ones that apply to them.
+_OPTIONS: dict[str, Any] = {
+    "config_file": click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TOML config file."),
+    "sets": click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set any config key (repeatable), e.g. heartbeat.interval=5."),
+    "host": click.option("--host", default=None, help="Address to listen on [127.0.0.1]."),
+    "port": click.option("--port", default=None, type=int, help="Port to listen on [8080]."),
+    "unix_path": click.option("--unix", "unix_path", default=None, help="Also listen on this unix socket."),
+    "admin_token": click.option("--admin-token", default=None, help="Bearer token of /admin (unset: admin API off). Env: SWITCHBOARD_ADMIN_TOKEN."),
+    "node_id": click.option("--node-id", default=None, help="This node's id in logs, metrics and the cluster."),
+    "redis_url": click.option("--redis", "redis_url", default=None, help="Redis URL: join a cluster (default: one process, memory)."),
+    "heartbeat_interval": click.option("--heartbeat-interval", default=None, type=float, help="Seconds between pings [10]."),
+    "heartbeat_timeout": click.option("--heartbeat-timeout", default=None, type=float, help="Seconds of silence before 4013 [20]."),
+    "drain_timeout": click.option("--drain-timeout", default=None, type=float, help="Seconds a drain waits on SIGTERM [10]."),
+    "stun_urls": click.option("--stun", "stun_urls", multiple=True, help="STUN URL handed to clients (repeatable)."),
+    "turn_urls": click.option("--turn", "turn_urls", multiple=True, help="TURN URL (turn:/turns:) handed to clients with ephemeral credentials (repeatable)."),
+    "turn_secrets": click.option("--turn-secret", "turn_secrets", multiple=True, help="TURN REST shared secret; the first signs. Env: SWITCHBOARD_ICE_TURN_SECRETS or SWITCHBOARD_TURN_SECRET."),
+    "turn_ttl": click.option("--turn-ttl", default=None, type=click.IntRange(1, 86400), help="Lifetime of TURN credentials (s) [14400]."),
+    "ice_hosts": click.option("--ice-host", "ice_hosts", multiple=True, help="Address the SFU gathers ICE host candidates on (repeatable; default all, or loopback when serving loopback)."),
+    "announce_ip": click.option("--announce-ip", default=None, help="Address the SFU announces in its candidates (1:1 NAT); needs one --ice-host."),
+    "ice_port_range": click.option("--ice-port-range", default=None, metavar="LOW-HIGH", help="UDP ports for the SFU's ICE sockets (firewalls)."),
+    "token_keys": click.option("--token-key", "token_keys", multiple=True, help="Access-token key as KID:SECRET (repeatable). None: dev mode. Env: SWITCHBOARD_SECURITY_TOKEN_KEYS."),
+    "allowed_origins": click.option("--allowed-origin", "allowed_origins", multiple=True, help="Browser origin allowed on /ws (repeatable; default any)."),
+    "no_sfu": click.option("--no-sfu", is_flag=True, default=None, help="Signaling only: run no SFU in this process (with --redis: no media at all)."),
+    "webhook_urls": click.option("--webhook-url", "webhook_urls", multiple=True, help="Webhook receiver URL (repeatable)."),
+    "webhook_secret": click.option("--webhook-secret", default=None, help="Webhook signing secret. Env: SWITCHBOARD_WEBHOOKS_SECRET."),
+    "tls_cert": click.option("--tls-cert", default=None, help="TLS certificate (PEM) for the listener."),
+    "tls_key": click.option("--tls-key", default=None, help="TLS private key (PEM) for the listener."),
+}
+
+#: The flags of an SFU node: where it listens (health and metrics only), the cluster, its ICE.
+_SFU_OPTIONS = (
+    "config_file", "sets", "host", "port", "node_id", "redis_url", "drain_timeout",
+    "ice_hosts", "announce_ip", "ice_port_range",
+)
+
+
+def _options(names: tuple[str, ...] | list[str]) -> Callable[[Any], Any]:
+    """A decorator adding the named flags of :data:`_OPTIONS`, in that order."""
+
+    def decorate(fn: Any) -> Any:
+        for name in reversed(names):
+            fn = _OPTIONS[name](fn)
+        return fn
+
+    return decorate
+
+
 def _config_options(fn: Any) -> Any:
-    options = [
-        click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TOML config file."),
-        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set any config key (repeatable), e.g. heartbeat.interval=5."),
-        click.option("--host", default=None, help="Address to listen on [127.0.0.1]."),
-        click.option("--port", default=None, type=int, help="Port to listen on [8080]."),
-        click.option("--unix", "unix_path", default=None, help="Also listen on this unix socket."),
-        click.option("--admin-token", default=None, help="Bearer token of /admin (unset: admin API off). Env: SWITCHBOARD_ADMIN_TOKEN."),
-        click.option("--node-id", default=None, help="This node's id in logs, metrics and the cluster."),
-        click.option("--redis", "redis_url", default=None, help="Redis URL: join a cluster (default: one process, memory)."),
-        click.option("--heartbeat-interval", default=None, type=float, help="Seconds between pings [10]."),
-        click.option("--heartbeat-timeout", default=None, type=float, help="Seconds of silence before 4013 [20]."),
-        click.option("--drain-timeout", default=None, type=float, help="Seconds a drain waits on SIGTERM [10]."),
-        click.option("--stun", "stun_urls", multiple=True, help="STUN URL handed to clients (repeatable)."),
-        click.option("--turn", "turn_urls", multiple=True, help="TURN URL (turn:/turns:) handed to clients with ephemeral credentials (repeatable)."),
-        click.option("--turn-secret", "turn_secrets", multiple=True, help="TURN REST shared secret; the first signs. Env: SWITCHBOARD_ICE_TURN_SECRETS or SWITCHBOARD_TURN_SECRET."),
-        click.option("--turn-ttl", default=None, type=click.IntRange(1, 86400), help="Lifetime of TURN credentials (s) [14400]."),
-        click.option("--ice-host", "ice_hosts", multiple=True, help="Address the SFU gathers ICE host candidates on (repeatable; default all, or loopback when serving loopback)."),
-        click.option("--announce-ip", default=None, help="Address the SFU announces in its candidates (1:1 NAT); needs one --ice-host."),
-        click.option("--ice-port-range", default=None, metavar="LOW-HIGH", help="UDP ports for the SFU's ICE sockets (firewalls)."),
-        click.option("--token-key", "token_keys", multiple=True, help="Access-token key as KID:SECRET (repeatable). None: dev mode. Env: SWITCHBOARD_SECURITY_TOKEN_KEYS."),
-        click.option("--allowed-origin", "allowed_origins", multiple=True, help="Browser origin allowed on /ws (repeatable; default any)."),
-        click.option("--no-sfu", is_flag=True, default=None, help="Signaling only: run no SFU in this process."),
-        click.option("--webhook-url", "webhook_urls", multiple=True, help="Webhook receiver URL (repeatable)."),
-        click.option("--webhook-secret", default=None, help="Webhook signing secret. Env: SWITCHBOARD_WEBHOOKS_SECRET."),
-        click.option("--tls-cert", default=None, help="TLS certificate (PEM) for the listener."),
-        click.option("--tls-key", default=None, help="TLS private key (PEM) for the listener."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    """Every configuration flag (``serve``, ``config show``)."""
+    return _options(list(_OPTIONS))(fn)
 
 
 def _load(params: dict[str, Any]) -> ServerConfig:
@@ -72,6 +92,7 @@ def _load(params: dict[str, Any]) -> ServerConfig:
         "announce_ip": "ice.announce_ip", "ice_port_range": "ice.port_range", "token_keys": "security.token_keys",
         "allowed_origins": "security.allowed_origins", "tls_cert": "tls_cert", "tls_key": "tls_key",
         "webhook_urls": "webhooks.urls", "webhook_secret": "webhooks.secret",
+        "capacity": "cluster.sfu_capacity",
     }
     overrides: dict[str, Any] = {}
     for item in params.pop("sets", ()):
@@ -110,17 +131,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+def _log_options(fn: Any) -> Any:
+    fn = click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]))(fn)
+    return click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))(fn)
+
+
+def _setup_logging(log_level: str, log_format: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=log_level.upper(), handlers=[handler])
+
+
 @cli.command()
 @_config_options
-@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-@click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]))
+@_log_options
 def serve(log_level: str, log_format: str, **params: Any) -> None:
     """Run a signaling node (embedded default: in-process SFU, state in memory)."""
     from signaling.server import serve as run_server
 
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=log_level.upper(), handlers=[handler])
+    _setup_logging(log_level, log_format)
     config = _load(params)
     if not config.security.token_keys:
         if not _is_loopback(config.host):
@@ -134,6 +163,26 @@ def serve(log_level: str, log_format: str, **params: Any) -> None:
             fg="yellow", bold=True, err=True,
         )
     asyncio.run(run_server(config))
+
+
+@cli.command()
+@_options(_SFU_OPTIONS)
+@click.option("--capacity", default=None, type=click.IntRange(min=1), help="Rooms this node takes [100] (cluster.sfu_capacity).")
+@_log_options
+def sfu(log_level: str, log_format: str, **params: Any) -> None:
+    """Run an SFU node of a cluster (needs --redis); one per core is the expected deployment.
+
+    It registers in the cluster's node registry, takes the rooms placed on it, serves /healthz,
+    /readyz and /metrics on --host/--port, and drains on SIGTERM (no new rooms; its rooms move
+    to other SFU nodes when it stops).
+    """
+    from signaling.sfu_node import serve_sfu
+
+    _setup_logging(log_level, log_format)
+    config = _load(params)
+    if not config.redis_url:
+        raise click.UsageError("an SFU node needs --redis URL (or SWITCHBOARD_REDIS_URL)")
+    asyncio.run(serve_sfu(config))
 
 
 @cli.group("config")

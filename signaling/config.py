@@ -117,6 +117,37 @@ class IceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """Timings and bounds of a Redis cluster: node registry, SFU nodes and their RPC streams.
+
+    Only read with ``redis_url`` set. Failover time after an SFU node dies is about
+    ``node_ttl + failover_interval`` (detection) plus one media renegotiation.
+    """
+
+    #: Rooms one SFU node takes (``switchboard sfu --capacity``); placement never exceeds it.
+    sfu_capacity: int = 100
+    #: Seconds between two registry heartbeats of a node (signaling or SFU).
+    heartbeat_interval: float = 2.0
+    #: A node whose registry entry was not refreshed for this long is dead and its rooms move.
+    #: About three heartbeats: one lost beat must not kill a live node.
+    node_ttl: float = 6.0
+    #: Seconds a media request to an SFU node may take before it fails with ``sfu-unavailable``.
+    rpc_timeout: float = 10.0
+    #: Seconds between two placement checks of the rooms a signaling node has media in (the
+    #: failover watcher).
+    failover_interval: float = 1.0
+    #: Approximate bound (entries) of each RPC request and reply stream.
+    rpc_stream_maxlen: int = 10_000
+    #: An RPC stream nobody wrote to for this long is deleted by Redis (seconds).
+    rpc_stream_ttl: float = 300.0
+    #: SFU→client messages waiting on an SFU node to be sent through Redis; past it they are
+    #: dropped and counted (the SFU's emit is synchronous and must never block).
+    emit_queue_size: int = 4096
+    #: Requests of one participant waiting on an SFU node; past it a request is refused.
+    lane_size: int = 256
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Everything ``switchboard serve`` needs."""
 
@@ -149,3 +180,4 @@ class ServerConfig:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     ice: IceConfig = field(default_factory=IceConfig)
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)

@@ -1,9 +1,10 @@
 """The aiohttp application of one signaling node and the process that serves it.
 
-``build_app`` wires config, backend, hub, metrics and (optionally) the in-process SFU into an
-``aiohttp.web.Application``; ``serve`` runs it until SIGTERM/SIGINT and then drains: stop taking
-connections, tell every client to reconnect (``reconnect`` + close 1001), wait up to
-``drain_timeout``, exit 0.
+``build_app`` wires config, backend, hub, metrics and media into an ``aiohttp.web.Application``
+(media: the in-process SFU by default; with Redis, :class:`~signaling.remote_media.RemoteMedia`,
+which sends media calls to the cluster's SFU nodes); ``serve`` runs it until SIGTERM/SIGINT and
+then drains: stop taking connections, tell every client to reconnect (``reconnect`` + close
+1001), wait up to ``drain_timeout``, exit 0.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,6 +29,10 @@ from signaling.metrics import MediaCollector, Metrics
 from signaling.ratelimit import IpLimiter
 from signaling.turn.credentials import check_ice_config, ice_servers
 from signaling.webhooks import WebhookSender
+
+if TYPE_CHECKING:  # loaded only when used: aiortc by the embedded SFU, redis-py by cluster nodes
+    from sfu.config import SfuConfig
+    from signaling.remote_media import RemoteMedia
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +68,11 @@ def build_app(
 
         if backend is None:
             backend = RedisBackend(config.redis_url, key_prefix=config.redis_prefix)
-        registry = NodeRegistry(config.redis_url, key_prefix=config.redis_prefix)
+        cluster = config.cluster
+        registry = NodeRegistry(
+            config.redis_url, key_prefix=config.redis_prefix,
+            heartbeat_interval=cluster.heartbeat_interval, ttl=cluster.node_ttl,
+        )
     hub = Hub(
         config,
         backend or MemoryBackend(),
@@ -73,8 +83,13 @@ def build_app(
         webhooks=_webhooks(config),
         registry=registry,
     )
+    remote: RemoteMedia | None = None
     if media is None and config.sfu:
-        hub.media = _in_process_sfu(config, hub)
+        if config.redis_url:
+            # A cluster node runs no SFU: media goes to the SFU nodes that hold the rooms.
+            hub.media = remote = _remote_media(config, hub)
+        else:
+            hub.media = _in_process_sfu(config, hub)
     if hub.media is not None:
         metrics.registry.register(MediaCollector(hub.media.stats))
     app = web.Application()
@@ -87,6 +102,8 @@ def build_app(
 
     async def on_startup(app: web.Application) -> None:
         await hub.start()
+        if remote is not None:
+            await remote.start()
 
     async def on_cleanup(app: web.Application) -> None:
         await hub.close()
@@ -104,8 +121,18 @@ def build_app(
     async def index(_request: web.Request) -> web.FileResponse:
         return web.FileResponse(root / "index.html")
 
+    # The files at the top of static/, and only those: its test/ directory (the JS SDK's node
+    # tests) is not served. Names are looked up, never joined to a path.
+    static_files = {path.name: path for path in root.iterdir() if path.is_file()}
+
+    async def static_file(request: web.Request) -> web.FileResponse:
+        path = static_files.get(request.match_info["name"])
+        if path is None:
+            raise web.HTTPNotFound()
+        return web.FileResponse(path)
+
     app.router.add_get("/", index)
-    app.router.add_static("/static/", root, show_index=False)
+    app.router.add_get("/static/{name}", static_file)
     return app
 
 
@@ -116,10 +143,9 @@ def _webhooks(config: ServerConfig) -> WebhookSender | None:
     return WebhookSender(list(hooks.urls), hooks.secret, node=config.node_id, queue_size=hooks.queue_size)
 
 
-def _in_process_sfu(config: ServerConfig, hub: Hub) -> MediaPort:
-    """The embedded SFU. aiortc is imported only here: signaling-only nodes never load it."""
+def sfu_settings(config: ServerConfig) -> SfuConfig:
+    """The SFU's network settings from the node's config (embedded SFU and SFU nodes alike)."""
     from sfu.config import SfuConfig
-    from sfu.service import Sfu
 
     hosts = config.ice.host_addresses
     if not hosts and config.host in ("127.0.0.1", "localhost", "::1"):
@@ -129,8 +155,36 @@ def _in_process_sfu(config: ServerConfig, hub: Hub) -> MediaPort:
     if config.ice.port_range:
         low, _, high = config.ice.port_range.partition("-")
         ports = (int(low), int(high))
-    sfu_config = SfuConfig(host_addresses=hosts, announce_ip=config.ice.announce_ip, port_range=ports)
-    return Sfu(sfu_config, hub.emit_media, on_track=hub.on_track)
+    return SfuConfig(host_addresses=hosts, announce_ip=config.ice.announce_ip, port_range=ports)
+
+
+def _in_process_sfu(config: ServerConfig, hub: Hub) -> MediaPort:
+    """The embedded SFU. aiortc is imported only here: signaling-only nodes never load it."""
+    from sfu.service import Sfu
+
+    return Sfu(sfu_settings(config), hub.emit_media, on_track=hub.on_track)
+
+
+def _remote_media(config: ServerConfig, hub: Hub) -> RemoteMedia:
+    """Media of a cluster node: RPC to the SFU nodes, failover watcher (see remote_media)."""
+    from signaling.remote_media import RemoteMedia
+
+    assert config.redis_url is not None
+    cluster = config.cluster
+    return RemoteMedia(
+        config.redis_url,
+        node_id=config.node_id,
+        emit=hub.emit_media,
+        key_prefix=config.redis_prefix,
+        room_members=hub.backend.members,
+        rpc_timeout=cluster.rpc_timeout,
+        failover_interval=cluster.failover_interval,
+        stream_maxlen=cluster.rpc_stream_maxlen,
+        stream_ttl=cluster.rpc_stream_ttl,
+        heartbeat_interval=cluster.heartbeat_interval,
+        node_ttl=cluster.node_ttl,
+        close_timeout=config.limits.close_timeout,
+    )
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:

@@ -175,6 +175,17 @@ def validate(config: ServerConfig) -> None:
             problems.append("ice.port_range: expected LOW-HIGH within 1024-65535")
     if config.ice.announce_ip and len(config.ice.host_addresses) != 1:
         problems.append("ice.announce_ip: needs exactly one ice.host_addresses entry (the address it stands for)")
+    cluster = config.cluster
+    if cluster.sfu_capacity < 1:
+        problems.append("cluster.sfu_capacity: must be at least 1")
+    for key in ("heartbeat_interval", "rpc_timeout", "failover_interval", "rpc_stream_ttl"):
+        if getattr(cluster, key) <= 0:
+            problems.append(f"cluster.{key}: must be positive")
+    if cluster.node_ttl <= cluster.heartbeat_interval:
+        problems.append("cluster.node_ttl: must exceed cluster.heartbeat_interval (a live node would flicker)")
+    for key in ("rpc_stream_maxlen", "emit_queue_size", "lane_size"):
+        if getattr(cluster, key) < 1:
+            problems.append(f"cluster.{key}: must be at least 1")
     if config.webhooks.urls and not config.webhooks.secret:
         problems.append("webhooks.secret: required when webhooks.urls is set")
     if problems:

@@ -1029,7 +1029,9 @@ export function candidateInit(candidate) {
  *
  * Recovery: `resumed` — nothing to do (media untouched), but a PC that failed meanwhile gets its
  * ICE restart now. `rejoined` or `reconnect {scope: "media"}` — both PCs are closed and redone,
- * local tracks are published again. Publisher `failed` (or `disconnected` for a while) while
+ * local tracks are published again (SFU failover in a cluster sends `reconnect {scope: "media"}`:
+ * the room moved to another SFU node, which offers the subscriber PC anew as tracks reappear;
+ * offers still queued from the old SFU are dropped). Publisher `failed` (or `disconnected` for a while) while
  * signaling is up — an ICE restart offer (`publish` with new ICE credentials). The subscriber PC
  * is the answerer and cannot restart ICE itself: it emits `subscriber-failed`, and the SFU is
  * expected to re-offer (ICE restart) or send `reconnect {scope: "media"}`.
@@ -1077,6 +1079,8 @@ export class Room extends Emitter {
     this._restartPending = false;
     /** @type {unknown} */
     this._disconnectTimer = null;
+    /** Bumped whenever both PCs are dropped: work queued for the old ones must not touch the new. */
+    this._generation = 0;
     this._closed = false;
     /** @type {(() => void)[]} */
     this._offs = [];
@@ -1090,7 +1094,10 @@ export class Room extends Emitter {
       c.on('publish-answer', (m) => this._onPublishAnswer(m)),
       c.on('error', (e) => this._onError(e)),
       c.on('subscriber-offer', (m) => {
-        this._subChain = this._subChain.then(() => this._answerSubscriber(m.sdp)).catch((error) => this._fail('subscribe', error));
+        // An offer of the SFU we left (a media reset since) must not start a new connection:
+        // the next SFU offers its own.
+        const generation = this._generation;
+        this._subChain = this._subChain.then(() => this._answerSubscriber(m.sdp, generation)).catch((error) => this._fail('subscribe', error));
       }),
       c.on('track-published', (m) => {
         this.published.set(m.track.id, m.track);
@@ -1183,7 +1190,8 @@ export class Room extends Emitter {
    * @param {boolean} iceRestart
    */
   _negotiatePublisher(iceRestart) {
-    const run = this._pubChain.then(() => this._publishOnce(iceRestart));
+    const generation = this._generation;
+    const run = this._pubChain.then(() => (generation === this._generation ? this._publishOnce(iceRestart) : undefined));
     this._pubChain = run.catch(() => {});
     return run;
   }
@@ -1276,9 +1284,12 @@ export class Room extends Emitter {
     return pc;
   }
 
-  /** @param {string} sdp */
-  async _answerSubscriber(sdp) {
-    if (this._closed) return;
+  /**
+   * @param {string} sdp
+   * @param {number} [generation] the media generation the offer arrived in
+   */
+  async _answerSubscriber(sdp, generation = this._generation) {
+    if (this._closed || generation !== this._generation) return;
     const pc = this._ensureSubscriber();
     this._msids = parseMsids(sdp);
     this._held.subscriber = [];
@@ -1395,6 +1406,7 @@ export class Room extends Emitter {
 
   /** @param {string} reason */
   _closePeerConnections(reason) {
+    this._generation += 1;
     for (const [cseq, waiter] of this._answers) {
       this._answers.delete(cseq);
       waiter.reject(new SwitchboardError(`publish abandoned: ${reason}`, { code: 'abandoned' }));

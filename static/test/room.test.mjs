@@ -155,6 +155,51 @@ describe('Room', () => {
     assert.deepEqual(ws2.ofType('publish').map((m) => m.cseq), [1]);
   });
 
+  test('SFU failover: reconnect {scope: media} with delay 0 republishes the same tracks at once', async () => {
+    const video = new FakeTrack('video', 'v1');
+    const audio = new FakeTrack('audio', 'a1');
+    s.room.publish(/** @type {any} */ (new FakeMediaStream([video, audio]))).catch(() => {});
+    await flush();
+    const [first] = s.ws.ofType('publish');
+    // The SFU died with this publish in flight: no answer; the room moved, the server says so.
+    s.ws.receive({ type: 'reconnect', seq: 2, mode: 'rejoin', delay_ms: 0, scope: 'media' });
+    s.h.clock.advance(0);
+    await flush();
+    const [old, fresh] = FakePeerConnection.instances;
+    assert.ok(old.closed);
+    assert.deepEqual(fresh.transceivers.map((t) => t.sender.track), [video, audio]);
+    const second = s.ws.ofType('publish')[1];
+    assert.ok(second.cseq > first.cseq);
+    // A late refusal of the abandoned publish changes nothing and is not reported.
+    s.ws.receive({ type: 'error', seq: 3, code: 'sfu-unavailable', message: 'gone', cseq: first.cseq });
+    s.ws.receive({ type: 'publish-answer', seq: 4, sdp: 'v=0 new sfu', cseq: second.cseq });
+    await flush();
+    assert.deepEqual(fresh.remoteDescription, { type: 'answer', sdp: 'v=0 new sfu' });
+    assert.equal(s.of('error').length, 0);
+    assert.equal(s.of('published').length, 1);
+    assert.equal(s.of('media-reset').length, 1);
+    assert.equal(s.h.client.sessionId, 's_1', 'the signaling session is untouched');
+  });
+
+  test('SFU failover: offers queued from the old SFU never reach the fresh subscriber connection', async () => {
+    const offer = (n) => SUBSCRIBER_OFFER.replace('o=- 1 1', `o=- 1 ${n}`);
+    s.ws.receive({ type: 'subscriber-offer', seq: 2, sdp: offer(1) });
+    await flush();
+    const old = FakePeerConnection.instances[0];
+    assert.equal(old.remoteDescription.sdp, offer(1));
+    // In one tick: an offer of the old SFU (queued, not applied yet), the move, the new SFU's.
+    s.ws.receive({ type: 'subscriber-offer', seq: 3, sdp: offer(2) });
+    s.ws.receive({ type: 'reconnect', seq: 4, mode: 'rejoin', delay_ms: 0, scope: 'media' });
+    s.ws.receive({ type: 'subscriber-offer', seq: 5, sdp: offer(3) });
+    await flush();
+    const [, fresh, ...more] = FakePeerConnection.instances;
+    assert.ok(old.closed);
+    assert.equal(more.length, 0, 'one fresh subscriber connection');
+    assert.equal(s.room.subscriber, fresh);
+    assert.equal(fresh.remoteDescription.sdp, offer(3));
+    assert.equal(s.ws.ofType('subscriber-answer').length, 2, 'offer 2 (old SFU, after the move) is not answered');
+  });
+
   test('reconnect with scope media redoes media only', async () => {
     s.room.publish(/** @type {any} */ (new FakeMediaStream([new FakeTrack('video', 'v1')]))).catch(() => {});
     await flush();

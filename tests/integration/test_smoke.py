@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
+
+import aiohttp
 
 from signaling.client import Client, Joined, PeerJoined, SignalReceived
 from tests.conftest import PATIENCE, RunningServer
@@ -50,3 +54,29 @@ async def test_sdk_and_raw_clients_negotiate_offer_answer_candidates(server: Run
         await raw.send({"type": "leave"})
         assert await raw.closed() == 1000
         await raw.close()
+
+
+#: The JS SDK's node tests: in the repository, neither served nor shipped in the wheel.
+JS_TESTS = Path(__file__).resolve().parents[2] / "static" / "test"
+
+
+async def test_the_page_and_its_files_are_served_but_not_the_js_tests(server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.http_url}/") as resp:
+            assert resp.status == 200
+            assert resp.content_type == "text/html"
+            page = await resp.text()
+        assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page)
+        assert set(assets) >= {"/static/app.js", "/static/style.css"}
+        # What the page loads, and what app.js imports.
+        for path in [*assets, "/static/switchboard.js"]:
+            async with http.get(f"{server.http_url}{path}") as resp:
+                assert resp.status == 200, path
+                if path.endswith(".js"):  # a module script needs a JavaScript MIME type
+                    assert resp.content_type in ("text/javascript", "application/javascript"), path
+                assert await resp.read(), path
+        hidden = [f"/static/test/{p.name}" for p in sorted(JS_TESTS.iterdir())]
+        assert "/static/test/fakes.mjs" in hidden
+        for path in [*hidden, "/static/test", "/static/test/", "/static/nope.js", "/static/..%2Fpyproject.toml"]:
+            async with http.get(f"{server.http_url}{path}") as resp:
+                assert resp.status == 404, path

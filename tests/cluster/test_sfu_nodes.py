@@ -1,0 +1,129 @@
+"""SFU node processes without media: registration, health, drain, and the media RPC's answers
+as clients see them (error codes, no SFU at all, an SFU node that leaves gracefully).
+
+Clients use the Python SDK; nothing here negotiates a peer connection, so these run in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+
+from signaling.client import Client, ErrorReceived, Event, ServerMessage
+from tests.cluster.conftest import NODE_TTL, PATIENCE, UNIT, Cluster
+from tests.cluster.media_peers import is_media_reconnect
+
+#: Passes the signaling node's SDP grammar check; the SFU refuses it (no BUNDLE group).
+UNBUNDLED_OFFER = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=sendonly\r\n"
+
+
+async def next_matching(client: Client, wanted: Any, *, what: str) -> Event:
+    """The next event of ``client`` for which ``wanted(event)`` holds (others are skipped)."""
+    try:
+        async with asyncio.timeout(PATIENCE):
+            while True:
+                event = await client.next_event()
+                if wanted(event):
+                    return event
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def reply_to(client: Client, cseq: int) -> Event:
+    def answers(event: Event) -> bool:
+        if isinstance(event, ErrorReceived):
+            return event.cseq == cseq
+        return isinstance(event, ServerMessage) and event.message.get("cseq") == cseq
+
+    return await next_matching(client, answers, what=f"the reply to cseq {cseq}")
+
+
+async def until_equal(read: Any, *, expect: Any) -> None:
+    """Poll the async ``read()`` until it returns ``expect``."""
+    async with asyncio.timeout(PATIENCE):
+        while await read() != expect:
+            await asyncio.sleep(UNIT / 5)
+
+
+async def get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        return response.status, await response.text()
+
+
+async def test_sfu_node_registers_serves_health_and_deregisters_on_sigterm(cluster: Cluster) -> None:
+    node = await cluster.sfu("sfu-a", capacity=3)
+    registry = cluster.registry()
+    [info] = await registry.nodes("sfu")
+    assert (info.id, info.kind, info.capacity, info.draining) == ("sfu-a", "sfu", 3, False)
+    base = node.ready_url.removesuffix("/readyz")
+    assert info.address == base
+    status, body = await get(base + "/healthz")
+    assert status == 200 and '"node": "sfu-a"' in body
+    status, body = await get(base + "/metrics")
+    assert status == 200
+    assert "switchboard_sfu_node_rooms_hosted 0.0" in body
+    assert "switchboard_sfu_rooms 0.0" in body  # the SFU's own figures
+    assert await node.terminate() == 0
+    # Deregistered on the way out: gone at once, not after the TTL.
+    assert await registry.nodes("sfu") == []
+
+
+async def test_media_refusals_come_back_with_their_codes(cluster: Cluster) -> None:
+    await cluster.sfu("sfu-a")
+    _, url = await cluster.signaling("sig-1")
+    async with Client(url, "codes", name="c") as client:
+        cseq = await client.send({"type": "publish", "sdp": UNBUNDLED_OFFER})
+        error = await reply_to(client, cseq)
+        assert isinstance(error, ErrorReceived) and error.code == "bad-sdp", error
+        cseq = await client.send({"type": "unpublish", "track": "no-such-track"})
+        error = await reply_to(client, cseq)
+        assert isinstance(error, ErrorReceived) and error.code == "unknown-track", error
+        cseq = await client.send({"type": "subscriber-answer", "sdp": UNBUNDLED_OFFER})
+        error = await reply_to(client, cseq)
+        assert isinstance(error, ErrorReceived) and error.code == "sfu-error", error
+        registry = cluster.registry()
+        assert await registry.placement("codes") == "sfu-a"
+        await client.leave()
+    # The room ended on the SFU node, which gave its slot back.
+    await until_equal(lambda: registry.placement("codes"), expect=None)
+
+
+async def test_without_sfu_nodes_media_is_unavailable_until_one_registers(cluster: Cluster) -> None:
+    _, url = await cluster.signaling("sig-1")
+    async with Client(url, "lonely", name="c") as client:
+        cseq = await client.send({"type": "publish", "sdp": UNBUNDLED_OFFER})
+        error = await reply_to(client, cseq)
+        assert isinstance(error, ErrorReceived) and error.code == "sfu-unavailable", error
+        # An SFU node appears: the room is placed on it, the participant joined there and told
+        # to (re)do media; its requests now reach the SFU (which refuses this SDP by name).
+        await cluster.sfu("sfu-late")
+        await next_matching(client, is_media_reconnect, what="reconnect {scope: media}")
+        cseq = await client.send({"type": "publish", "sdp": UNBUNDLED_OFFER})
+        error = await reply_to(client, cseq)
+        assert isinstance(error, ErrorReceived) and error.code == "bad-sdp", error
+        session = client.session_id
+    assert (client.resumes, client.rejoins, client.session_id) == (0, 0, session)
+
+
+async def test_a_draining_sfu_node_hands_its_rooms_over_without_waiting_for_the_ttl(cluster: Cluster) -> None:
+    first = await cluster.sfu("sfu-a", args=["--drain-timeout", "0"])
+    _, url = await cluster.signaling("sig-1")
+    registry = cluster.registry()
+    async with Client(url, "handover", name="a") as a, Client(url, "handover", name="b", subscribe=False) as b:
+        assert await registry.placement("handover") == "sfu-a"
+        await cluster.sfu("sfu-b")
+        started = time.monotonic()
+        assert await first.terminate() == 0
+        for client in (a, b):
+            await next_matching(client, is_media_reconnect, what=f"{client.name}: reconnect {{scope: media}}")
+        handed_over = time.monotonic() - started
+        assert await registry.placement("handover") == "sfu-b"
+        # A dead node is noticed after the TTL; a draining one deregisters and is gone at once.
+        assert handed_over < NODE_TTL, f"handover took {handed_over:.2f}s"
+        cseq = await a.send({"type": "unpublish", "track": "t"})
+        error = await reply_to(a, cseq)
+        # Joined on the new node (else: not-joined), which answers for its own tracks.
+        assert isinstance(error, ErrorReceived) and error.code == "unknown-track", error
