@@ -21,7 +21,7 @@ import enum
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,6 +154,8 @@ class _Outcome:
     retry_after: float | None = None
     reconnect_mode: str | None = None
     reconnect_delay: float | None = None
+    #: The server welcomed this connection (else it failed on the way there).
+    welcomed: bool = False
 
 
 @dataclass(slots=True)
@@ -165,7 +167,7 @@ class _Unconfirmed:
 class Client:
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         room: str,
         *,
         name: str = "",
@@ -179,7 +181,12 @@ class Client:
         max_unconfirmed: int = 1024,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        self.url = url
+        #: Every node the client may use (a cluster without a load balancer in front): it moves to
+        #: the next one when a connection fails before its welcome or the node goes away (1001).
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("at least one URL")
+        self._url_index = 0
         self.room = room
         self.name = name
         self.subscribe = subscribe
@@ -327,6 +334,11 @@ class Client:
             self._events.get_nowait()
         self._events.put_nowait(event)
 
+    @property
+    def url(self) -> str:
+        """The node this client connects to now."""
+        return self.urls[self._url_index]
+
     async def _supervise(self) -> None:
         loop = asyncio.get_running_loop()
         try:
@@ -334,6 +346,8 @@ class Client:
                 outcome = await self._connection()
                 self._backoff.disconnected(loop.time())
                 self._ws = None
+                if not outcome.welcomed or outcome.code == Close.GOING_AWAY.code:
+                    self._url_index = (self._url_index + 1) % len(self.urls)
                 action = _action(outcome.code)
                 if outcome.reconnect_mode == "rejoin":
                     action = ClientAction.REJOIN
@@ -381,7 +395,9 @@ class Client:
             if isinstance(welcome_or_outcome, _Outcome):
                 return welcome_or_outcome
             self._backoff.connected(loop.time())
-            return await self._read(ws, welcome_or_outcome)
+            outcome = await self._read(ws, welcome_or_outcome)
+            outcome.welcomed = True
+            return outcome
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError, ClientError) as exc:
             # ValueError: a frame that is not JSON; ClientError: a frame that is not an object.
             return _Outcome(ws.close_code if ws is not None else None, f"connection failed: {exc!r}")

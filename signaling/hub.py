@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from signaling import protocol
 from signaling.auth import DEV_IDENTITY_GRANTS, AuthError, TokenVerifier
-from signaling.backend import Backend, BackendUnavailable, Member
+from signaling.backend import Backend, BackendUnavailable, Member, SessionMoved
 from signaling.codes import Close, Err, ErrorCode
 from signaling.config import ServerConfig
 from signaling.connection import Connection
@@ -39,11 +39,19 @@ from signaling.protocol import (
     Unpublish,
 )
 from signaling.sdpcheck import SdpError, check_candidate, check_sdp
-from signaling.session import AckError, ReplayOverflow, ResumeRefused, Session, SessionState
+from signaling.session import (
+    AckError,
+    ReplayOverflow,
+    ResumeRefused,
+    Session,
+    SessionState,
+    Stamped,
+)
 from signaling.tasks import TaskRegistry
 from signaling.webhooks import WebhookSender
 
 if TYPE_CHECKING:  # the registry (and redis-py) is loaded only by cluster nodes
+    from signaling.backend.ledger import SessionLedger, Taken
     from signaling.backend.registry import NodeRegistry
 
 log = logging.getLogger(__name__)
@@ -70,7 +78,16 @@ class Live:
     candidates: int = 0
     #: Highest cseq confirmed to the client (by ping or welcome).
     confirmed_cseq: int = 0
+    #: Highest cseq whose handling finished: what the ledger may record (never one in flight).
+    settled_cseq: int = 0
     joined_at: float = field(default_factory=time.time)
+    #: Highest seq that may reach the client: in the ledger (cluster) or just stamped (memory).
+    durable_seq: int = 0
+    #: Highest seq written to the current connection.
+    sent_seq: int = 0
+    #: What the ledger keeps about the session besides its stream (cluster only).
+    meta: str = ""
+    token_hash: str = ""
 
 
 class Hub:
@@ -99,6 +116,12 @@ class Hub:
         self._rooms: dict[str, int] = {}
         self._connections: set[Connection] = set()
         self._tasks = TaskRegistry("hub")
+        #: Cluster: session writes for cross-node resume (None: sessions live and die here).
+        self._ledger: SessionLedger | None = None
+        #: Cluster: resumes from another node in flight, and what arrived meanwhile for peers
+        #: this node does not hold yet (one of them may be the peer being taken over).
+        self._takes = 0
+        self._unclaimed: list[tuple[str, dict[str, Any], str]] = []
         keys = dict(config.security.token_keys)
         #: None in dev mode: every join gets the default grants.
         self._verifier = TokenVerifier(keys) if keys else None
@@ -111,7 +134,9 @@ class Hub:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.backend.control = self._control
         await self.backend.start(self.config.node_id, self.deliver)
+        self._ledger = self.backend.session_ledger()
         if self.registry is not None:
             from signaling.backend.registry import NodeInfo
 
@@ -132,7 +157,11 @@ class Hub:
         await asyncio.gather(*(c.done.wait() for c in list(self._connections)))
         await self._tasks.close()
         for live in list(self._sessions.values()):
-            await self._end(live, "shutdown", notify=False)
+            try:
+                await self._end(live, "shutdown", notify=False)
+            except BackendUnavailable as exc:
+                # Redis is gone: the members expire with this node (the reaper of another node).
+                log.warning("shutdown: could not remove %s: %s", live.session.peer_id, exc)
         if self.registry is not None:
             await self.registry.close()
         if self.media is not None:
@@ -150,11 +179,13 @@ class Hub:
             except BackendUnavailable:
                 log.warning("drain: could not mark this node draining in the registry")
         delay = self.config.drain_reconnect_delay_ms
-        for live in list(self._sessions.values()):
+        attached = [live for live in self._sessions.values() if live.conn is not None]
+        for live in attached:
+            self._emit(live, protocol.reconnect("resume", delay))
+        await self._flushed()
+        for live in attached:
             if live.conn is not None:
-                conn = live.conn
-                self._emit(live, protocol.reconnect("resume", delay))
-                conn.close(Close.GOING_AWAY, "draining")
+                live.conn.close(Close.GOING_AWAY, "draining")
         pending = [c.done.wait() for c in list(self._connections)]
         if pending:
             try:
@@ -205,10 +236,11 @@ class Hub:
         live = self._by_peer.get(peer_id)
         if live is None:
             return False
-        conn = live.conn
-        if conn is not None:
+        if live.conn is not None:
             self._emit(live, protocol.error(Err.FORBIDDEN, f"kicked: {reason}"))
-            conn.close(Close.KICKED, reason[:100])
+            await self._flushed()
+        if live.conn is not None:
+            live.conn.close(Close.KICKED, reason[:100])
         await self._end(live, "kicked")
         return True
 
@@ -250,7 +282,9 @@ class Hub:
         match message:
             case Ack(seq=seq):
                 try:
-                    session.ack(seq)
+                    if session.ack(seq) and self._ledger is not None:
+                        self._ledger.frames(session.id, meta=live.meta, tok=live.token_hash, frames=[],
+                                            last_cseq=live.settled_cseq, acked=session.acked_seq)
                 except AckError as exc:
                     await self.on_error(conn, ProtocolError(Err.BAD_MESSAGE, str(exc)))
             case Pong(t=t):
@@ -270,11 +304,15 @@ class Hub:
                     return
                 try:
                     await self._sequenced(live, conn, message)
+                except SessionMoved:
+                    self._moved(live)
+                    return
                 except BackendUnavailable:
                     # Not done, so not confirmed: the client resends it after resuming.
                     session.retract_cseq(message.cseq, previous)
                     conn.close(Close.INTERNAL, "backend unavailable", flush=False)
                     return
+                live.settled_cseq = session.last_cseq
                 if session.last_cseq - live.confirmed_cseq >= CONFIRM_EVERY:
                     live.confirmed_cseq = session.last_cseq
                     conn.confirm(session.last_cseq)
@@ -349,7 +387,9 @@ class Hub:
         if target is None or target.room != session.room:
             await self.on_error(conn, ProtocolError(Err.UNKNOWN_PEER, f"no peer {message.to} in this room", cseq=message.cseq))
             return
-        delivered = await self.backend.send(message.to, {"type": "signal", "from": session.peer_id, "data": message.data})
+        delivered = await self.backend.send(
+            message.to, {"type": "signal", "from": session.peer_id, "data": message.data}, origin=(session.id, message.cseq)
+        )
         if not delivered:
             await self.on_error(conn, ProtocolError(Err.UNKNOWN_PEER, f"peer {message.to} has left", cseq=message.cseq))
 
@@ -417,6 +457,14 @@ class Hub:
             grants=grants,
             identity=identity.identity if identity is not None else "",
         )
+        if self._ledger is not None:
+            from signaling.backend.ledger import token_hash
+
+            live.token_hash = token_hash(session.token)
+            live.meta = protocol.encode({
+                "peer": session.peer_id, "room": session.room, "name": session.name,
+                "grants": sorted(grants), "identity": live.identity, "subscribe": live.subscribe,
+            })
         self._rooms[join.room] = self._rooms.get(join.room, 0) + 1
         self._sessions[session.id] = live
         self._by_peer[session.peer_id] = live
@@ -439,6 +487,9 @@ class Hub:
     async def _resume(self, conn: Connection, join: Join) -> None:
         assert join.resume is not None
         live = self._sessions.get(join.resume.session)
+        if live is None and self._ledger is not None:
+            await self._resume_from_ledger(conn, join, self._ledger)
+            return
         try:
             if live is None or live.session.room != join.room:
                 raise ResumeRefused("unknown or expired session")
@@ -456,18 +507,129 @@ class Hub:
             live.grace.cancel()
             live.grace = None
         self._attach(live, conn)
+        if self._ledger is not None:
+            self._ledger.frames(live.session.id, meta=live.meta, tok=live.token_hash, frames=[],
+                                last_cseq=live.settled_cseq, acked=live.session.acked_seq)
         members = await self.backend.members(live.session.room)
+        # Frames not yet in the ledger follow from its writer, as they would have anyway.
+        frames = [f for f in frames if f.seq <= live.durable_seq]
         welcome = self._welcome(live, members, resumed=True)
         welcome["replayed"] = len(frames)
         conn.send_message(welcome, force=True)
+        live.sent_seq = join.resume.last_seq
         for stamped in frames:
             conn.send(stamped.frame, force=True)
+            live.sent_seq = stamped.seq
         self.metrics.resumes.inc()
         self.metrics.replayed.inc(len(frames))
         log.info("session %s resumed, %d messages replayed", live.session.id, len(frames), extra=self._log_ids(live.session))
         if live.reconnecting_announced:
             live.reconnecting_announced = False
             await self._broadcast(live, {"type": "peer-resumed", "peer": live.session.peer_id})
+
+    async def _resume_from_ledger(self, conn: Connection, join: Join, ledger: SessionLedger) -> None:
+        """Resume a session another node held (it died, or the client came here): take it over
+        in Redis, replay what the client missed, then stamp what that node received and never
+        stamped. Deliveries for peers not held here wait in ``_unclaimed`` meanwhile."""
+        from signaling.backend.ledger import TakeRefused, token_hash
+
+        assert join.resume is not None
+        resume = join.resume
+        self._takes += 1
+        try:
+            try:
+                taken = await ledger.take(resume.session, join.room, resume.token, resume.last_seq)
+                live = self._adopt(resume.session, resume.token, resume.last_seq, taken)
+            except (TakeRefused, ReplayOverflow, ValueError) as exc:
+                self.metrics.resume_failures.labels(str(exc).split(" ")[0]).inc()
+                conn.send_message(protocol.error(Err.RESUME_FAILED, str(exc)))
+                conn.close(Close.SESSION_UNKNOWN, "resume failed")
+                return
+            live.token_hash = token_hash(resume.token)
+            # Before anything else can be stamped for this peer: first what the previous owner
+            # received and never stamped, then what came here while the take was in flight.
+            for message in taken.pending:
+                self._emit(live, message)
+            peer = live.session.peer_id
+            for _peer, message, source in [u for u in self._unclaimed if u[0] == peer]:
+                self._emit(live, message, source)
+        finally:
+            self._takes -= 1
+            if not self._takes:
+                self._unclaimed.clear()
+        members = await self._members_or_empty(live.session.room)
+        if live.session.state is SessionState.ENDED:  # moved on again meanwhile
+            conn.close(Close.REPLACED, "resumed on another node", flush=False)
+            return
+        # No await from here to the last replayed frame: nothing can overtake the replay.
+        self._attach(live, conn)
+        frames = [f for f in live.session.pending() if f.seq <= live.durable_seq]
+        welcome = self._welcome(live, members, resumed=True)
+        welcome["replayed"] = len(frames)
+        conn.send_message(welcome, force=True)
+        for stamped in frames:
+            conn.send(stamped.frame, force=True)
+            live.sent_seq = stamped.seq
+        adopt = getattr(self.media, "adopt", None)
+        if adopt is not None:
+            # The media side follows: a later SFU failover moves this participant from here.
+            await self._media_call(adopt(live.session.room, live.session.peer_id, subscribe=live.subscribe))
+        self.metrics.resumes.inc()
+        self.metrics.replayed.inc(len(frames))
+        log.info("session %s resumed from node %s, %d replayed, %d pending", live.session.id, taken.previous_owner,
+                 len(frames), len(taken.pending), extra=self._log_ids(live.session))
+        if taken.previous_owner != self.config.node_id:
+            await self._broadcast(live, {"type": "peer-resumed", "peer": live.session.peer_id})
+
+    def _adopt(self, session_id: str, token: str, last_seq: int, taken: Taken) -> Live:
+        meta = taken.meta
+        cfg = self.config.session
+        session = Session.restore(
+            session_id=session_id, peer_id=meta["peer"], room=meta["room"], name=meta["name"], token=token,
+            acked_seq=last_seq, last_cseq=taken.last_cseq,
+            frames=[Stamped(seq, frame) for seq, frame in taken.frames],
+            max_messages=cfg.replay_max_messages, max_bytes=cfg.replay_max_bytes,
+        )
+        live = Live(session, subscribe=bool(meta.get("subscribe", True)), grants=frozenset(meta.get("grants", [])),
+                    identity=str(meta.get("identity", "")), meta=protocol.encode(meta))
+        live.confirmed_cseq = live.settled_cseq = session.last_cseq
+        live.durable_seq = session.last_seq
+        live.sent_seq = last_seq
+        self._sessions[session.id] = live
+        self._by_peer[session.peer_id] = live
+        self._rooms[session.room] = self._rooms.get(session.room, 0) + 1
+        self.backend.adopt(Member(session.peer_id, session.name, session.room, self.config.node_id))
+        return live
+
+    def _moved(self, live: Live) -> None:
+        """The session resumed on another node: let it go here without ending it."""
+        session = live.session
+        if self._sessions.get(session.id) is not live:
+            return
+        log.info("session %s moved to another node", session.id, extra=self._log_ids(session))
+        conn, live.conn = live.conn, None
+        if conn is not None:
+            conn.close(Close.REPLACED, "resumed on another node", flush=False)
+            conn.session_id = None
+        if self._mark_ended(live):
+            self.backend.forget(session.peer_id)
+
+    async def _control(self, fields: dict[str, str]) -> None:
+        """A control entry of this node's inbox (cluster)."""
+        if fields.get("c") == "moved":
+            live = self._sessions.get(fields.get("s", ""))
+            if live is not None:
+                self._moved(live)
+
+    async def _flushed(self) -> None:
+        """Wait (bounded) until every stamped frame is in the ledger and so on its socket."""
+        if self._ledger is None:
+            return
+        try:
+            async with asyncio.timeout(self.config.limits.close_timeout):
+                await self._ledger.flushed()
+        except TimeoutError:
+            log.warning("session ledger did not flush within %.1fs", self.config.limits.close_timeout)
 
     def _attach(self, live: Live, conn: Connection) -> None:
         live.conn = conn
@@ -499,17 +661,29 @@ class Hub:
     async def _reaper(self, interval: float = 2.0) -> None:
         """Members of nodes that died (cluster backends) are reported ``peer-left`` once; this
         node's load (rooms it holds) goes into the registry's next heartbeat."""
+        loop = asyncio.get_running_loop()
+        next_refresh = loop.time()
         while True:
             await asyncio.sleep(interval)
             if self.registry is not None and self.registry.info is not None:
                 self.registry.update(load=len(self._rooms))
             try:
-                gone = await self.backend.reap()
+                if self._ledger is not None and loop.time() >= next_refresh:
+                    next_refresh = loop.time() + self._ledger.ttl / 3
+                    await self._ledger.refresh(list(self._sessions))
+                # With a ledger, a dead node's clients get the grace period to resume elsewhere.
+                gone = await self.backend.reap(self.config.session.grace_period if self._ledger else 0.0)
             except BackendUnavailable:
                 continue
             for member in gone:
                 for other in await self._members_or_empty(member.room):
-                    await self.backend.send(other.peer_id, {"type": "peer-left", "peer": member.peer_id, "reason": "node-lost"})
+                    await self._send_or_log(other.peer_id, {"type": "peer-left", "peer": member.peer_id, "reason": "node-lost"})
+
+    async def _send_or_log(self, peer_id: str, message: dict[str, Any]) -> None:
+        try:
+            await self.backend.send(peer_id, message)
+        except BackendUnavailable as exc:
+            log.warning("could not tell %s %s: %s", peer_id, message["type"], exc)
 
     async def _members_or_empty(self, room: str) -> list[Member]:
         try:
@@ -552,6 +726,8 @@ class Hub:
 
     async def _release(self, live: Live, reason: str, *, notify: bool) -> None:
         session = live.session
+        if self._ledger is not None:
+            self._ledger.drop(session.id)
         remaining = await self.backend.remove_member(session.room, session.peer_id)
         if self.webhooks is not None and remaining is not None:
             self.webhooks.participant_left(
@@ -577,11 +753,14 @@ class Hub:
 
     # -- outbound -------------------------------------------------------------------------------
 
-    async def deliver(self, peer_id: str, message: dict[str, Any]) -> None:
-        """Backend delivery: a message for a peer whose session lives on this node."""
+    async def deliver(self, peer_id: str, message: dict[str, Any], source: str = "") -> None:
+        """Backend delivery: a message for a peer whose session lives on this node. ``source``
+        is its inbox entry id (cluster), recorded with the frame in the ledger."""
         live = self._by_peer.get(peer_id)
         if live is not None:
-            self._emit(live, message)
+            self._emit(live, message, source)
+        elif self._takes:
+            self._unclaimed.append((peer_id, message, source))
 
     def on_track(self, room: str, change: str, track: dict[str, Any]) -> None:
         """The SFU's track observer: one webhook per published/unpublished track."""
@@ -598,18 +777,43 @@ class Hub:
         if live is not None:
             self._emit(live, message)
 
-    def _emit(self, live: Live, message: dict[str, Any]) -> None:
-        """Stamp a session message and send it if attached; it waits for replay otherwise."""
-        if live.session.state is SessionState.ENDED:
+    def _emit(self, live: Live, message: dict[str, Any], source: str = "") -> None:
+        """Stamp a session message and send it if attached; it waits for replay otherwise.
+
+        In a cluster the frame goes to the ledger first and reaches the socket once it is there
+        (in order: one writer), so a client never sees a message a resume elsewhere could miss.
+        """
+        session = live.session
+        if session.state is SessionState.ENDED:
             return
         try:
-            stamped = live.session.stamp(message)
+            stamped = session.stamp(message)
         except ReplayOverflow as exc:
             self._lose(live, str(exc))
             return
         self.metrics.messages_out.labels(message["type"]).inc()
-        if live.conn is not None:
-            live.conn.send(stamped.frame)
+        ledger = self._ledger
+        if ledger is None:
+            self._durable(live, stamped, True)
+            return
+        queued = ledger.frames(
+            session.id, meta=live.meta, tok=live.token_hash, frames=[(stamped.seq, stamped.frame)],
+            last_cseq=live.settled_cseq, acked=session.acked_seq, src=source,
+            done=lambda ok: self._durable(live, stamped, ok),
+        )
+        if not queued:
+            self._lose(live, "session ledger queue full")
+
+    def _durable(self, live: Live, stamped: Stamped, ok: bool) -> None:
+        """A stamped frame is safe to show the client (``ok``), or another node owns the session."""
+        if not ok:
+            self._moved(live)
+            return
+        live.durable_seq = max(live.durable_seq, stamped.seq)
+        conn = live.conn
+        if conn is not None and stamped.seq > live.sent_seq and live.session.state is not SessionState.ENDED:
+            conn.send(stamped.frame)
+            live.sent_seq = stamped.seq
 
     def _lose(self, live: Live, why: str) -> None:
         """The replay buffer overflowed: the session cannot be resumed. Say so, end it."""
@@ -641,6 +845,7 @@ _MEDIA_ERRORS = {
     "sfu-error": Err.SFU_ERROR,
     "unknown-track": Err.UNKNOWN_TRACK,
     "not-joined": Err.NOT_JOINED,
+    "sfu-unavailable": Err.SFU_UNAVAILABLE,
 }
 
 

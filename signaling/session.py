@@ -120,6 +120,43 @@ class Session:
         self.last_cseq = 0
         self._replay = ReplayBuffer(max_messages, max_bytes)
 
+    @classmethod
+    def restore(
+        cls,
+        *,
+        session_id: str,
+        peer_id: str,
+        room: str,
+        name: str,
+        token: str,
+        acked_seq: int,
+        last_cseq: int,
+        frames: list[Stamped],
+        max_messages: int,
+        max_bytes: int,
+    ) -> Session:
+        """Rebuild a session another node held, from its durable copy (cross-node resume).
+
+        ``frames`` are the unacknowledged messages after ``acked_seq``, consecutive and oldest
+        first; raises :class:`ReplayOverflow` if they do not fit this node's replay bounds.
+        """
+        session = cls(room=room, name=name, max_messages=max_messages, max_bytes=max_bytes,
+                      session_id=session_id, peer_id=peer_id, token=token)
+        expected = acked_seq + 1
+        for item in frames:
+            if item.seq != expected:
+                raise ValueError(f"replay gap: expected seq {expected}, got {item.seq}")
+            session._replay.append(item)
+            expected += 1
+        session.acked_seq = acked_seq
+        session.last_seq = expected - 1
+        session.last_cseq = last_cseq
+        return session
+
+    def pending(self) -> list[Stamped]:
+        """Every unacknowledged message, oldest first."""
+        return self._replay.after(self.acked_seq)
+
     @property
     def unacked(self) -> int:
         return len(self._replay)

@@ -10,10 +10,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-#: Called by the backend on the node that holds ``peer_id`` with a message for it.
-Delivery = Callable[[str, dict[str, Any]], Awaitable[None]]
+if TYPE_CHECKING:  # redis-py is loaded by cluster nodes only
+    from signaling.backend.ledger import SessionLedger
+
+#: Called by the backend on the node that holds ``peer_id`` with a message for it and the id of
+#: the inbox entry it came in ("" when the backend has no inbox: memory).
+Delivery = Callable[[str, dict[str, Any], str], Awaitable[None]]
+#: Called with a control entry of this node's inbox (cluster backends): ``{"c": "moved", "s": ...}``.
+Control = Callable[[dict[str, str]], Awaitable[None]]
 
 
 class BackendUnavailable(Exception):
@@ -23,6 +29,10 @@ class BackendUnavailable(Exception):
     it holds, so membership converges either way, and a ``send`` that raised was delivered at
     most once.
     """
+
+
+class SessionMoved(Exception):
+    """Another node owns the session now (it resumed there): this node must let it go."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +80,28 @@ class Backend(ABC):
         """Every room with its member count."""
 
     @abstractmethod
-    async def send(self, peer_id: str, message: dict[str, Any]) -> bool:
-        """Deliver ``message`` to ``peer_id`` on whichever node holds it; False if unknown."""
+    async def send(self, peer_id: str, message: dict[str, Any], *, origin: tuple[str, int] | None = None) -> bool:
+        """Deliver ``message`` to ``peer_id`` on whichever node holds it; False if unknown.
 
-    async def reap(self) -> list[Member]:
-        """Remove and return the members of nodes found dead (cluster backends only)."""
+        ``origin`` is (sender session id, cseq) for a relayed client message: a cluster backend
+        records the cseq atomically with the delivery (exactly once across node deaths).
+        """
+
+    async def reap(self, grace: float = 0.0) -> list[Member]:
+        """Remove and return the members of nodes dead for ``grace`` s (cluster backends only)."""
         return []
+
+    #: Called with control entries of this node's inbox (cluster backends); set by the hub.
+    control: Control | None = None
+
+    def session_ledger(self) -> SessionLedger | None:
+        """Where sessions are written for cross-node resume; None: sessions live and die here."""
+        return None
+
+    def adopt(self, member: Member) -> None:
+        """A member whose session resumed on this node from another one."""
+        return None  # one-node backends never see one
+
+    def forget(self, peer_id: str) -> None:
+        """A member whose session resumed on another node."""
+        return None

@@ -51,8 +51,9 @@ class MemoryBackend(Backend):
     async def rooms(self) -> dict[str, int]:
         return {name: len(members) for name, members in self._rooms.items()}
 
-    async def send(self, peer_id: str, message: dict[str, Any]) -> bool:
+    async def send(self, peer_id: str, message: dict[str, Any], *, origin: tuple[str, int] | None = None) -> bool:
+        # One process: the hub has already de-duplicated ``origin``'s cseq, nothing to record.
         if peer_id not in self._members or self._deliver is None:
             return False
-        await self._deliver(peer_id, message)
+        await self._deliver(peer_id, message, "")
         return True

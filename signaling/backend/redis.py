@@ -42,7 +42,14 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from signaling.backend.base import Backend, BackendUnavailable, Delivery, Member
+from signaling.backend.base import (
+    Backend,
+    BackendUnavailable,
+    Delivery,
+    Member,
+    SessionMoved,
+)
+from signaling.backend.ledger import SessionLedger
 from signaling.backoff import Backoff
 from signaling.tasks import TaskRegistry
 
@@ -120,13 +127,16 @@ redis.call('SADD', ARGV[6], m['node_id'])
 return {m['j'], before}
 """
 
-# KEYS: room hash, peers index, rooms set; ARGV: peer id, room name, node-peers prefix, member-nodes
+# KEYS: room hash, peers index, rooms set; ARGV: peer id, room name, node-peers prefix, member-nodes,
+# removing node ('' any). A member that moved to another node (its session resumed there) is not
+# removed by the node it left.
 _REMOVE = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return false end
+local node = cjson.decode(raw)['node_id']
+if ARGV[5] ~= '' and node ~= ARGV[5] then return false end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
-local node = cjson.decode(raw)['node_id']
 local held = ARGV[3] .. node
 redis.call('SREM', held, ARGV[1])
 if redis.call('SCARD', held) == 0 then redis.call('SREM', ARGV[4], node) end
@@ -135,17 +145,30 @@ if #rest == 0 then redis.call('SREM', KEYS[3], ARGV[2]) end
 return rest
 """
 
-# KEYS: peers index; ARGV: peer id, payload, sender node, inbox prefix, maxlen, inbox ttl ms
-# Returns the node holding the peer (after appending to its inbox unless it is the sender's own).
+# KEYS: peers index, origin session hash ('' key name when none)
+# ARGV: peer id, payload, sender node, inbox prefix, maxlen, inbox ttl ms, origin cseq (0: none)
+# Appends to the inbox of the node holding the peer, always (the node's own included: that inbox is
+# what a resume elsewhere reads what this node had not stamped yet). With an origin, the sender's
+# relayed cseq (``rcseq``) advances in the same step, so a client's resend after its node died is a
+# duplicate.
+# Returns the node, false for an unknown peer, 'dup' for a duplicate, 'moved' when the origin
+# session is owned by another node now.
 _SEND = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return false end
-local node = cjson.decode(raw)['node_id']
-if node ~= ARGV[3] then
-  local inbox = ARGV[4] .. node
-  redis.call('XADD', inbox, 'MAXLEN', '~', ARGV[5], '*', 'p', ARGV[1], 'm', ARGV[2])
-  redis.call('PEXPIRE', inbox, ARGV[6])
+local cseq = tonumber(ARGV[7])
+if cseq > 0 then
+  local owner = redis.call('HGET', KEYS[2], 'owner')
+  if owner and owner ~= ARGV[3] then return 'moved' end
+  if owner then
+    if cseq <= tonumber(redis.call('HGET', KEYS[2], 'rcseq') or '0') then return 'dup' end
+    redis.call('HSET', KEYS[2], 'rcseq', cseq)
+  end
 end
+local node = cjson.decode(raw)['node_id']
+local inbox = ARGV[4] .. node
+redis.call('XADD', inbox, 'MAXLEN', '~', ARGV[5], '*', 'p', ARGV[1], 'm', ARGV[2])
+redis.call('PEXPIRE', inbox, ARGV[6])
 return node
 """
 
@@ -205,11 +228,27 @@ end
 return #ARGV - 2
 """
 
-# Remove every member of a node whose alive key expired. Re-checks liveness inside the script.
-# KEYS: alive key, node-peers set, peers index, rooms set, member-nodes, inbox
-# ARGV: node id, room prefix. Returns the removed member JSONs.
+# Remove every member of a node whose alive key expired ``grace`` ms ago or more. Re-checks
+# liveness inside the script. The first call that finds the node dead only notes the time: its
+# clients have the grace period to resume on another node (which moves their membership there).
+# KEYS: alive key, node-peers set, peers index, rooms set, member-nodes, inbox, dead-since key
+# ARGV: node id, room prefix, grace ms. Returns the removed member JSONs.
 _REAP = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('DEL', KEYS[7])
+  return {}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local grace = tonumber(ARGV[3])
+if grace > 0 then
+  local since = tonumber(redis.call('GET', KEYS[7]) or '-1')
+  if since < 0 then
+    redis.call('SET', KEYS[7], now, 'PX', grace + 60000)
+    return {}
+  end
+  if now - since < grace then return {} end
+end
 local removed = {}
 for _, peer in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local raw = redis.call('HGET', KEYS[3], peer)
@@ -224,7 +263,7 @@ for _, peer in ipairs(redis.call('SMEMBERS', KEYS[2])) do
     end
   end
 end
-redis.call('DEL', KEYS[2], KEYS[6])
+redis.call('DEL', KEYS[2], KEYS[6], KEYS[7])
 redis.call('SREM', KEYS[5], ARGV[1])
 return removed
 """
@@ -256,6 +295,8 @@ class RedisBackend(Backend):
         start_timeout: float = 10.0,
         backoff: Backoff | None = None,
         max_connections: int = 32,
+        session_ttl: float = 600.0,
+        replay_maxlen: int = 1024,
     ) -> None:
         """
         :param op_timeout: deadline of every Redis call (seconds).
@@ -267,6 +308,10 @@ class RedisBackend(Backend):
             last refresh.
         :param start_timeout: how long ``start()`` keeps trying to reach Redis before it raises.
         :param backoff: reconnect delays of the reader (default: 0, then up to 50 ms ... 2 s).
+        :param session_ttl: session keys (``sess:``, ``mbox:``) expire this long after their
+            owner last refreshed them (it does so every third of it).
+        :param replay_maxlen: approximate bound of a session's mailbox stream (the hub enforces
+            the exact replay bound; this only keeps Redis bounded whatever happens).
         """
         self.url = url
         self.prefix = key_prefix
@@ -302,6 +347,9 @@ class RedisBackend(Backend):
         #: A membership write failed: Redis may disagree with ``_local`` until the next resync.
         self._dirty = False
         self._closed = False
+        self.session_ttl = session_ttl
+        self.replay_maxlen = replay_maxlen
+        self._ledger: SessionLedger | None = None
 
     # -- keys -----------------------------------------------------------------------------------
 
@@ -341,6 +389,11 @@ class RedisBackend(Backend):
                 log.warning("redis backend of node %s: start: %s; retrying", node_id, exc)
                 await asyncio.sleep(delay)
         self._healthy = True
+        self._ledger = SessionLedger(
+            self._redis, prefix=self.prefix, node_id=node_id, op_timeout=self.op_timeout,
+            ttl=self.session_ttl, maxlen=self.replay_maxlen,
+        )
+        self._ledger.start()
         self._tasks.spawn(self._read_loop(), name=f"redis-inbox:{node_id}")
 
     async def close(self) -> None:
@@ -353,6 +406,8 @@ class RedisBackend(Backend):
             return
         self._closed = True
         self._healthy = False
+        if self._ledger is not None:
+            await self._ledger.close(self.op_timeout)
         await self._tasks.close()
         node = self._node_id
         try:
@@ -376,9 +431,15 @@ class RedisBackend(Backend):
 
     # -- membership -----------------------------------------------------------------------------
 
+    def _check_open(self) -> None:
+        # A closed client would quietly open new connections that nothing ever closes.
+        if self._closed:
+            raise BackendUnavailable("backend closed")
+
     @contextlib.asynccontextmanager
     async def _membership_change(self) -> AsyncIterator[None]:
         """Hold the membership lock; waiting for it counts against ``op_timeout`` too."""
+        self._check_open()
         try:
             async with asyncio.timeout(self.op_timeout):
                 await self._membership.acquire()
@@ -426,7 +487,7 @@ class RedisBackend(Backend):
                 rest = await bounded(
                     self._remove(
                         keys=[self._key("room", room), self._key("peers"), self._key("rooms")],
-                        args=[peer_id, room, self._key("node-peers", ""), self._key("member-nodes")],
+                        args=[peer_id, room, self._key("node-peers", ""), self._key("member-nodes"), self._node_id or ""],
                     ),
                     self.op_timeout,
                     "remove_member",
@@ -437,52 +498,63 @@ class RedisBackend(Backend):
             return None if rest is None else members_in_join_order(rest)
 
     async def members(self, room: str) -> list[Member]:
+        self._check_open()
         raws = await bounded(self._redis.hvals(self._key("room", room)), self.op_timeout, "members")
         return members_in_join_order(cast("list[str]", raws))
 
     async def member(self, peer_id: str) -> Member | None:
+        self._check_open()
         raw = await bounded(self._redis.hget(self._key("peers"), peer_id), self.op_timeout, "member")
         return None if raw is None else parse_member(cast(str, raw))[1]
 
     async def rooms(self) -> dict[str, int]:
+        self._check_open()
         flat = await bounded(self._rooms(keys=[self._key("rooms")], args=[self._key("room", "")]), self.op_timeout, "rooms")
         return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     # -- delivery -------------------------------------------------------------------------------
 
-    async def send(self, peer_id: str, message: dict[str, Any]) -> bool:
+    async def send(self, peer_id: str, message: dict[str, Any], *, origin: tuple[str, int] | None = None) -> bool:
         """Deliver ``message`` to ``peer_id``; False if no node holds that peer.
+
+        Every message goes through the holder's inbox stream, this node's own included, so a
+        resume on another node finds what this node had not stamped yet. With ``origin``
+        (sender session id, its cseq) the sender's ``last_cseq`` advances atomically with the
+        append: a duplicate returns True without sending; :class:`SessionMoved` means another
+        node owns the sender's session now.
 
         Raises :class:`BackendUnavailable` when Redis does not confirm the append in time; the
         message was then delivered at most once (never retried here).
         """
-        deliver, node_id = self._deliver, self._node_id
-        if deliver is None or node_id is None:
+        self._check_open()
+        if self._deliver is None or self._node_id is None:
             return False
         payload = json.dumps(message, separators=(",", ":"))
+        sender, cseq = origin if origin is not None else ("", 0)
         node = await bounded(
             self._send(
-                keys=[self._key("peers")],
-                args=[peer_id, payload, node_id, self._key("inbox", ""), self.inbox_maxlen, round(self.inbox_ttl * 1000)],
+                keys=[self._key("peers"), self._key("sess", sender) if sender else self._key("none")],
+                args=[peer_id, payload, self._node_id, self._key("inbox", ""), self.inbox_maxlen,
+                      round(self.inbox_ttl * 1000), cseq],
             ),
             self.op_timeout,
             "send",
         )
-        if node is None:
-            return False
-        if node == node_id:
-            await deliver(peer_id, message)
-        return True
+        if node == "moved":
+            raise SessionMoved(sender)
+        return node is not None
 
     # -- dead nodes -----------------------------------------------------------------------------
 
-    async def reap(self) -> list[Member]:
-        """Remove the members of every node whose ``alive`` key expired; return them.
+    async def reap(self, grace: float = 0.0) -> list[Member]:
+        """Remove the members of every node dead for ``grace`` seconds or more; return them.
 
         Any node may call this (periodically, e.g. every ``alive_interval``); the script re-checks
-        liveness, so a node that came back in between keeps its members. The caller tells the
-        rooms (``peer-left``): the backend does not speak the protocol.
+        liveness, so a node that came back in between keeps its members. With a grace period the
+        dead node's clients can resume on another node first (their membership moves with them).
+        The caller tells the rooms (``peer-left``): the backend does not speak the protocol.
         """
+        self._check_open()
         nodes = await bounded(self._redis.smembers(self._key("member-nodes")), self.op_timeout, "reap")
         removed: list[Member] = []
         for node in sorted(cast("set[str]", nodes)):
@@ -495,14 +567,28 @@ class RedisBackend(Backend):
                         self._key("rooms"),
                         self._key("member-nodes"),
                         self.inbox_key(node),
+                        self._key("dead-since", node),
                     ],
-                    args=[node, self._key("room", "")],
+                    args=[node, self._key("room", ""), round(grace * 1000)],
                 ),
                 self.op_timeout,
                 "reap",
             )
             removed.extend(members_in_join_order(raws))
         return removed
+
+    # -- sessions (cross-node resume) -----------------------------------------------------------
+
+    def session_ledger(self) -> SessionLedger | None:
+        return self._ledger
+
+    def adopt(self, member: Member) -> None:
+        """A member moved to this node (its session resumed here): resyncs keep it here."""
+        self._local[member.peer_id] = (member, 0)
+
+    def forget(self, peer_id: str) -> None:
+        """A member moved away: this node must not write it back on a resync."""
+        self._local.pop(peer_id, None)
 
     # -- the reader -----------------------------------------------------------------------------
 
@@ -608,11 +694,18 @@ class RedisBackend(Backend):
             for _stream, entries in cast("list[tuple[str, list[tuple[str, dict[str, str]]]]]", reply or []):
                 for entry_id, fields in entries:
                     self._last_id = entry_id
-                    await self._deliver_entry(fields)
+                    await self._deliver_entry(entry_id, fields)
 
-    async def _deliver_entry(self, fields: dict[str, str]) -> None:
+    async def _deliver_entry(self, entry_id: str, fields: dict[str, str]) -> None:
         deliver = self._deliver
         if deliver is None:
+            return
+        if "c" in fields:
+            if self.control is not None:
+                try:
+                    await self.control(fields)
+                except Exception:
+                    log.exception("redis backend: control entry %r failed", fields)
             return
         try:
             peer_id, message = fields["p"], json.loads(fields["m"])
@@ -620,7 +713,48 @@ class RedisBackend(Backend):
             log.error("redis backend: malformed inbox entry %r dropped", fields)
             return
         try:
-            await deliver(peer_id, message)
+            await deliver(peer_id, message, entry_id)
         except Exception:
             # One bad delivery must not stop this node's inbox; the failure is logged loudly.
             log.exception("redis backend: delivery to peer %s failed", peer_id)
+
+
+class PeerSender:
+    """Sends messages to peers of a cluster from a process that holds no sessions (an SFU node).
+
+    A message goes to whichever signaling node holds the peer, exactly as a signaling node's own
+    ``send`` does, so it is ordered with everything else that peer receives from this sender.
+    Call :meth:`send` for one peer from one task at a time (an emitter queue): that is what keeps
+    this sender's messages to the peer in order.
+    """
+
+    def __init__(self, url: str, *, key_prefix: str = "sb:", sender_id: str = "", op_timeout: float = 2.0,
+                 inbox_maxlen: int = 10_000, inbox_ttl: float = 300.0) -> None:
+        self.prefix = key_prefix
+        self.sender_id = sender_id
+        self.op_timeout = op_timeout
+        self.inbox_maxlen = inbox_maxlen
+        self.inbox_ttl = inbox_ttl
+        self._redis = make_client(url, op_timeout=op_timeout)
+        self._send = self._redis.register_script(_SEND)
+
+    async def send(self, peer_id: str, message: dict[str, Any]) -> bool:
+        """Deliver ``message`` to ``peer_id``; False if no node holds it.
+
+        Raises :class:`BackendUnavailable` when Redis does not confirm in time (delivered at most
+        once then).
+        """
+        payload = json.dumps(message, separators=(",", ":"))
+        node = await bounded(
+            self._send(
+                keys=[self.prefix + "peers", self.prefix + "none"],
+                args=[peer_id, payload, f"!{self.sender_id}", self.prefix + "inbox:", self.inbox_maxlen,
+                      round(self.inbox_ttl * 1000), 0],
+            ),
+            self.op_timeout,
+            "send",
+        )
+        return node is not None
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -227,7 +227,7 @@ class Inbox:
         self.got: list[tuple[str, dict[str, Any]]] = []
         self._changed = asyncio.Event()
 
-    async def __call__(self, peer_id: str, message: dict[str, Any]) -> None:
+    async def __call__(self, peer_id: str, message: dict[str, Any], source: str = "") -> None:
         self.got.append((peer_id, message))
         self._changed.set()
 
