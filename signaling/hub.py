@@ -382,16 +382,14 @@ class Hub:
         if message.to == session.peer_id:
             await self.on_error(conn, ProtocolError(Err.SELF_TARGET, "cannot signal yourself", cseq=message.cseq))
             return
-        target = await self.backend.member(message.to)
-        # A peer of another room is reported exactly like one that does not exist.
-        if target is None or target.room != session.room:
-            await self.on_error(conn, ProtocolError(Err.UNKNOWN_PEER, f"no peer {message.to} in this room", cseq=message.cseq))
-            return
+        # One backend call: the room check happens with the delivery (one Redis round trip in a
+        # cluster). A peer of another room is reported exactly like one that does not exist.
         delivered = await self.backend.send(
-            message.to, {"type": "signal", "from": session.peer_id, "data": message.data}, origin=(session.id, message.cseq)
+            message.to, {"type": "signal", "from": session.peer_id, "data": message.data},
+            origin=(session.id, message.cseq), room=session.room,
         )
         if not delivered:
-            await self.on_error(conn, ProtocolError(Err.UNKNOWN_PEER, f"peer {message.to} has left", cseq=message.cseq))
+            await self.on_error(conn, ProtocolError(Err.UNKNOWN_PEER, f"no peer {message.to} in this room", cseq=message.cseq))
 
     # -- join and resume ----------------------------------------------------------------------
 

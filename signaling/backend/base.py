@@ -80,8 +80,11 @@ class Backend(ABC):
         """Every room with its member count."""
 
     @abstractmethod
-    async def send(self, peer_id: str, message: dict[str, Any], *, origin: tuple[str, int] | None = None) -> bool:
-        """Deliver ``message`` to ``peer_id`` on whichever node holds it; False if unknown.
+    async def send(
+        self, peer_id: str, message: dict[str, Any], *, origin: tuple[str, int] | None = None, room: str | None = None
+    ) -> bool:
+        """Deliver ``message`` to ``peer_id`` on whichever node holds it; False if unknown (or,
+        with ``room``, a member of another room: checked in the same step as the delivery).
 
         ``origin`` is (sender session id, cseq) for a relayed client message: a cluster backend
         records the cseq atomically with the delivery (exactly once across node deaths).

@@ -185,7 +185,7 @@ class TakeRefused(Exception):
 
 
 @dataclass(slots=True)
-class _Put:
+class Put:
     session_id: str
     meta: str
     tok: str
@@ -196,6 +196,25 @@ class _Put:
     drop: bool = False
     #: Called after the write is durable (True) or was fenced (False), in queue order.
     done: Callable[[bool], None] | None = None
+
+
+def group_writes(batch: list[Put]) -> list[list[int]]:
+    """Indexes of ``batch`` grouped into script calls: a session's consecutive writes share one;
+    a drop is a call of its own and closes the session's group."""
+    groups: list[list[int]] = []
+    open_group: dict[str, list[int]] = {}
+    for index, item in enumerate(batch):
+        group = open_group.get(item.session_id)
+        if item.drop or group is None:
+            group = [index]
+            groups.append(group)
+            if item.drop:
+                open_group.pop(item.session_id, None)
+            else:
+                open_group[item.session_id] = group
+        else:
+            group.append(index)
+    return groups
 
 
 class SessionLedger:
@@ -230,7 +249,7 @@ class SessionLedger:
         self._put_script = redis.register_script(_PUT)
         self._drop_script = redis.register_script(_DROP)
         self._take_script = redis.register_script(_TAKE)
-        self._queue: list[_Put] = []
+        self._queue: list[Put] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -257,7 +276,7 @@ class SessionLedger:
         """Wait until every queued write is done (tests, drain)."""
         await self._idle.wait()
 
-    def put(self, item: _Put) -> bool:
+    def put(self, item: Put) -> bool:
         if len(self._queue) >= self.max_queued:
             return False
         self._queue.append(item)
@@ -269,10 +288,10 @@ class SessionLedger:
         self, session_id: str, *, meta: str, tok: str, frames: list[tuple[int, str]], last_cseq: int,
         acked: int, src: str = "", done: Callable[[bool], None] | None = None,
     ) -> bool:
-        return self.put(_Put(session_id, meta, tok, frames, last_cseq, src, acked, done=done))
+        return self.put(Put(session_id, meta, tok, frames, last_cseq, src, acked, done=done))
 
     def drop(self, session_id: str) -> bool:
-        return self.put(_Put(session_id, "", "", drop=True))
+        return self.put(Put(session_id, "", "", drop=True))
 
     async def _writer(self) -> None:
         while True:
@@ -301,24 +320,41 @@ class SessionLedger:
                     except Exception:
                         log.exception("session ledger: callback failed")
 
-    async def _write(self, batch: list[_Put]) -> list[bool]:
+    async def _write(self, batch: list[Put]) -> list[bool]:
+        """Write a batch; one result per item, in order.
+
+        Consecutive writes of one session become one script call (its frames in order, the
+        highest cseq and ack, the last inbox id): under load most frames of a batch share a few
+        sessions, and a script call costs far more than a frame. Sessions are independent, so
+        only each session's own order matters.
+        """
         from signaling.backend.redis import bounded
 
+        groups = group_writes(batch)
         ttl = round(self.ttl * 1000)
         async with self._redis.pipeline(transaction=False) as pipe:
-            for item in batch:
-                keys = [self._key("sess", item.session_id), self._key("mbox", item.session_id)]
-                if item.drop:
+            for group in groups:
+                first = batch[group[0]]
+                keys = [self._key("sess", first.session_id), self._key("mbox", first.session_id)]
+                if first.drop:
                     await self._drop_script(keys=keys, args=[self.node_id], client=pipe)
                     continue
+                items = [batch[i] for i in group]
+                src = next((i.src for i in reversed(items) if i.src), "")
                 args: list[str | int] = [
-                    self.node_id, item.meta, item.tok, item.last_cseq, item.src, ttl, self.maxlen, item.acked,
+                    self.node_id, first.meta, first.tok, max(i.last_cseq for i in items), src, ttl, self.maxlen,
+                    max(i.acked for i in items),
                 ]
-                for seq, frame in item.frames:
-                    args += [seq, frame]
+                for item in items:
+                    for seq, frame in item.frames:
+                        args += [seq, frame]
                 await self._put_script(keys=keys, args=args, client=pipe)
             replies = await bounded(pipe.execute(), self.op_timeout * 2, "ledger write")
-        return [bool(int(r)) for r in replies]
+        results = [False] * len(batch)
+        for group, reply in zip(groups, replies, strict=True):
+            for index in group:
+                results[index] = bool(int(reply))
+        return results
 
     async def refresh(self, session_ids: list[str]) -> None:
         """Push the keys' expiry of sessions this node holds (called every ``ttl / 3``)."""

@@ -51,9 +51,12 @@ class MemoryBackend(Backend):
     async def rooms(self) -> dict[str, int]:
         return {name: len(members) for name, members in self._rooms.items()}
 
-    async def send(self, peer_id: str, message: dict[str, Any], *, origin: tuple[str, int] | None = None) -> bool:
+    async def send(
+        self, peer_id: str, message: dict[str, Any], *, origin: tuple[str, int] | None = None, room: str | None = None
+    ) -> bool:
         # One process: the hub has already de-duplicated ``origin``'s cseq, nothing to record.
-        if peer_id not in self._members or self._deliver is None:
+        member = self._members.get(peer_id)
+        if member is None or self._deliver is None or (room is not None and member.room != room):
             return False
         await self._deliver(peer_id, message, "")
         return True

@@ -146,7 +146,8 @@ return rest
 """
 
 # KEYS: peers index, origin session hash ('' key name when none)
-# ARGV: peer id, payload, sender node, inbox prefix, maxlen, inbox ttl ms, origin cseq (0: none)
+# ARGV: peer id, payload, sender node, inbox prefix, maxlen, inbox ttl ms, origin cseq (0: none),
+#       room the peer must be in ('' any)
 # Appends to the inbox of the node holding the peer, always (the node's own included: that inbox is
 # what a resume elsewhere reads what this node had not stamped yet). With an origin, the sender's
 # relayed cseq (``rcseq``) advances in the same step, so a client's resend after its node died is a
@@ -156,6 +157,8 @@ return rest
 _SEND = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return false end
+local m = cjson.decode(raw)
+if ARGV[8] ~= '' and m['room'] ~= ARGV[8] then return false end
 local cseq = tonumber(ARGV[7])
 if cseq > 0 then
   local owner = redis.call('HGET', KEYS[2], 'owner')
@@ -165,7 +168,7 @@ if cseq > 0 then
     redis.call('HSET', KEYS[2], 'rcseq', cseq)
   end
 end
-local node = cjson.decode(raw)['node_id']
+local node = m['node_id']
 local inbox = ARGV[4] .. node
 redis.call('XADD', inbox, 'MAXLEN', '~', ARGV[5], '*', 'p', ARGV[1], 'm', ARGV[2])
 redis.call('PEXPIRE', inbox, ARGV[6])
@@ -273,9 +276,9 @@ class RedisBackend(Backend):
     """:class:`Backend` over Redis: any number of signaling nodes share rooms.
 
     One reader task per node reads the node's inbox stream (``XREAD BLOCK``) and calls
-    ``deliver`` for each entry, in stream order. A ``send`` to a peer of this same node calls
-    ``deliver`` directly, as the memory backend does; all messages from one node to one peer take
-    the same path, so their order is preserved either way.
+    ``deliver`` for each entry, in stream order, with the entry id. A ``send`` to a peer of this
+    same node goes through the inbox too: the session ledger records which entries a session has
+    stamped, and a resume on another node takes the rest from this inbox (see ``ledger.py``).
     """
 
     clustered = True
@@ -514,7 +517,9 @@ class RedisBackend(Backend):
 
     # -- delivery -------------------------------------------------------------------------------
 
-    async def send(self, peer_id: str, message: dict[str, Any], *, origin: tuple[str, int] | None = None) -> bool:
+    async def send(
+        self, peer_id: str, message: dict[str, Any], *, origin: tuple[str, int] | None = None, room: str | None = None
+    ) -> bool:
         """Deliver ``message`` to ``peer_id``; False if no node holds that peer.
 
         Every message goes through the holder's inbox stream, this node's own included, so a
@@ -535,7 +540,7 @@ class RedisBackend(Backend):
             self._send(
                 keys=[self._key("peers"), self._key("sess", sender) if sender else self._key("none")],
                 args=[peer_id, payload, self._node_id, self._key("inbox", ""), self.inbox_maxlen,
-                      round(self.inbox_ttl * 1000), cseq],
+                      round(self.inbox_ttl * 1000), cseq, room or ""],
             ),
             self.op_timeout,
             "send",
@@ -749,7 +754,7 @@ class PeerSender:
             self._send(
                 keys=[self.prefix + "peers", self.prefix + "none"],
                 args=[peer_id, payload, f"!{self.sender_id}", self.prefix + "inbox:", self.inbox_maxlen,
-                      round(self.inbox_ttl * 1000), 0],
+                      round(self.inbox_ttl * 1000), 0, ""],
             ),
             self.op_timeout,
             "send",

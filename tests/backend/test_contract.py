@@ -111,6 +111,17 @@ async def test_deliver_receives_messages_in_order(backend: Backend) -> None:
     assert inbox.of("a")[0] == {"type": "signal", "n": 1, "data": {"nested": [1, "é"]}}
 
 
+async def test_send_with_a_room_reaches_only_a_member_of_that_room(backend: Backend) -> None:
+    inbox = Inbox()
+    await backend.start("n1", inbox)
+    await backend.add_member(m("a"))  # in the room m() uses
+    room = (await backend.member("a")).room  # type: ignore[union-attr]
+    assert await backend.send("a", {"type": "x", "n": 1}, room="elsewhere") is False
+    assert await backend.send("a", {"type": "x", "n": 2}, room=room) is True
+    await inbox.until(lambda: len(inbox.got) == 1)
+    assert [msg["n"] for msg in inbox.of("a")] == [2]
+
+
 # -- differential property test -------------------------------------------------------------------
 
 PEERS = ["p1", "p2", "p3", "p4", "p5"]
