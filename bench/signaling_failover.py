@@ -63,8 +63,6 @@ class Receiver:
 
 
 async def one_run(redis: str, run: int, args: argparse.Namespace, procs: Processes, http: aiohttp.ClientSession) -> list[Receiver]:
-    prefix = f"bench{run}:"
-    del prefix  # one Redis per run (fresh); nodes use the default prefix
     url_a = await start_node(procs, http, f"a{run}", redis)
     url_b = await start_node(procs, http, f"b{run}", redis)
     receivers: list[Receiver] = []

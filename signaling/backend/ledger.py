@@ -3,7 +3,7 @@
 Key layout (``p`` is the backend's key prefix)::
 
     p sess:<session>   hash    owner node, meta JSON, token hash, last_seq, acked, last_cseq,
-                               src (last inbox entry stamped into the session), announced
+                               rcseq, src (last inbox entry stamped into the session)
     p mbox:<session>   stream  the session's stamped frames, entry id ``<seq>-1``; trimmed to the
                                acknowledged seq, MAXLEN ~ replay bound
 
@@ -43,6 +43,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from signaling.backend.base import BackendUnavailable
+from signaling.backend.redis import bounded
 from signaling.backoff import Backoff
 from signaling.tasks import TaskRegistry
 
@@ -98,8 +99,8 @@ return 1
 
 # Take a session over for a resume on this node.
 # KEYS: sess hash, mbox, peers index. ARGV: new owner, token hash, client's last_seq, key prefix,
-#       ttl ms, room the client names, session id.
-# Returns {'ok', old owner, meta, last_cseq, announced, frames (flat seq, frame...), pending
+#       ttl ms, room the client names, session id, inbox maxlen.
+# Returns {'ok', old owner, meta, last_cseq, frames (flat seq, frame...), pending
 # (flat inbox payloads)} or {'refused', reason}.
 _TAKE = """
 local h = KEYS[1]
@@ -140,7 +141,7 @@ for _, e in ipairs(redis.call('XRANGE', inbox, '(' .. redis.call('HGET', h, 'src
   if peer == peer_id and payload then pending[#pending + 1] = payload end
 end
 if owner ~= ARGV[1] then
-  redis.call('XADD', inbox, 'MAXLEN', '~', 10000, '*', 'c', 'moved', 's', ARGV[7])
+  redis.call('XADD', inbox, 'MAXLEN', '~', ARGV[8], '*', 'c', 'moved', 's', ARGV[7])
   -- Membership follows the session: new sends go to this node's inbox from now on.
   local m = cjson.decode(raw)
   m['node_id'] = ARGV[1]
@@ -160,8 +161,7 @@ redis.call('XTRIM', KEYS[2], 'MINID', (client + 1) .. '-0')
 redis.call('PEXPIRE', h, ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 local cseq = math.max(tonumber(redis.call('HGET', h, 'last_cseq')), tonumber(redis.call('HGET', h, 'rcseq') or '0'))
-return {'ok', owner, redis.call('HGET', h, 'meta'), cseq,
-        redis.call('HGET', h, 'announced') or '0', frames, pending}
+return {'ok', owner, redis.call('HGET', h, 'meta'), cseq, frames, pending}
 """
 
 
@@ -172,8 +172,6 @@ class Taken:
     previous_owner: str
     meta: dict[str, Any]
     last_cseq: int
-    #: The previous owner had told the room ``peer-reconnecting``.
-    announced: bool
     #: (seq, frame) after the client's ``last_seq``, oldest first.
     frames: list[tuple[int, str]]
     #: Messages the previous owner received for the peer but never stamped, oldest first.
@@ -237,6 +235,7 @@ class SessionLedger:
         op_timeout: float,
         ttl: float,
         maxlen: int,
+        inbox_maxlen: int = 10_000,
         max_queued: int = 100_000,
     ) -> None:
         self._redis = redis
@@ -245,6 +244,7 @@ class SessionLedger:
         self.op_timeout = op_timeout
         self.ttl = ttl
         self.maxlen = maxlen
+        self.inbox_maxlen = inbox_maxlen
         self.max_queued = max_queued
         self._put_script = redis.register_script(_PUT)
         self._drop_script = redis.register_script(_DROP)
@@ -328,8 +328,6 @@ class SessionLedger:
         sessions, and a script call costs far more than a frame. Sessions are independent, so
         only each session's own order matters.
         """
-        from signaling.backend.redis import bounded
-
         groups = group_writes(batch)
         ttl = round(self.ttl * 1000)
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -358,8 +356,6 @@ class SessionLedger:
 
     async def refresh(self, session_ids: list[str]) -> None:
         """Push the keys' expiry of sessions this node holds (called every ``ttl / 3``)."""
-        from signaling.backend.redis import bounded
-
         if not session_ids:
             return
         ttl = round(self.ttl * 1000)
@@ -369,21 +365,15 @@ class SessionLedger:
                 pipe.pexpire(self._key("mbox", sid), ttl)
             await bounded(pipe.execute(), self.op_timeout * 2, "ledger refresh")
 
-    async def exists(self, session_id: str) -> bool:
-        from signaling.backend.redis import bounded
-
-        return int(await bounded(self._redis.exists(self._key("sess", session_id)), self.op_timeout, "exists")) == 1
-
     async def take(self, session_id: str, room: str, token: str, last_seq: int) -> Taken:
         """Move ``session_id`` to this node for a resume; raise :class:`TakeRefused` if it cannot be."""
-        from signaling.backend.redis import bounded
-
         reply = cast(
             "list[Any]",
             await bounded(
                 self._take_script(
                     keys=[self._key("sess", session_id), self._key("mbox", session_id), self.prefix + "peers"],
-                    args=[self.node_id, token_hash(token), last_seq, self.prefix, round(self.ttl * 1000), room, session_id],
+                    args=[self.node_id, token_hash(token), last_seq, self.prefix, round(self.ttl * 1000), room, session_id,
+                          self.inbox_maxlen],
                 ),
                 self.op_timeout,
                 "take session",
@@ -391,26 +381,12 @@ class SessionLedger:
         )
         if reply[0] != "ok":
             raise TakeRefused(str(reply[1]))
-        _, previous, meta, last_cseq, announced, flat, pending = reply
+        _, previous, meta, last_cseq, flat, pending = reply
         frames = [(int(flat[i]), str(flat[i + 1])) for i in range(0, len(flat), 2)]
         return Taken(
             previous_owner=str(previous),
             meta=json.loads(meta),
             last_cseq=int(last_cseq),
-            announced=announced == "1",
             frames=frames,
             pending=[json.loads(p) for p in pending],
         )
-
-    async def peek(self, session_id: str) -> dict[str, str]:
-        """The session hash (tests, admin)."""
-        from signaling.backend.redis import bounded
-
-        return cast("dict[str, str]", await bounded(self._redis.hgetall(self._key("sess", session_id)), self.op_timeout, "peek"))
-
-    async def announce(self, session_id: str, announced: bool) -> None:
-        """Remember that the room was told ``peer-reconnecting`` (the next owner says resumed)."""
-        from signaling.backend.redis import bounded
-
-        await bounded(self._redis.hset(self._key("sess", session_id), "announced", "1" if announced else "0"),
-                      self.op_timeout, "announce")

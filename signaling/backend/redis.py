@@ -35,7 +35,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Sequence
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
@@ -49,9 +49,11 @@ from signaling.backend.base import (
     Member,
     SessionMoved,
 )
-from signaling.backend.ledger import SessionLedger
 from signaling.backoff import Backoff
 from signaling.tasks import TaskRegistry
+
+if TYPE_CHECKING:
+    from signaling.backend.ledger import SessionLedger
 
 log = logging.getLogger(__name__)
 
@@ -392,9 +394,11 @@ class RedisBackend(Backend):
                 log.warning("redis backend of node %s: start: %s; retrying", node_id, exc)
                 await asyncio.sleep(delay)
         self._healthy = True
+        from signaling.backend.ledger import SessionLedger  # it imports this module's helpers
+
         self._ledger = SessionLedger(
             self._redis, prefix=self.prefix, node_id=node_id, op_timeout=self.op_timeout,
-            ttl=self.session_ttl, maxlen=self.replay_maxlen,
+            ttl=self.session_ttl, maxlen=self.replay_maxlen, inbox_maxlen=self.inbox_maxlen,
         )
         self._ledger.start()
         self._tasks.spawn(self._read_loop(), name=f"redis-inbox:{node_id}")
