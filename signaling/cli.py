@@ -158,7 +158,7 @@ def _log_options(fn: Any) -> Any:
 _CHATTY_LOGGERS = ("aioice", "aiortc")
 
 
-def _setup_logging(log_level: str, log_format: str) -> None:
+def setup_logging(log_level: str, log_format: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=log_level.upper(), handlers=[handler])
@@ -287,7 +287,7 @@ def serve(log_level: str, log_format: str, **params: Any) -> None:
     """Run a signaling node (embedded default: in-process SFU, state in memory)."""
     from signaling.server import serve as run_server
 
-    _setup_logging(log_level, log_format)
+    setup_logging(log_level, log_format)
     config = _load(params)
     if not config.security.token_keys and not _is_loopback(config.host):
         raise OperatorError(
@@ -323,7 +323,7 @@ def sfu(log_level: str, log_format: str, **params: Any) -> None:
     """
     from signaling.sfu_node import serve_sfu
 
-    _setup_logging(log_level, log_format)
+    setup_logging(log_level, log_format)
     config = _load(params, defaults={"port": SFU_DEFAULT_PORT})
     if not config.redis_url:
         raise OperatorError(f"an SFU node needs --redis URL ({_where('redis_url')})")
