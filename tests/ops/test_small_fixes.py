@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+import aiohttp
 import pytest
 from click.testing import CliRunner
 
 from signaling.admin_cli import admin, plural
 from signaling.cli import cli, setup_logging
 from signaling.turn.check import CheckResult, format_report
-from tests.conftest import ServerFactory, make_config
+from tests.conftest import RunningServer, ServerFactory, make_config
 
-from .conftest import invoke
+from .conftest import TOKEN, invoke
 
 
 async def test_loadtest_with_fewer_participants_than_default_rooms(start_server: ServerFactory) -> None:
@@ -86,3 +87,14 @@ def test_ice_libraries_log_per_check_lines_only_in_debug(level: str, library_lev
         logger = logging.getLogger(name)
         assert logger.getEffectiveLevel() == library_level
         assert logger.isEnabledFor(logging.INFO) is (level == "debug")
+
+
+@pytest.mark.parametrize("action", ["kick", "mute"])
+async def test_admin_non_json_body_is_400(admin_server: RunningServer, action: str) -> None:
+    # docs/admin-api.md: a body that is not JSON gets 400 {"error": "body must be JSON"}, not a 500.
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as http:
+        url = f"{admin_server.http_url}/admin/participants/p_x/{action}"
+        async with http.post(url, data=b"{not json", headers=headers) as response:
+            assert response.status == 400
+            assert await response.json() == {"error": "body must be JSON"}
