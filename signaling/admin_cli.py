@@ -292,6 +292,11 @@ def histogram_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> floa
 # -- output --------------------------------------------------------------------------------------
 
 
+def plural(count: float, noun: str) -> str:
+    """``1 room``, ``2 rooms``, ``0 rooms`` (English nouns of this CLI: a trailing s)."""
+    return f"{_cell(count)} {noun}" + ("" if count == 1 else "s")
+
+
 @dataclass(slots=True)
 class Ctx:
     url: str
@@ -461,7 +466,7 @@ def rooms_list(ctx: click.Context) -> None:
             _emit_json(data)
             return
         items = data.get("rooms", [])
-        _console().print(_table(f"{len(items)} rooms", ["room", "participants"],
+        _console().print(_table(plural(len(items), "room"), ["room", "participants"],
                                 ([r.get("room"), r.get("participants")] for r in items)))
 
     _run(ctx, work)
@@ -480,7 +485,7 @@ def rooms_show(ctx: click.Context, room: str) -> None:
             _emit_json(data)
             return
         people = data.get("participants", [])
-        _console().print(_table(f"room {data.get('room', room)}: {len(people)} participants", ["peer", "name", "node"],
+        _console().print(_table(f"room {data.get('room', room)}: {plural(len(people), 'participant')}", ["peer", "name", "node"],
                                 ([p.get("peer"), p.get("name"), p.get("node")] for p in people)))
 
     _run(ctx, work)
@@ -498,7 +503,7 @@ def rooms_close(ctx: click.Context, room: str) -> None:
         if obj.json:
             _emit_json(data)
             return
-        click.echo(f"closed room {room}: {data.get('closed', 0)} participants removed")
+        click.echo(f"closed room {room}: {plural(data.get('closed', 0), 'participant')} removed")
 
     _run(ctx, work)
 
@@ -508,7 +513,7 @@ def rooms_close(ctx: click.Context, room: str) -> None:
 
 @admin.group()
 def participants() -> None:
-    """Participants: list, kick."""
+    """Participants: list, kick, mute."""
 
 
 @participants.command("list")
@@ -539,7 +544,7 @@ def participants_list(ctx: click.Context, room: str) -> None:
             return
         columns = ["peer", "name", "node", "session", "state", "rtt_ms", "joined"]
         _console().print(_table(
-            f"room {room}: {len(rows)} participants", columns,
+            f"room {room}: {plural(len(rows), 'participant')}", columns,
             ([r["peer"], r["name"], r["node"], r["session"], r["state"], r["rtt_ms"], _when(r["joined_at"])] for r in rows),
         ))
 
@@ -604,7 +609,7 @@ def sessions_list(ctx: click.Context) -> None:
             return
         items = data.get("sessions", [])
         columns = ["session", "peer", "name", "room", "state", "last_seq", "acked", "unacked", "rtt_ms", "joined"]
-        _console().print(_table(f"{len(items)} sessions", columns, (
+        _console().print(_table(plural(len(items), "session"), columns, (
             [s.get("session"), s.get("peer"), s.get("name"), s.get("room"), s.get("state"), s.get("last_seq"),
              s.get("acked_seq"), s.get("unacked"), s.get("rtt_ms"), _when(s.get("joined_at"))]
             for s in items
@@ -635,7 +640,7 @@ def sessions_disconnect(ctx: click.Context, session: str) -> None:
 
 @admin.group()
 def nodes() -> None:
-    """Nodes: list, drain. (For now: the node that serves --url.)"""
+    """Nodes: list (the whole cluster), drain (the node behind --url)."""
 
 
 @nodes.command("list")
@@ -651,8 +656,7 @@ def nodes_list(ctx: click.Context) -> None:
             _emit_json({"nodes": listed})
             return
         columns = ["node", "kind", "address", "load", "capacity", "draining"]
-        title = f"{len(listed)} node" + ("" if len(listed) == 1 else "s")
-        _console().print(_table(title, columns, [[n.get(c) for c in columns] for n in listed]))
+        _console().print(_table(plural(len(listed), "node"), columns, [[n.get(c) for c in columns] for n in listed]))
 
     _run(ctx, work)
 

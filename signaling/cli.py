@@ -7,10 +7,13 @@ defaults (see :mod:`signaling.settings`). Any key can be set with ``--set key=va
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import json
 import logging
 import os
+import socket
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,11 +26,29 @@ from signaling.config import ServerConfig
 from signaling.loadtest import loadtest
 from signaling.turn.cli import turn
 
+#: Where an SFU node listens (health and metrics) unless told otherwise: not serve's 8080, so the
+#: two run side by side on one machine without a --port.
+SFU_DEFAULT_PORT = 9100
+#: Seconds the start-up check gives Redis to answer a PING.
+REDIS_CHECK_TIMEOUT = 3.0
+
+
+class OperatorError(click.ClickException):
+    """A configuration mistake: one line on stderr naming the flag/key, exit 2, no traceback."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
 
 @click.group()
 @click.version_option(__version__, prog_name="switchboard")
 def cli() -> None:
     """Switchboard: WebRTC signaling service and SFU coordinator."""
+    # Once per command: a mistyped variable is otherwise silently ignored.
+    for warning in settings.unknown_env(os.environ):
+        click.echo(f"warning: {warning}", err=True)
 
 
 #: Every configuration flag by parameter name; commands pick the ones that apply to them.
@@ -39,13 +60,13 @@ _OPTIONS: dict[str, Any] = {
     "unix_path": click.option("--unix", "unix_path", default=None, help="Also listen on this unix socket."),
     "admin_token": click.option("--admin-token", default=None, help="Bearer token of /admin (unset: admin API off). Env: SWITCHBOARD_ADMIN_TOKEN."),
     "node_id": click.option("--node-id", default=None, help="This node's id in logs, metrics and the cluster."),
-    "redis_url": click.option("--redis", "redis_url", default=None, help="Redis URL: join a cluster (default: one process, memory)."),
+    "redis_url": click.option("--redis", "redis_url", default=None, help="Redis URL: join a cluster (unset: one process, state in memory)."),
     "heartbeat_interval": click.option("--heartbeat-interval", default=None, type=float, help="Seconds between pings [10]."),
     "heartbeat_timeout": click.option("--heartbeat-timeout", default=None, type=float, help="Seconds of silence before 4013 [20]."),
     "drain_timeout": click.option("--drain-timeout", default=None, type=float, help="Seconds a drain waits on SIGTERM [10]."),
     "stun_urls": click.option("--stun", "stun_urls", multiple=True, help="STUN URL handed to clients (repeatable)."),
     "turn_urls": click.option("--turn", "turn_urls", multiple=True, help="TURN URL (turn:/turns:) handed to clients with ephemeral credentials (repeatable)."),
-    "turn_secrets": click.option("--turn-secret", "turn_secrets", multiple=True, help="TURN REST shared secret; the first signs. Env: SWITCHBOARD_ICE_TURN_SECRETS or SWITCHBOARD_TURN_SECRET."),
+    "turn_secrets": click.option("--turn-secret", "turn_secrets", multiple=True, help="TURN REST shared secret; the first signs. Env: SWITCHBOARD_ICE_TURN_SECRETS (comma-separated)."),
     "turn_ttl": click.option("--turn-ttl", default=None, type=click.IntRange(1, 86400), help="Lifetime of TURN credentials (s) [14400]."),
     "ice_hosts": click.option("--ice-host", "ice_hosts", multiple=True, help="Address the SFU gathers ICE host candidates on (repeatable; default all, or loopback when serving loopback)."),
     "announce_ip": click.option("--announce-ip", default=None, help="Address the SFU announces in its candidates (1:1 NAT); needs one --ice-host."),
@@ -61,7 +82,7 @@ _OPTIONS: dict[str, Any] = {
 
 #: The flags of an SFU node: where it listens (health and metrics only), the cluster, its ICE.
 _SFU_OPTIONS = (
-    "config_file", "sets", "host", "port", "node_id", "redis_url", "drain_timeout",
+    "config_file", "sets", "host", "node_id", "drain_timeout",
     "ice_hosts", "announce_ip", "ice_port_range",
 )
 
@@ -82,7 +103,7 @@ def _config_options(fn: Any) -> Any:
     return _options(list(_OPTIONS))(fn)
 
 
-def _load(params: dict[str, Any]) -> ServerConfig:
+def _load(params: dict[str, Any], *, defaults: dict[str, Any] | None = None) -> ServerConfig:
     """Map CLI parameters to dotted keys and load the effective config."""
     flag_keys = {
         "host": "host", "port": "port", "unix_path": "unix_path", "admin_token": "admin_token",
@@ -106,14 +127,10 @@ def _load(params: dict[str, Any]) -> ServerConfig:
             overrides[key] = list(value) if isinstance(value, tuple) else value
     if params.get("no_sfu"):
         overrides["sfu"] = False
-    env = dict(os.environ)
-    # The TURN tools' variable also configures the server (one secret list to keep in step).
-    if "SWITCHBOARD_TURN_SECRET" in env and "SWITCHBOARD_ICE_TURN_SECRETS" not in env:
-        env["SWITCHBOARD_ICE_TURN_SECRETS"] = env["SWITCHBOARD_TURN_SECRET"]
     try:
-        return settings.load(overrides=overrides, env=env, file=params.get("config_file"))
+        return settings.load(overrides=overrides, env=os.environ, file=params.get("config_file"), defaults=defaults)
     except settings.ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise OperatorError(str(exc)) from None
 
 
 class JsonFormatter(logging.Formatter):
@@ -136,10 +153,131 @@ def _log_options(fn: Any) -> Any:
     return click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))(fn)
 
 
-def _setup_logging(log_level: str, log_format: str) -> None:
+#: Libraries whose INFO lines are per packet exchange (aioice logs every connectivity check, half
+#: of all lines of a two-person call): shown only with --log-level debug.
+_CHATTY_LOGGERS = ("aioice", "aiortc")
+
+
+def setup_logging(log_level: str, log_format: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=log_level.upper(), handlers=[handler])
+    level = logging.DEBUG if log_level == "debug" else max(logging.WARNING, logging.getLevelName(log_level.upper()))
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+
+
+# -- start-up checks: every operator mistake is one line naming the flag, exit 2 ------------------
+
+
+def _where(key: str) -> str:
+    """How to set a key, for error messages."""
+    return f"config key {key}, env {settings.env_name(key)}"
+
+
+def check_listen(host: str, port: int) -> None:
+    """Fail now if ``host:port`` cannot be listened on (in use, not ours, privileged)."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OperatorError(f"--host {host}: cannot resolve it ({exc.strerror}; {_where('host')})") from None
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            # What asyncio's create_server does, so the probe fails exactly when the server would.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                ip = str(address[0])
+                shown = f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}"
+                if exc.errno == errno.EADDRINUSE:
+                    why = f"{shown} is already in use (another switchboard?); pick a free --port ({_where('port')})"
+                    raise OperatorError(f"--port {port}: {why}") from None
+                if exc.errno == errno.EACCES:
+                    why = f"permission denied on {shown}: ports below 1024 need root or CAP_NET_BIND_SERVICE ({_where('port')})"
+                    raise OperatorError(f"--port {port}: {why}") from None
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    raise OperatorError(f"--host {host}: {ip} is not an address of this machine ({_where('host')})") from None
+                raise OperatorError(f"--host/--port: cannot listen on {shown}: {exc.strerror}") from None
+
+
+def check_tls(cert: str | None, key: str | None) -> None:
+    """Fail now if the TLS certificate or key is missing, unreadable, not PEM or mismatched."""
+    if not cert or not key:
+        return  # both or neither: settings.validate refuses one without the other
+    for flag, name, path in (("--tls-cert", "tls_cert", cert), ("--tls-key", "tls_key", key)):
+        try:
+            Path(path).read_bytes()
+        except OSError as exc:
+            raise OperatorError(f"{flag} {path}: cannot read it ({exc.strerror}; {_where(name)})") from None
+    asked: list[bool] = []
+
+    def password() -> bytes:  # never a prompt on the terminal: an encrypted key is a mistake here
+        asked.append(True)
+        return b""
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key, password=password)
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise OperatorError(f"--tls-key {key} does not belong to --tls-cert {cert} ({_where('tls_key')})") from None
+        if asked:
+            raise OperatorError(f"--tls-key {key}: the key is encrypted; give an unencrypted PEM key ({_where('tls_key')})") from None
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=cert)
+        except ssl.SSLError:
+            raise OperatorError(f"--tls-cert {cert}: not a PEM certificate ({_where('tls_cert')})") from None
+        raise OperatorError(f"--tls-key {key}: not a PEM private key ({_where('tls_key')})") from None
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    from yarl import URL
+
+    try:
+        parsed = URL(url)
+        return str(parsed.with_password(None)) if parsed.password else url
+    except (ValueError, TypeError):
+        return "(unparsable URL)"
+
+
+def check_redis(url: str) -> None:
+    """Fail now if the Redis URL is malformed or Redis does not answer a PING."""
+    from signaling.backend.redis import REDIS_ERRORS, make_client
+
+    where = f"--redis {_redact(url)}"
+    try:
+        client = make_client(url, op_timeout=REDIS_CHECK_TIMEOUT, max_connections=1)
+    except (ValueError, TypeError) as exc:
+        raise OperatorError(f"{where}: malformed Redis URL: {exc} (expected redis://HOST:PORT/DB; {_where('redis_url')})") from None
+
+    async def ping() -> None:
+        try:
+            async with asyncio.timeout(REDIS_CHECK_TIMEOUT):
+                await client.ping()
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(ping())
+    except REDIS_ERRORS as exc:
+        why = str(exc) or type(exc).__name__
+        raise OperatorError(f"{where}: Redis does not answer: {why} (is it running? {_where('redis_url')})") from None
+
+
+def check_ice(config: ServerConfig) -> None:
+    """Fail now on STUN/TURN URLs that the first welcome would choke on."""
+    from signaling.turn.credentials import check_ice_config
+
+    try:
+        check_ice_config(config.ice)
+    except ValueError as exc:
+        raise OperatorError(f"{exc} (--stun/--turn/--turn-secret; config keys ice.*)") from None
 
 
 @cli.command()
@@ -149,14 +287,19 @@ def serve(log_level: str, log_format: str, **params: Any) -> None:
     """Run a signaling node (embedded default: in-process SFU, state in memory)."""
     from signaling.server import serve as run_server
 
-    _setup_logging(log_level, log_format)
+    setup_logging(log_level, log_format)
     config = _load(params)
+    if not config.security.token_keys and not _is_loopback(config.host):
+        raise OperatorError(
+            f"refusing to serve on {config.host} without access tokens: pass --token-key KID:SECRET "
+            f"({_where('security.token_keys')}), or bind 127.0.0.1 for development"
+        )
+    check_tls(config.tls_cert, config.tls_key)
+    check_ice(config)
+    check_listen(config.host, config.port)
+    if config.redis_url:
+        check_redis(config.redis_url)
     if not config.security.token_keys:
-        if not _is_loopback(config.host):
-            raise click.UsageError(
-                f"refusing to serve on {config.host} without access tokens: pass --token-key KID:SECRET "
-                "(or bind 127.0.0.1 for development)"
-            )
         click.secho(
             "DEV MODE: no access-token keys configured; anyone who can reach "
             f"{config.host}:{config.port} may join any room. Loopback only.",
@@ -167,6 +310,8 @@ def serve(log_level: str, log_format: str, **params: Any) -> None:
 
 @cli.command()
 @_options(_SFU_OPTIONS)
+@click.option("--redis", "redis_url", default=None, help="Redis URL of the cluster (required; env SWITCHBOARD_REDIS_URL).")
+@click.option("--port", default=None, type=int, help=f"Port for /healthz, /readyz and /metrics [{SFU_DEFAULT_PORT}: not serve's].")
 @click.option("--capacity", default=None, type=click.IntRange(min=1), help="Rooms this node takes [100] (cluster.sfu_capacity).")
 @_log_options
 def sfu(log_level: str, log_format: str, **params: Any) -> None:
@@ -178,10 +323,12 @@ def sfu(log_level: str, log_format: str, **params: Any) -> None:
     """
     from signaling.sfu_node import serve_sfu
 
-    _setup_logging(log_level, log_format)
-    config = _load(params)
+    setup_logging(log_level, log_format)
+    config = _load(params, defaults={"port": SFU_DEFAULT_PORT})
     if not config.redis_url:
-        raise click.UsageError("an SFU node needs --redis URL (or SWITCHBOARD_REDIS_URL)")
+        raise OperatorError(f"an SFU node needs --redis URL ({_where('redis_url')})")
+    check_listen(config.host, config.port)
+    check_redis(config.redis_url)
     asyncio.run(serve_sfu(config))
 
 
@@ -194,13 +341,15 @@ def config_group() -> None:
 @_config_options
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of key = value lines.")
 def config_show(as_json: bool, **params: Any) -> None:
-    """Print the effective configuration (flags > env > file > defaults), secrets masked."""
-    effective = settings.effective(_load(params))
+    """Print the effective configuration (flags > env > file > defaults) as TOML.
+
+    The output loads back with --config; secrets and unset keys are commented out.
+    """
+    config = _load(params)
     if as_json:
-        click.echo(json.dumps(effective, indent=2))
+        click.echo(json.dumps(settings.effective(config), indent=2))
         return
-    for key, value in effective.items():
-        click.echo(f"{key} = {json.dumps(value)}    # {settings.env_name(key)}")
+    click.echo(settings.to_toml(config), nl=False)
 
 
 def _is_loopback(host: str) -> bool:

@@ -60,6 +60,8 @@ MAX_DURATION = 3600.0
 #: New connections per second the default ramp aims at: under a server's default per-address
 #: connection rate (50/s), so a default run does not trip the server's own limiter.
 DEFAULT_JOIN_RATE = 40.0
+#: Rooms participants spread over unless --rooms says otherwise (never more than participants).
+DEFAULT_ROOMS = 10
 #: Latency samples kept per series (a uniform reservoir beyond that).
 SAMPLES = 100_000
 
@@ -566,7 +568,8 @@ def _rows(summary: Summary) -> Iterator[tuple[str, str]]:
         return "-" if x is None else str(x)
 
     yield "target", s.url
-    yield "participants", f"{s.participants} in {s.rooms} rooms, {s.rate:g} msg/s each, {s.duration_s:g}s"
+    rooms = f"{s.rooms} room" + ("" if s.rooms == 1 else "s")
+    yield "participants", f"{s.participants} in {rooms}, {s.rate:g} msg/s each, {s.duration_s:g}s"
     yield "joined", f"{s.joined} (failed {s.join_failed})"
     yield "join latency", f"p50 {v(s.join_p50_ms)} ms, p99 {v(s.join_p99_ms)} ms"
     yield "messages sent", f"{s.sent} ({s.sent_per_s:g}/s)"
@@ -586,7 +589,8 @@ def _rows(summary: Summary) -> Iterator[tuple[str, str]]:
 @click.option("--url", default="ws://127.0.0.1:8080/ws", show_default=True, help="Signaling WebSocket URL.")
 @click.option("--participants", "-n", default=100, show_default=True,
               type=click.IntRange(1, MAX_PARTICIPANTS), help=f"Synthetic participants (at most {MAX_PARTICIPANTS}).")
-@click.option("--rooms", "-r", default=10, show_default=True, type=click.IntRange(min=1), help="Rooms they spread over.")
+@click.option("--rooms", "-r", default=None, type=click.IntRange(min=1),
+              help=f"Rooms they spread over [default: {DEFAULT_ROOMS}, or one per participant when fewer].")
 @click.option("--duration", "-d", default=10.0, show_default=True, type=click.FloatRange(0, MAX_DURATION, min_open=True),
               help="Seconds of sending after the ramp.")
 @click.option("--rate", default=1.0, show_default=True, type=click.FloatRange(0, MAX_RATE),
@@ -600,7 +604,7 @@ def _rows(summary: Summary) -> Iterator[tuple[str, str]]:
 def loadtest(
     url: str,
     participants: int,
-    rooms: int,
+    rooms: int | None,
     duration: float,
     rate: float,
     ramp: float | None,
@@ -616,6 +620,8 @@ def loadtest(
     deadline hit, 2 usage (a non-loopback target without --allow-remote),
     4 target unreachable.
     """
+    if rooms is None:
+        rooms = min(DEFAULT_ROOMS, participants)
     if rooms > participants:
         raise click.BadParameter("more rooms than participants", param_hint="--rooms")
     try:

@@ -272,8 +272,8 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("switchboard %s listening on http://%s:%d (node %s)", __version__, config.host, config.port, config.node_id)
     scheme = "https" if ssl_context is not None else "http"
+    log.info("switchboard %s listening on %s://%s:%d (node %s)", __version__, scheme, config.host, config.port, config.node_id)
     print(f"switchboard listening on {scheme}://{config.host}:{config.port}/", flush=True)
     if ready is not None:
         ready.set()

@@ -10,6 +10,9 @@ key and where the value came from.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import json
+import math
 import os
 import tomllib
 import types
@@ -47,8 +50,35 @@ def keys() -> dict[str, Any]:
     return out
 
 
+ENV_PREFIX = "SWITCHBOARD_"
+
+#: Variables read by commands that are not server configuration (client side of the admin API).
+CLIENT_ENV = {"SWITCHBOARD_ADMIN_URL": "base URL of the node `switchboard admin` talks to"}
+#: Variables under this prefix belong to the test suite (time scale…), never to a command.
+TEST_ENV_PREFIX = "SWITCHBOARD_TEST_"
+
+
 def env_name(key: str) -> str:
-    return "SWITCHBOARD_" + key.replace(".", "_").upper()
+    """The environment variable of a dotted key: ``ice.turn_urls`` → ``SWITCHBOARD_ICE_TURN_URLS``."""
+    return ENV_PREFIX + key.replace(".", "_").upper()
+
+
+def env_names() -> frozenset[str]:
+    """Every ``SWITCHBOARD_*`` variable some command reads (config keys and client variables)."""
+    return frozenset(env_name(key) for key in keys()) | frozenset(CLIENT_ENV)
+
+
+def unknown_env(env: Mapping[str, str]) -> list[str]:
+    """One warning per ``SWITCHBOARD_*`` variable no command reads (a typo must not be silent)."""
+    known = env_names()
+    warnings = []
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or name in known or name.startswith(TEST_ENV_PREFIX):
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"unknown environment variable {name} is ignored{hint}")
+    return warnings
 
 
 def _coerce(key: str, hint: Any, value: Any, source: str) -> Any:
@@ -109,11 +139,16 @@ def load(
     overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     file: Path | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> ServerConfig:
-    """Build the effective config. ``overrides`` are CLI values by dotted key (None = not given)."""
+    """Build the effective config. ``overrides`` are CLI values by dotted key (None = not given);
+    ``defaults`` replace the built-in defaults of some keys for one command (``sfu --port``).
+    """
     env = os.environ if env is None else env
     table = keys()
-    values: dict[str, tuple[Any, str]] = {}
+    values: dict[str, tuple[Any, str]] = {
+        key: (value, "command default") for key, value in (defaults or {}).items()
+    }
     if file is not None:
         try:
             document = tomllib.loads(file.read_text())
@@ -188,16 +223,31 @@ def validate(config: ServerConfig) -> None:
             problems.append(f"cluster.{key}: must be at least 1")
     if config.webhooks.urls and not config.webhooks.secret:
         problems.append("webhooks.secret: required when webhooks.urls is set")
+    if config.ice.turn_urls and not config.ice.turn_secrets:
+        problems.append(
+            "ice.turn_secrets: required when ice.turn_urls is set (--turn-secret or "
+            f"{env_name('ice.turn_secrets')}): clients get TURN credentials signed with it"
+        )
+    if bool(config.tls_cert) != bool(config.tls_key):
+        given, missing = ("tls_cert", "tls_key") if config.tls_cert else ("tls_key", "tls_cert")
+        problems.append(
+            f"{missing}: required with {given} (--{missing.replace('_', '-')} or {env_name(missing)}); "
+            "without both the node would serve plain HTTP"
+        )
     if problems:
         raise ConfigError("invalid config: " + "; ".join(problems))
+
+
+def _value(config: ServerConfig, key: str) -> Any:
+    section, _, field = key.partition(".")
+    return getattr(getattr(config, section), field) if field else getattr(config, key)
 
 
 def effective(config: ServerConfig) -> dict[str, Any]:
     """The config as dotted keys with secrets masked, for ``switchboard config show``."""
     out: dict[str, Any] = {}
     for key in keys():
-        section, _, field = key.partition(".")
-        value = getattr(getattr(config, section), field) if field else getattr(config, key)
+        value = _value(config, key)
         if key in SECRET_KEYS and value:
             if key == "security.token_keys":
                 value = [f"{kid}:****" for kid, _ in value]
@@ -209,3 +259,48 @@ def effective(config: ServerConfig) -> dict[str, Any]:
             value = list(value)
         out[key] = value
     return out
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        # A JSON string is a TOML basic string, but for DEL, which TOML wants escaped.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")  # pragma: no cover - keys() has no such type
+
+
+def to_toml(config: ServerConfig) -> str:
+    """The effective config as a TOML file that ``--config`` loads back.
+
+    Each line names its environment variable. Unset keys and secrets are written commented
+    out: a masked secret loaded back would become a real (and wrong) one.
+    """
+    shown = effective(config)
+    lines: list[str] = []
+    section = ""
+    # Top-level keys first: after a [table] header every key belongs to that table.
+    for key in sorted(keys(), key=lambda k: "." in k):
+        head, _, field = key.partition(".")
+        if field and head != section:
+            section = head
+            lines += ["", f"[{section}]"]
+        name = field or key
+        value = _value(config, key)
+        if value is None:
+            lines.append(f"# {name} =    # unset; {env_name(key)}")
+        elif key in SECRET_KEYS and value:
+            lines.append(f"# {name} = {_toml_value(shown[key])}    # secret, not shown; {env_name(key)}")
+        else:
+            lines.append(f"{name} = {_toml_value(shown[key])}    # {env_name(key)}")
+    return "\n".join(lines) + "\n"

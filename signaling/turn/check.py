@@ -136,7 +136,7 @@ def format_report(results: list[CheckResult]) -> str:
     ]
     failed = sum(not r.ok for r in results)
     if failed:
-        lines.append(f"{failed} of {len(results)} checks failed.")
+        lines.append(f"{failed} of {len(results)} {'check' if len(results) == 1 else 'checks'} failed.")
     else:
-        lines.append(f"All {len(results)} checks passed.")
+        lines.append("The check passed." if len(results) == 1 else f"All {len(results)} checks passed.")
     return "\n".join(lines)

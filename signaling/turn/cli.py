@@ -1,8 +1,9 @@
 """``switchboard turn …``: TURN credentials, coturn configuration and a connectivity check.
 
-Secrets come from ``SWITCHBOARD_TURN_SECRET`` (comma-separated when rotating) or from
-``--secret``; there is never a default, because a default secret is a published one. Prefer
-the environment variable: command-line arguments are visible to every user in ``ps``.
+Secrets come from ``SWITCHBOARD_ICE_TURN_SECRETS`` (comma-separated when rotating; the variable
+``switchboard serve`` reads too) or from ``--secret``; there is never a default, because a
+default secret is a published one. Prefer the environment variable: command-line arguments are
+visible to every user in ``ps``.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ from typing import Any
 
 import click
 
+from signaling.settings import env_name
 from signaling.turn.check import CheckSettings, format_report, run_checks
 from signaling.turn.coturn import CoturnSettings, Profile, render
 from signaling.turn.credentials import DEFAULT_TTL, MAX_TTL, check_secret, make_credentials
 from signaling.turn.uris import IceUri, parse_ice_uri
 
-SECRET_ENV = "SWITCHBOARD_TURN_SECRET"
-STUN_URLS_ENV = "SWITCHBOARD_STUN_URLS"
-TURN_URLS_ENV = "SWITCHBOARD_TURN_URLS"
+#: The variables of ``switchboard serve`` (one naming scheme: ``SWITCHBOARD_<SECTION>_<KEY>``).
+SECRET_ENV = env_name("ice.turn_secrets")
+STUN_URLS_ENV = env_name("ice.stun_urls")
+TURN_URLS_ENV = env_name("ice.turn_urls")
 
 _SECRET_HELP = (
     f"TURN REST shared secret; repeat for several (the first signs). "

@@ -18,9 +18,9 @@ from .conftest import free_port
 SECRET = "0123456789abcdef0123456789abcdef"
 #: Every variable the commands read, unset, so the developer's shell cannot leak in.
 CLEAN_ENV: dict[str, str | None] = {
-    "SWITCHBOARD_TURN_SECRET": None,
-    "SWITCHBOARD_STUN_URLS": None,
-    "SWITCHBOARD_TURN_URLS": None,
+    "SWITCHBOARD_ICE_TURN_SECRETS": None,
+    "SWITCHBOARD_ICE_STUN_URLS": None,
+    "SWITCHBOARD_ICE_TURN_URLS": None,
 }
 
 
@@ -36,7 +36,7 @@ def test_credentials_json() -> None:
         "--ttl=600",
         "--url=turn:turn.example.org",
         "--url=turns:turn.example.org:443?transport=tcp",
-        SWITCHBOARD_TURN_SECRET=SECRET,
+        SWITCHBOARD_ICE_TURN_SECRETS=SECRET,
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -50,7 +50,7 @@ def test_credentials_json() -> None:
 
 
 def test_credentials_first_of_several_env_secrets_signs() -> None:
-    result = run("credentials", SWITCHBOARD_TURN_SECRET=f" {SECRET} , older-secret ")
+    result = run("credentials", SWITCHBOARD_ICE_TURN_SECRETS=f" {SECRET} , older-secret ")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["credential"] == sign(SECRET, data["username"])
@@ -59,17 +59,17 @@ def test_credentials_first_of_several_env_secrets_signs() -> None:
 
 
 def test_credentials_flag_wins_over_env() -> None:
-    result = run("credentials", "--secret=flag-secret", SWITCHBOARD_TURN_SECRET=SECRET)
+    result = run("credentials", "--secret=flag-secret", SWITCHBOARD_ICE_TURN_SECRETS=SECRET)
     data = json.loads(result.stdout)
     assert data["credential"] == sign("flag-secret", data["username"])
 
 
-@pytest.mark.parametrize("env", [{}, {"SWITCHBOARD_TURN_SECRET": " , "}])
+@pytest.mark.parametrize("env", [{}, {"SWITCHBOARD_ICE_TURN_SECRETS": " , "}])
 def test_credentials_without_secret_fails_clearly(env: dict[str, str]) -> None:
     result = run("credentials", **env)
     assert result.exit_code == 2
     assert "no TURN secret" in result.output
-    assert "SWITCHBOARD_TURN_SECRET" in result.output
+    assert "SWITCHBOARD_ICE_TURN_SECRETS" in result.output
     assert result.stdout == ""
 
 
@@ -80,13 +80,13 @@ def test_credentials_rejects_unsafe_secret_without_echoing_it() -> None:
 
 
 def test_credentials_ttl_is_capped() -> None:
-    result = run("credentials", f"--ttl={MAX_TTL + 1}", SWITCHBOARD_TURN_SECRET=SECRET)
+    result = run("credentials", f"--ttl={MAX_TTL + 1}", SWITCHBOARD_ICE_TURN_SECRETS=SECRET)
     assert result.exit_code == 2
     assert "--ttl" in result.output
 
 
 def test_credentials_rejects_a_stun_url() -> None:
-    result = run("credentials", "--url=stun:example.org", SWITCHBOARD_TURN_SECRET=SECRET)
+    result = run("credentials", "--url=stun:example.org", SWITCHBOARD_ICE_TURN_SECRETS=SECRET)
     assert result.exit_code == 2
     assert "not a turn: or turns: URL" in result.output
 
@@ -99,7 +99,7 @@ def test_config_writes_a_private_file(tmp_path: Path) -> None:
         "--realm=switchboard.test",
         "--port=3479",
         f"--output={out}",
-        SWITCHBOARD_TURN_SECRET="one,two",
+        SWITCHBOARD_ICE_TURN_SECRETS="one,two",
     )
     assert result.exit_code == 0, result.output
     text = out.read_text()
@@ -109,7 +109,7 @@ def test_config_writes_a_private_file(tmp_path: Path) -> None:
 
 
 def test_config_refuses_unsafe_settings() -> None:
-    result = run("config", "--realm=turn.example.org", SWITCHBOARD_TURN_SECRET="s" * 40)
+    result = run("config", "--realm=turn.example.org", SWITCHBOARD_ICE_TURN_SECRETS="s" * 40)
     assert result.exit_code == 2
     assert "needs a TLS certificate" in result.output
 
@@ -151,7 +151,7 @@ def test_check_reports_a_closed_port_as_failing() -> None:
         f"--stun=stun:127.0.0.1:{port}",
         f"--turn=turn:127.0.0.1:{port}?transport=tcp",
         "--timeout=10",
-        SWITCHBOARD_TURN_SECRET=SECRET,
+        SWITCHBOARD_ICE_TURN_SECRETS=SECRET,
     )
     assert result.exit_code == 1, result.output
     lines = result.stdout.splitlines()
@@ -164,7 +164,7 @@ def test_check_reports_a_closed_port_as_failing() -> None:
 
 def test_check_reads_urls_from_the_environment() -> None:
     port = free_port()
-    result = run("check", "--json", "--timeout=10", SWITCHBOARD_STUN_URLS=f"stun:127.0.0.1:{port}")
+    result = run("check", "--json", "--timeout=10", SWITCHBOARD_ICE_STUN_URLS=f"stun:127.0.0.1:{port}")
     assert result.exit_code == 1, result.output
     (entry,) = json.loads(result.stdout)
     assert entry["kind"] == "stun"

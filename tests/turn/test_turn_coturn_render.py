@@ -252,7 +252,7 @@ EXAMPLE_SECRET = "REPLACE-ME-run-openssl-rand-hex-32-and-put-the-output-here"
 
 def test_shipped_example_is_up_to_date() -> None:
     """turn-config/turnserver.example.conf is exactly what README.md's command renders."""
-    result = CliRunner().invoke(cli, EXAMPLE_ARGS, env={"SWITCHBOARD_TURN_SECRET": EXAMPLE_SECRET})
+    result = CliRunner().invoke(cli, EXAMPLE_ARGS, env={"SWITCHBOARD_ICE_TURN_SECRETS": EXAMPLE_SECRET})
     assert result.exit_code == 0, result.output
     example = Path(__file__).resolve().parents[2] / "turn-config" / "turnserver.example.conf"
     assert example.read_text(encoding="utf-8") == result.stdout

@@ -39,9 +39,9 @@ def asyncio_timeout() -> asyncio.Timeout:
 
 def cli_run(*args: str, secret: str | None = None) -> Result:
     env = {
-        "SWITCHBOARD_TURN_SECRET": secret,
-        "SWITCHBOARD_STUN_URLS": None,
-        "SWITCHBOARD_TURN_URLS": None,
+        "SWITCHBOARD_ICE_TURN_SECRETS": secret,
+        "SWITCHBOARD_ICE_STUN_URLS": None,
+        "SWITCHBOARD_ICE_TURN_URLS": None,
     }
     return CliRunner().invoke(cli, ["turn", *args], env=env)
 
