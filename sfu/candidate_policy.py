@@ -74,6 +74,7 @@ LOOPBACK_NETWORKS: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _CANDIDATE_ATTRIBUTE = "a=candidate:"
+_END_OF_CANDIDATES = "a=end-of-candidates"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +143,13 @@ class CandidatePolicy:
         server-reflexive and relay ones: only the refused lines go, the description stays
         usable. Line ends are kept as they were.
 
+        When a line is refused, ``a=end-of-candidates`` goes too. With end-of-candidates and
+        nothing left to check, an ICE agent fails at once (aioice does); without it, the agent
+        waits, and the client's own checks, which reach the SFU from whatever address its NAT
+        gives it, still make a peer-reflexive pair (RFC 8445 section 7.3.1.3). A browser whose
+        only candidates are private host addresses (no STUN server configured) connects to a
+        public SFU that way.
+
         Lines are split and read exactly as aiortc's parser does (``str.splitlines``, the
         address is the fifth whitespace-separated field), so no line reaches aiortc with an
         address this function did not judge. A candidate line too short to have an address is
@@ -157,6 +165,8 @@ class CandidatePolicy:
                     refused.append(refusal)
                     continue
             kept.append(line)
+        if refused:
+            kept = [line for line in kept if line.rstrip("\r\n") != _END_OF_CANDIDATES]
         return "".join(kept), refused
 
 

@@ -102,6 +102,9 @@ class _Participant:
         self.publisher: _PublisherLeg | None = None
         self.subscriber: _SubscriberLeg | None = None
         self.left = False
+        #: Connections ("publisher", "subscriber") some of whose candidates were refused: their
+        #: end-of-candidates is withheld from aioice (see CandidatePolicy.filter_sdp).
+        self.refused_candidates: set[str] = set()
 
 
 class _Room:
@@ -171,7 +174,7 @@ class Sfu:
     async def publish(self, room: str, participant: str, sdp: str) -> str:
         """Apply the client's publisher offer (initial or renegotiation); return the answer."""
         p = self._participant(room, participant)
-        sdp = self._remote_sdp(p, sdp)
+        sdp = self._remote_sdp(p, "publisher", sdp)
         try:
             session = parse_session(sdp)
         except SdpError as exc:
@@ -190,7 +193,7 @@ class Sfu:
     async def subscriber_answer(self, room: str, participant: str, sdp: str) -> None:
         """Apply the client's answer to the last subscriber-offer."""
         p = self._participant(room, participant)
-        sdp = self._remote_sdp(p, sdp)
+        sdp = self._remote_sdp(p, "subscriber", sdp)
         leg = p.subscriber
         if leg is None:
             raise SfuError(SFU_ERROR, "no subscriber offer was sent to this participant")
@@ -232,8 +235,11 @@ class Sfu:
         if ice is not None:
             refused = self._candidate_policy.check(ice.ip)
             if refused is not None:
-                self._refused(p, [refused])
+                self._refused(p, target, [refused])
                 raise SfuError(CANDIDATE_REFUSED, f"{refused}: the SFU does not contact it")
+        elif target in p.refused_candidates:
+            logger.debug("end-of-candidates of %s's %s withheld (peer-reflexive may follow)", p.id, target)
+            return
         leg: _PublisherLeg | _SubscriberLeg | None = (
             p.publisher if target == "publisher" else p.subscriber
         )
@@ -332,14 +338,15 @@ class Sfu:
 
     # -- remote input limits ------------------------------------------------------------------
 
-    def _remote_sdp(self, p: _Participant, sdp: str) -> str:
+    def _remote_sdp(self, p: _Participant, target: str, sdp: str) -> str:
         """The client's SDP without the candidates the policy refuses (before aiortc sees it)."""
         kept, refused = self._candidate_policy.filter_sdp(sdp)
         if refused:
-            self._refused(p, refused)
+            self._refused(p, target, refused)
         return kept
 
-    def _refused(self, p: _Participant, refused: list[Refusal]) -> None:
+    def _refused(self, p: _Participant, target: str, refused: list[Refusal]) -> None:
+        p.refused_candidates.add(target)
         self._candidates_refused += len(refused)
         logger.info(
             "refused %d ICE candidate(s) of %s in %s: %s",

@@ -99,8 +99,9 @@ OFFER = (
 def test_sdp_filter_drops_refused_candidate_lines_only() -> None:
     kept, refused = CandidatePolicy().filter_sdp(OFFER)
     assert [r.category for r in refused] == ["private", "mdns", "private", "malformed"]
-    # The server-reflexive candidate stays (its raddr is never contacted); all else is intact.
-    assert kept == OFFER.replace(
+    # The server-reflexive candidate stays (its raddr is never contacted); end-of-candidates
+    # goes (the agent must wait for peer-reflexive pairs); all else is intact.
+    assert kept == OFFER.replace("a=end-of-candidates\r\n", "").replace(
         "a=candidate:1 1 udp 2122260223 192.168.1.20 54321 typ host generation 0\r\n", ""
     ).replace("a=candidate:2 1 udp 2122260223 abc.local 54322 typ host\r\n", "").replace(
         "a=candidate:4  1  udp  1  10.0.0.5  9  typ  host\r\n", ""
@@ -116,3 +117,9 @@ def test_sdp_filter_splits_lines_as_aiortc_does() -> None:
     allowed, none = CandidatePolicy(["10.0.0.0/8", "192.168.0.0/16"]).filter_sdp(OFFER)
     assert [r.category for r in none] == ["mdns", "malformed"]
     assert "10.0.0.5" in allowed and "192.168.1.20" in allowed
+
+
+def test_sdp_filter_keeps_end_of_candidates_when_nothing_was_refused() -> None:
+    public = OFFER.replace("192.168.1.20", "198.51.100.7").replace("abc.local", "198.51.100.8")
+    public = public.replace("10.0.0.5", "198.51.100.9").replace("a=candidate:5 1 udp\r\n", "")
+    assert CandidatePolicy().filter_sdp(public) == (public, [])
