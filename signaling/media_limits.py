@@ -35,8 +35,9 @@ The arithmetic, for the defaults::
     limits.hard_max_message_bytes lets through at all); the configured limits above are the
     ones that bite.
 
-The same budget in Chromium terms: 201,024 bytes hold 378 Chromium m-sections and 6,516 lines
-383, so a room at its track limit still has ~130 m-sections of slack for inactive m-lines.
+The same budget in Chromium terms: the frame limit holds a Chromium answer of up to 377
+m-sections (the line limit 383), so a room at its track limit still has 127 m-sections of
+slack for inactive m-lines (``tests/unit/test_media_limits.py`` checks 198, 250 and 377).
 
 An operator who raises the room or track limits must raise the SDP limits with them:
 :func:`problems` says by how much (``switchboard serve`` exits 2 naming the keys).
