@@ -134,3 +134,5 @@ def test_serve_exits_2_naming_the_key() -> None:
     result = CliRunner().invoke(cli, ["config", "show", "--json", "--ice-allow-peer", "10.0.0.0/8"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["ice.allow_peers"] == ["10.0.0.0/8"]
+    config = settings.load(env={"SWITCHBOARD_ICE_ALLOW_PEERS": "10.0.0.0/8, fd00::/8"})
+    assert config.ice.allow_peers == ("10.0.0.0/8", "fd00::/8")
