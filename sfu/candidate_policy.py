@@ -155,6 +155,8 @@ class CandidatePolicy:
         address this function did not judge. A candidate line too short to have an address is
         dropped too (aiortc would fail on it).
         """
+        if _CANDIDATE_ATTRIBUTE not in sdp:
+            return sdp, []  # trickle ICE: browsers' descriptions usually carry no candidate
         kept: list[str] = []
         refused: list[Refusal] = []
         for line in sdp.splitlines(keepends=True):
