@@ -39,6 +39,11 @@ The same budget in Chromium terms: the frame limit holds a Chromium answer of up
 m-sections (the line limit 383), so a room at its track limit still has 127 m-sections of
 slack for inactive m-lines (``tests/unit/test_media_limits.py`` checks 198, 250 and 377).
 
+The other direction has no frame limit but passes the replay buffer: the SFU's own offer is
+about 1,150 bytes per m-section (228,422 bytes for the 198 above), so ~290 KB at the track
+limit, within a session's 1 MiB replay buffer (session.replay_max_bytes); the SFU never has
+more than one subscriber offer outstanding per participant.
+
 An operator who raises the room or track limits must raise the SDP limits with them:
 :func:`problems` says by how much (``switchboard serve`` exits 2 naming the keys).
 """
