@@ -87,9 +87,8 @@ async def test_refused_candidates_never_reach_aiortc() -> None:
             error = await raises("candidate-refused", env.sfu.add_candidate("room", "alice", "publisher", candidate))
             assert address in str(error)
         assert env.sfu.stats()["candidates_refused"] == in_offer + 4
-        # A public address is accepted (aiortc checks it; nothing listens there on this machine).
-        public = {"candidate": "candidate:2 1 udp 2130706431 192.0.2.1 9 typ host", "sdpMid": mid}
-        await env.sfu.add_candidate("room", "alice", "publisher", public)
+        # (Public addresses pass: tests/sfu/test_sfu_candidate_policy.py. None is tried here: this
+        # machine's network is loopback only.)
 
         await subscriber.wait_for(lambda: any(r.frames > 3 for r in subscriber.received.values()), 20)
     finally:
