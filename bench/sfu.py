@@ -33,6 +33,8 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests", "sfu"))
 
 LOOPBACK = ("127.0.0.1",)
+#: The SFU refuses loopback candidates unless allowed; the benchmark peers are on loopback.
+LOOPBACK_PEERS = ("127.0.0.0/8",)
 ROOM = "bench"
 WIDTH, HEIGHT = 640, 480
 
@@ -101,7 +103,7 @@ async def run_forwarder(conn: Conn) -> None:
     from sfu.service import Sfu
 
     channel = Channel(conn)
-    sfu = Sfu(SfuConfig(host_addresses=LOOPBACK), lambda peer, msg: channel.send("emit", peer, msg))
+    sfu = Sfu(SfuConfig(host_addresses=LOOPBACK, ice_allow_peers=LOOPBACK_PEERS), lambda peer, msg: channel.send("emit", peer, msg))
 
     async def stats() -> dict[str, Any]:
         s = sfu.stats()

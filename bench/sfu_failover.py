@@ -68,7 +68,7 @@ class Timings:
 async def start_sfu(procs: Processes, redis_url: str, node_id: str, timings: Timings, prefix: str) -> NodeProcess:
     port = _free_port()
     argv = ["sfu", "--redis", redis_url, "--node-id", node_id, "--host", HOST, "--port", str(port),
-            "--ice-host", HOST, "--capacity", "16", *timings.args(prefix)]
+            "--ice-host", HOST, "--ice-allow-peer", "127.0.0.0/8", "--capacity", "16", *timings.args(prefix)]
     return await procs.start(node_id, argv, ready_url=f"http://{HOST}:{port}/readyz")
 
 

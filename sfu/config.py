@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sfu.candidate_policy import parse_networks
+
 
 @dataclass(frozen=True, slots=True)
 class SfuConfig:
@@ -41,6 +43,15 @@ class SfuConfig:
     #: Seconds closing one peer connection may take in :meth:`Sfu.close` / ``leave`` before it
     #: is abandoned (and logged).
     close_timeout: float = 5.0
+    #: Remote ICE candidate ranges (CIDR) the SFU may send checks to although the default policy
+    #: refuses them (private, loopback, link-local, CGNAT…; see :mod:`sfu.candidate_policy`).
+    #: Tests on loopback pass ``("127.0.0.0/8",)``; a LAN deployment its LAN.
+    ice_allow_peers: tuple[str, ...] = ()
+    #: Sending m-lines of each kind (audio, video) one participant's publisher offer may have.
+    max_tracks_per_kind: int = 4
+    #: Published tracks in one room; every subscriber's SDP has one m-line per track it gets, so
+    #: this bounds the size of subscriber offers and answers (see ``signaling/media_limits.py``).
+    max_tracks_per_room: int = 250
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.video_codecs if c not in ("VP8", "H264")]
@@ -52,6 +63,9 @@ class SfuConfig:
             low, high = self.port_range
             if not 1 <= low <= high <= 65535:
                 raise ValueError(f"invalid port_range {self.port_range}")
+        parse_networks(self.ice_allow_peers)  # raises ValueError naming a bad range
+        if self.max_tracks_per_kind < 1 or self.max_tracks_per_room < 1:
+            raise ValueError("max_tracks_per_kind and max_tracks_per_room must be at least 1")
         for server in self.ice_servers:
             if "urls" not in server:
                 raise ValueError(f"ice server without urls: {server}")

@@ -1,15 +1,18 @@
 """The SFU's one exception type and its stable error codes.
 
 The codes are the ones the signaling service maps onto its protocol error table
-(``signaling/codes.py``: ``sfu-error``, ``unknown-track``, ``not-joined``); ``bad-sdp`` is an
-``sfu-error`` whose cause was the client's SDP or candidate.
+(``signaling/codes.py``: ``sfu-error``, ``unknown-track``, ``not-joined``, ``candidate-refused``,
+``too-many-tracks``); ``bad-sdp`` is an ``sfu-error`` whose cause was the client's SDP or
+candidate.
 """
 
 from __future__ import annotations
 
 from typing import Final, Literal
 
-ErrorCode = Literal["bad-sdp", "unknown-track", "not-joined", "sfu-error"]
+ErrorCode = Literal[
+    "bad-sdp", "unknown-track", "not-joined", "sfu-error", "candidate-refused", "too-many-tracks"
+]
 
 #: The SDP (or ICE candidate) a client sent cannot be used: unparsable, no codec we forward, no
 #: BUNDLE, or aiortc rejected it.
@@ -18,6 +21,11 @@ BAD_SDP: Final = "bad-sdp"
 UNKNOWN_TRACK: Final = "unknown-track"
 #: The participant has not joined this room (or has left it meanwhile).
 NOT_JOINED: Final = "not-joined"
+#: A remote ICE candidate names an address the SFU may not contact (private, loopback, mDNS…;
+#: see :mod:`sfu.candidate_policy`). Nothing was sent to it.
+CANDIDATE_REFUSED: Final = "candidate-refused"
+#: A publisher offer sends more tracks than one participant (per kind) or the room may have.
+TOO_MANY_TRACKS: Final = "too-many-tracks"
 #: Anything else the SFU refused: wrong negotiation state, closed SFU, internal failure.
 SFU_ERROR: Final = "sfu-error"
 

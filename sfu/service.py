@@ -30,10 +30,19 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from sfu import aiortc_hooks
+from sfu import aiortc_hooks, track_limits
 from sfu.aiortc_hooks import ReceiverTap, SenderTap, TranscodingProbe
+from sfu.candidate_policy import CandidatePolicy, Refusal
 from sfu.config import SfuConfig
-from sfu.errors import BAD_SDP, NOT_JOINED, SFU_ERROR, UNKNOWN_TRACK, SfuError
+from sfu.errors import (
+    BAD_SDP,
+    CANDIDATE_REFUSED,
+    NOT_JOINED,
+    SFU_ERROR,
+    TOO_MANY_TRACKS,
+    UNKNOWN_TRACK,
+    SfuError,
+)
 from sfu.forwarding import PublishedTrack, ReceiverRoute, Slot
 from sfu.ingest import IngestCounters
 from sfu.metrics import ForwardingCounters
@@ -93,6 +102,9 @@ class _Participant:
         self.publisher: _PublisherLeg | None = None
         self.subscriber: _SubscriberLeg | None = None
         self.left = False
+        #: Connections ("publisher", "subscriber") some of whose candidates were refused: their
+        #: end-of-candidates is withheld from aioice (see CandidatePolicy.filter_sdp).
+        self.refused_candidates: set[str] = set()
 
 
 class _Room:
@@ -101,6 +113,8 @@ class _Room:
         self.participants: dict[str, _Participant] = {}
         #: Published tracks by track id, in publication order.
         self.tracks: dict[str, PublishedTrack] = {}
+        #: Tracks the publisher offers being negotiated may add, by participant (room limit).
+        self.pending_tracks: dict[str, int] = {}
 
 
 class Sfu:
@@ -117,6 +131,8 @@ class Sfu:
         self._probe = TranscodingProbe()
         self._closed_tracks = IngestCounters()
         self._closed = False
+        self._candidate_policy = CandidatePolicy(config.ice_allow_peers)
+        self._candidates_refused = 0
         self._rtc_configuration = RTCConfiguration(
             # Always an explicit list: with None, aiortc would use a public STUN server.
             iceServers=[_ice_server(s) for s in config.ice_servers],
@@ -158,13 +174,18 @@ class Sfu:
     async def publish(self, room: str, participant: str, sdp: str) -> str:
         """Apply the client's publisher offer (initial or renegotiation); return the answer."""
         p = self._participant(room, participant)
+        sdp = self._remote_sdp(p, "publisher", sdp)
         try:
             session = parse_session(sdp)
         except SdpError as exc:
             raise SfuError(BAD_SDP, str(exc)) from exc
         self._check_bundle(session.sections, session.bundle)
-        async with self._publisher_lock(p):
-            answer, added, removed = await self._negotiate_publisher(p, sdp, session.sections)
+        p.room.pending_tracks[p.id] = self._admit_tracks(p, session.sections)
+        try:
+            async with self._publisher_lock(p):
+                answer, added, removed = await self._negotiate_publisher(p, sdp, session.sections)
+        finally:
+            p.room.pending_tracks.pop(p.id, None)
         self._announce(p.room, added, removed)
         await self._renegotiate_others(p.room, exclude=p.id)
         return answer
@@ -172,6 +193,7 @@ class Sfu:
     async def subscriber_answer(self, room: str, participant: str, sdp: str) -> None:
         """Apply the client's answer to the last subscriber-offer."""
         p = self._participant(room, participant)
+        sdp = self._remote_sdp(p, "subscriber", sdp)
         leg = p.subscriber
         if leg is None:
             raise SfuError(SFU_ERROR, "no subscriber offer was sent to this participant")
@@ -209,6 +231,14 @@ class Sfu:
         ice = _ice_candidate(candidate)
         if ice is not None and ice.protocol != "udp":
             logger.debug("ignoring %s candidate of %s (aiortc has no ICE-TCP)", ice.protocol, p.id)
+            return
+        if ice is not None:
+            refused = self._candidate_policy.check(ice.ip)
+            if refused is not None:
+                self._refused(p, target, [refused])
+                raise SfuError(CANDIDATE_REFUSED, f"{refused}: the SFU does not contact it")
+        elif target in p.refused_candidates:
+            logger.debug("end-of-candidates of %s's %s withheld (peer-reflexive may follow)", p.id, target)
             return
         leg: _PublisherLeg | _SubscriberLeg | None = (
             p.publisher if target == "publisher" else p.subscriber
@@ -291,6 +321,7 @@ class Sfu:
                 len(p.subscriber.slots) for p in participants if p.subscriber is not None
             ),
             "tasks": len(self._tasks),
+            "candidates_refused": self._candidates_refused,
             "packets_in": ingest.packets,
             "bytes_in": ingest.bytes,
             "rtx_unwrapped": ingest.rtx_unwrapped,
@@ -304,6 +335,40 @@ class Sfu:
             },
             "per_track": [t.stats() for t in tracks],
         }
+
+    # -- remote input limits ------------------------------------------------------------------
+
+    def _remote_sdp(self, p: _Participant, target: str, sdp: str) -> str:
+        """The client's SDP without the candidates the policy refuses (before aiortc sees it)."""
+        kept, refused = self._candidate_policy.filter_sdp(sdp)
+        if refused:
+            self._refused(p, target, refused)
+        return kept
+
+    def _refused(self, p: _Participant, target: str, refused: list[Refusal]) -> None:
+        p.refused_candidates.add(target)
+        self._candidates_refused += len(refused)
+        logger.info(
+            "refused %d ICE candidate(s) of %s in %s: %s",
+            len(refused), p.id, p.room.name, ", ".join(str(r) for r in refused),
+        )
+
+    def _admit_tracks(self, p: _Participant, sections: list[MediaSection]) -> int:
+        """The number of tracks the offer publishes, if the track limits allow it."""
+        room = p.room
+        retired = p.publisher.retired if p.publisher is not None else set()
+        offered = track_limits.offered_tracks(sections, retired)
+        others = sum(1 for t in room.tracks.values() if t.publisher != p.id)
+        others += sum(n for peer, n in room.pending_tracks.items() if peer != p.id)
+        why = track_limits.refusal(
+            offered,
+            others=others,
+            per_kind=self._config.max_tracks_per_kind,
+            per_room=self._config.max_tracks_per_room,
+        )
+        if why is not None:
+            raise SfuError(TOO_MANY_TRACKS, why)
+        return sum(offered.values())
 
     # -- publisher negotiation ----------------------------------------------------------------
 

@@ -99,6 +99,8 @@ class Err:
     SFU_UNAVAILABLE = ErrorCode("sfu-unavailable", True, "No SFU can take this room right now.")
     SFU_ERROR = ErrorCode("sfu-error", False, "The SFU rejected the request (e.g. an SDP it cannot use).")
     UNKNOWN_TRACK = ErrorCode("unknown-track", False, "No such track of yours.")
+    TOO_MANY_TRACKS = ErrorCode("too-many-tracks", False, "The publisher offer sends more tracks than allowed: per participant and kind (default 4 audio, 4 video) or in the room (default 250). Nothing of it was applied.")
+    CANDIDATE_REFUSED = ErrorCode("candidate-refused", False, "The ICE candidate names an address the SFU does not contact (private, loopback, link-local, CGNAT, multicast, metadata or an mDNS name, unless the operator allows it); it is ignored, the connection goes on.")
     SHUTTING_DOWN = ErrorCode("shutting-down", True, "The node is draining and takes no new sessions.")
     INTERNAL = ErrorCode("internal", True, "The server failed while handling the message.")
 

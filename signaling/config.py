@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from signaling import media_limits
+
 
 @dataclass(frozen=True, slots=True)
 class HeartbeatConfig:
@@ -41,7 +43,9 @@ class LimitsConfig:
     """Input limits; everything a client sends is bounded."""
 
     #: Largest text frame accepted (bytes). Larger frames get ``too-large`` and are dropped.
-    max_message_bytes: int = 64 * 1024
+    #: Sized for the largest subscriber answer of a room at its track limit (210 KiB; the
+    #: arithmetic is in :mod:`signaling.media_limits`).
+    max_message_bytes: int = media_limits.DEFAULT.frame_bytes
     #: Frames larger than this cannot even be read: the socket closes with 1009.
     hard_max_message_bytes: int = 1024 * 1024
     #: Largest ``signal.data`` payload once encoded (bytes).
@@ -75,13 +79,20 @@ class SecurityConfig:
     #: Seconds a rate-limited client is told to wait (``retry_after_ms``).
     rate_limit_retry_after: float = 1.0
     #: Participants in one room (across the cluster).
-    max_participants_per_room: int = 100
+    max_participants_per_room: int = media_limits.ROOM_PARTICIPANTS
+    #: Sending audio m-lines, and sending video m-lines, in one participant's publisher offer;
+    #: beyond it the offer is refused ``too-many-tracks``.
+    max_tracks_per_kind: int = media_limits.TRACKS_PER_KIND
+    #: Published tracks in one room (250: camera and microphone for 100 participants, a screen
+    #: share for a quarter of them); beyond it a publisher offer is refused ``too-many-tracks``.
+    max_tracks_per_room: int = media_limits.DEFAULT.tracks
     #: Rooms with participants on this node.
     max_rooms: int = 10_000
     #: Trickled ICE candidates per session.
     max_candidates_per_session: int = 200
-    #: Lines in one SDP blob.
-    max_sdp_lines: int = 2000
+    #: Lines in one SDP blob: the largest subscriber answer of a room at its track limit
+    #: (6,516; see :mod:`signaling.media_limits`).
+    max_sdp_lines: int = media_limits.DEFAULT.sdp_lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +125,10 @@ class IceConfig:
     announce_ip: str | None = None
     #: UDP ports the SFU's ICE sockets bind in, as "LOW-HIGH" (empty: the OS picks ephemeral ports).
     port_range: str = ""
+    #: Remote ICE candidate ranges (CIDR) the SFU may contact although they are refused by
+    #: default (private, loopback, link-local, CGNAT, multicast, metadata; see
+    #: ``sfu/candidate_policy.py``). Dev mode (no token keys) adds loopback.
+    allow_peers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

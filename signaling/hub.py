@@ -844,6 +844,8 @@ _MEDIA_ERRORS = {
     "unknown-track": Err.UNKNOWN_TRACK,
     "not-joined": Err.NOT_JOINED,
     "sfu-unavailable": Err.SFU_UNAVAILABLE,
+    "candidate-refused": Err.CANDIDATE_REFUSED,
+    "too-many-tracks": Err.TOO_MANY_TRACKS,
 }
 
 

@@ -2,8 +2,9 @@
 
 In the embedded default the in-process ``sfu.Sfu`` satisfies this protocol; in a cluster a proxy
 will forward the same calls to the SFU node that holds the room. A refusal is an exception with a
-``code`` attribute (``bad-sdp``, ``sfu-error``, ``unknown-track``, ``not-joined``); the hub turns it
-into the protocol error of the same name.
+``code`` attribute (``bad-sdp``, ``sfu-error``, ``unknown-track``, ``not-joined``,
+``too-many-tracks``, ``candidate-refused``); the hub turns it into the protocol error of the same
+name.
 """
 
 from __future__ import annotations

@@ -143,8 +143,14 @@ def _webhooks(config: ServerConfig) -> WebhookSender | None:
     return WebhookSender(list(hooks.urls), hooks.secret, node=config.node_id, queue_size=hooks.queue_size)
 
 
-def sfu_settings(config: ServerConfig) -> SfuConfig:
-    """The SFU's network settings from the node's config (embedded SFU and SFU nodes alike)."""
+def sfu_settings(config: ServerConfig, *, dev_mode: bool = False) -> SfuConfig:
+    """The SFU's network settings from the node's config (embedded SFU and SFU nodes alike).
+
+    ``dev_mode`` (an embedded SFU without token keys, which only ever serves loopback) also
+    lets ICE contact loopback candidates; SFU nodes and production servers need
+    ``ice.allow_peers`` for that.
+    """
+    from sfu.candidate_policy import LOOPBACK_NETWORKS
     from sfu.config import SfuConfig
 
     hosts = config.ice.host_addresses
@@ -155,14 +161,21 @@ def sfu_settings(config: ServerConfig) -> SfuConfig:
     if config.ice.port_range:
         low, _, high = config.ice.port_range.partition("-")
         ports = (int(low), int(high))
-    return SfuConfig(host_addresses=hosts, announce_ip=config.ice.announce_ip, port_range=ports)
+    allow = config.ice.allow_peers + (LOOPBACK_NETWORKS if dev_mode else ())
+    return SfuConfig(
+        host_addresses=hosts, announce_ip=config.ice.announce_ip, port_range=ports,
+        ice_allow_peers=allow,
+        max_tracks_per_kind=config.security.max_tracks_per_kind,
+        max_tracks_per_room=config.security.max_tracks_per_room,
+    )
 
 
 def _in_process_sfu(config: ServerConfig, hub: Hub) -> MediaPort:
     """The embedded SFU. aiortc is imported only here: signaling-only nodes never load it."""
     from sfu.service import Sfu
 
-    return Sfu(sfu_settings(config), hub.emit_media, on_track=hub.on_track)
+    dev_mode = not config.security.token_keys
+    return Sfu(sfu_settings(config, dev_mode=dev_mode), hub.emit_media, on_track=hub.on_track)
 
 
 def _remote_media(config: ServerConfig, hub: Hub) -> RemoteMedia:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from signaling import media_limits
 from signaling.config import ServerConfig
 
 SECRET_KEYS = frozenset({"admin_token", "security.token_keys", "ice.turn_secrets", "webhooks.secret"})
@@ -208,6 +210,15 @@ def validate(config: ServerConfig) -> None:
         low, sep, high = config.ice.port_range.partition("-")
         if not (sep and low.isdigit() and high.isdigit() and 1024 <= int(low) <= int(high) <= 65535):
             problems.append("ice.port_range: expected LOW-HIGH within 1024-65535")
+    for cidr in config.ice.allow_peers:
+        if not _is_network(cidr):
+            problems.append(f"ice.allow_peers: {cidr!r} is not a CIDR range with host bits clear (e.g. 10.0.0.0/8)")
+    problems += media_limits.problems(
+        max_tracks_per_room=config.security.max_tracks_per_room,
+        max_tracks_per_kind=config.security.max_tracks_per_kind,
+        max_sdp_lines=config.security.max_sdp_lines,
+        max_message_bytes=config.limits.max_message_bytes,
+    )
     if config.ice.announce_ip and len(config.ice.host_addresses) != 1:
         problems.append("ice.announce_ip: needs exactly one ice.host_addresses entry (the address it stands for)")
     cluster = config.cluster
@@ -241,6 +252,14 @@ def validate(config: ServerConfig) -> None:
 def _value(config: ServerConfig, key: str) -> Any:
     section, _, field = key.partition(".")
     return getattr(getattr(config, section), field) if field else getattr(config, key)
+
+
+def _is_network(cidr: str) -> bool:
+    try:
+        ipaddress.ip_network(cidr, strict=True)
+    except ValueError:
+        return False
+    return True
 
 
 def effective(config: ServerConfig) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any, Final, Literal, cast, get_args
 Op = Literal["join", "publish", "subscriber_answer", "add_candidate", "unpublish", "mute", "leave"]
 OPS: Final = frozenset(get_args(Op))
 
-#: Refusal codes a reply may carry. The first four are the SFU's own (``sfu.errors``);
+#: Refusal codes a reply may carry. All but one are the SFU's own (``sfu.errors``);
 #: ``sfu-unavailable`` is the caller's verdict when no SFU answered (dead, unreachable, timeout,
 #: no capacity). The hub maps each onto the protocol error of the same name.
 BAD_SDP: Final = "bad-sdp"
@@ -29,7 +29,11 @@ SFU_ERROR: Final = "sfu-error"
 UNKNOWN_TRACK: Final = "unknown-track"
 NOT_JOINED: Final = "not-joined"
 SFU_UNAVAILABLE: Final = "sfu-unavailable"
-CODES: Final = frozenset({BAD_SDP, SFU_ERROR, UNKNOWN_TRACK, NOT_JOINED, SFU_UNAVAILABLE})
+CANDIDATE_REFUSED: Final = "candidate-refused"
+TOO_MANY_TRACKS: Final = "too-many-tracks"
+CODES: Final = frozenset(
+    {BAD_SDP, SFU_ERROR, UNKNOWN_TRACK, NOT_JOINED, SFU_UNAVAILABLE, CANDIDATE_REFUSED, TOO_MANY_TRACKS}
+)
 
 #: Requests the SFU node runs even when the caller stopped waiting for them: both are idempotent
 #: bookkeeping, and skipping a late ``join`` would leave the participant out of the room for good.

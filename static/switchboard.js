@@ -289,6 +289,9 @@ export class Backoff {
  *   `peer-resumed` `{peer}` — membership, de-duplicated: a peer joins once and leaves once
  * - `signal` `{from, data, seq}`
  * - `error` `{code, message, cseq, retryAfterMs}` — an `error` message of the server
+ * - `candidate-refused` `{message, cseq}` — the SFU does not contact the address of a trickled
+ *   ICE candidate (usually a private host address; ICE goes on with the others). Not an `error`:
+ *   browsers trickle such candidates in every normal session.
  * - `closed` `{code, reason, action}` — final
  * - every other server message by its type with the message as detail: `publish-answer`,
  *   `subscriber-offer`, `track-published`, `track-unpublished`, `reconnect` (also for scope
@@ -743,6 +746,10 @@ export class SignalingClient extends Emitter {
         if (typeof message.rtt_ms === 'number') this.rttMs = message.rtt_ms;
         break;
       case 'error':
+        if (message.code === 'candidate-refused') {
+          this.emit('candidate-refused', { message: message.message, cseq: message.cseq ?? null });
+          break;
+        }
         if (typeof message.retry_after_ms === 'number') conn.outcome.retryAfterMs = message.retry_after_ms;
         conn.outcome.reason = `${message.code}: ${message.message}`;
         if (message.code !== 'replay-overflow') {

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from signaling.config import (
     HeartbeatConfig,
+    IceConfig,
     LimitsConfig,
     SecurityConfig,
     ServerConfig,
@@ -26,6 +27,10 @@ from signaling.server import HUB, METRICS, build_app
 UNIT = 0.05 * float(os.environ.get("SWITCHBOARD_TEST_TIME_SCALE", "1"))
 #: Generous bound for "this must happen eventually" waits.
 PATIENCE = 400 * UNIT
+
+
+#: Every test peer is on loopback, which the SFU's candidate policy refuses by default.
+LOOPBACK_PEERS = ("127.0.0.0/8",)
 
 
 UNLIMITED = SecurityConfig(
@@ -49,6 +54,7 @@ def make_config(**overrides: Any) -> ServerConfig:
         # Every test client connects from 127.0.0.1: per-address limits would throttle the
         # tests themselves. tests/integration/test_security.py exercises each limit.
         security=UNLIMITED,
+        ice=IceConfig(allow_peers=LOOPBACK_PEERS),
         sfu=False,
     )
     return replace(config, **overrides)

@@ -346,6 +346,14 @@ describe('close codes', () => {
     assert.match(reason, /unauthorized/);
   });
 
+  test('a refused ICE candidate is its own event, not an error', async () => {
+    const h = harness();
+    const ws = await joined(h);
+    ws.receive({ type: 'error', seq: 2, code: 'candidate-refused', message: 'candidate address 10.0.0.5 refused (private)', cseq: 3 });
+    assert.deepEqual(h.ofType('candidate-refused'), [{ message: 'candidate address 10.0.0.5 refused (private)', cseq: 3 }]);
+    assert.equal(h.ofType('error').length, 0);
+  });
+
   test('4008 waits for the announced retry_after_ms', async () => {
     const h = harness();
     const ws = await joined(h);

@@ -115,7 +115,7 @@ export function welcome(overrides = {}) {
 
 const EVENTS = [
   'state', 'joined', 'resumed', 'rejoined', 'reconnecting', 'peer-joined', 'peer-left',
-  'peer-reconnecting', 'peer-resumed', 'signal', 'error', 'closed', 'reconnect',
+  'peer-reconnecting', 'peer-resumed', 'signal', 'error', 'candidate-refused', 'closed', 'reconnect',
   'publish-answer', 'subscriber-offer', 'track-published', 'track-unpublished',
 ];
 

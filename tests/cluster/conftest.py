@@ -71,7 +71,8 @@ class Cluster:
         port = _free_port()
         argv = [
             "sfu", "--redis", self.redis_url, "--node-id", node_id, "--host", LOOPBACK, "--port", str(port),
-            "--ice-host", LOOPBACK, "--capacity", str(capacity), *self.timings(), *args,
+            "--ice-host", LOOPBACK, "--ice-allow-peer", "127.0.0.0/8", "--capacity", str(capacity),
+            *self.timings(), *args,
         ]
         return await self.procs.start(node_id, argv, ready_url=f"http://{LOOPBACK}:{port}/readyz")
 

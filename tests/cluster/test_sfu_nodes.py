@@ -18,6 +18,10 @@ from tests.cluster.media_peers import is_media_reconnect
 
 #: Passes the signaling node's SDP grammar check; the SFU refuses it (no BUNDLE group).
 UNBUNDLED_OFFER = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=sendonly\r\n"
+#: Five sending video m-lines, bundled: refused by the SFU's track limit (4 per kind) before aiortc.
+FIVE_CAMERAS_OFFER = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1 2 3 4\r\n" + "".join(
+    f"m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:{mid}\r\na=sendonly\r\n" for mid in range(5)
+)
 
 
 async def next_matching(client: Client, wanted: Any, *, what: str) -> Event:
@@ -84,6 +88,21 @@ async def test_media_refusals_come_back_with_their_codes(cluster: Cluster) -> No
         cseq = await client.send({"type": "subscriber-answer", "sdp": UNBUNDLED_OFFER})
         error = await reply_to(client, cseq)
         assert isinstance(error, ErrorReceived) and error.code == "sfu-error", error
+        # Issue 14: the SFU node's track limit and candidate policy, codes intact across RPC.
+        cseq = await client.send({"type": "publish", "sdp": FIVE_CAMERAS_OFFER})
+        error = await reply_to(client, cseq)
+        assert isinstance(error, ErrorReceived) and error.code == "too-many-tracks", error
+        private = {"candidate": "candidate:1 1 udp 2130706431 10.0.0.5 5000 typ host", "sdpMid": "0"}
+        cseq = await client.send({"type": "candidate", "target": "publisher", "candidate": private})
+        error = await reply_to(client, cseq)
+        assert isinstance(error, ErrorReceived) and error.code == "candidate-refused", error
+        # Loopback is allowed on this node (--ice-allow-peer 127.0.0.0/8): no error for it; the
+        # next error is the one of the message after it.
+        loopback = dict(private, candidate="candidate:2 1 udp 2130706431 127.0.0.1 5000 typ host")
+        await client.send({"type": "candidate", "target": "publisher", "candidate": loopback})
+        cseq = await client.send({"type": "unpublish", "track": "still-no-such-track"})
+        error = await next_matching(client, lambda e: isinstance(e, ErrorReceived), what="an error")
+        assert isinstance(error, ErrorReceived) and error.cseq == cseq, error
         registry = cluster.registry()
         assert await registry.placement("codes") == "sfu-a"
         await client.leave()

@@ -16,7 +16,7 @@ import pytest
 from sfu import aiortc_hooks
 from signaling.config import HeartbeatConfig, IceConfig, ServerConfig
 from signaling.turn.coturn import Profile, render
-from tests.conftest import UNIT, RunningServer, ServerFactory, make_config
+from tests.conftest import LOOPBACK_PEERS, UNIT, RunningServer, ServerFactory, make_config
 from tests.media.peers import LOOPBACK, Participant, Publisher, Subscriber
 from tests.turn.conftest import Coturn, free_port, new_secret, run_coturn, settings_for
 
@@ -56,7 +56,7 @@ def media_config(ice: IceConfig | None = None, **overrides: Any) -> ServerConfig
     """
     return make_config(
         sfu=True,
-        ice=ice or IceConfig(host_addresses=(LOOPBACK,)),
+        ice=ice or IceConfig(host_addresses=(LOOPBACK,), allow_peers=LOOPBACK_PEERS),
         heartbeat=HeartbeatConfig(interval=20 * UNIT, timeout=200 * UNIT),
         admin_token=ADMIN_TOKEN,
         **overrides,

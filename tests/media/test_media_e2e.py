@@ -254,8 +254,8 @@ async def test_subscriber_offer_sent_during_a_cut_is_replayed(
 def hostile_offers(real: str) -> dict[str, str]:
     """Offers the hub must refuse before aiortc parses them.
 
-    The 10,000-line one uses LF line ends so that, JSON-encoded, it stays under the 64 KiB frame
-    limit (with CRLF it would be refused as ``too-large`` before the SDP check).
+    The 10,000-line one (over the 6,516-line limit) uses LF line ends so that, JSON-encoded, it
+    stays well under the frame limit and reaches the SDP check.
     """
     session_part = real.split("\r\nm=", 1)[0] + "\r\n"
     assert "m=" not in session_part

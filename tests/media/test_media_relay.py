@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from signaling.config import IceConfig
 from signaling.turn.credentials import sign
+from tests.conftest import LOOPBACK_PEERS
 from tests.media.conftest import MediaServerFactory, Peers
 from tests.media.peers import LOOPBACK, measure, sdp_candidates, selected_pairs
 from tests.turn.conftest import RELAY_PORTS, Coturn
@@ -23,7 +24,10 @@ async def test_relay_only_publisher_reaches_a_subscriber_through_coturn(
 ) -> None:
     turn_url = coturn.url("turn", "udp")
     server = await media_server(
-        IceConfig(turn_urls=(turn_url,), turn_secrets=(coturn.secrets[0],), host_addresses=(LOOPBACK,))
+        IceConfig(
+            turn_urls=(turn_url,), turn_secrets=(coturn.secrets[0],), host_addresses=(LOOPBACK,),
+            allow_peers=LOOPBACK_PEERS,
+        )
     )
     room = "relay"
     sub = await peers.subscriber(server, room, "sub")

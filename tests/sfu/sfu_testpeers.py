@@ -41,6 +41,9 @@ BLOCK = 16
 #: Multiply every test timeout by this (slow or loaded machines): SFU_TEST_TIME_SCALE=3.
 TIME_SCALE = float(os.environ.get("SFU_TEST_TIME_SCALE", "1"))
 LOOPBACK = ("127.0.0.1",)
+#: Remote candidates the SFU under test may contact: the test peers live on loopback, which the
+#: SFU's candidate policy refuses by default.
+LOOPBACK_PEERS = ("127.0.0.0/8",)
 
 
 class Pulse:
@@ -421,7 +424,7 @@ class SfuEnv:
 
     def __init__(self, config: SfuConfig | None = None) -> None:
         self.router = Router()
-        self.config = config or SfuConfig(host_addresses=LOOPBACK)
+        self.config = config or SfuConfig(host_addresses=LOOPBACK, ice_allow_peers=LOOPBACK_PEERS)
         self.sfu = Sfu(self.config, self.router)
         self._peers: list[PublisherClient | SubscriberClient] = []
 

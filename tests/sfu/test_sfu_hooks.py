@@ -17,7 +17,7 @@ from aiortc import RTCRtpSender
 from sfu import aiortc_hooks
 from sfu.aiortc_hooks import AiortcInternalsError, ReceiverTap, TranscodingProbe
 from sfu.config import SfuConfig
-from tests.sfu.sfu_testpeers import LOOPBACK, TIME_SCALE, SfuEnv
+from tests.sfu.sfu_testpeers import LOOPBACK, LOOPBACK_PEERS, TIME_SCALE, SfuEnv
 
 CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ udp \d+ (\S+) (\d+) typ (\S+)")
 
@@ -95,7 +95,7 @@ async def test_sfu_candidates_are_loopback_only_without_stun(env: SfuEnv) -> Non
 
 
 async def test_port_range_and_announced_address() -> None:
-    config = SfuConfig(host_addresses=LOOPBACK, port_range=(47100, 47199), announce_ip="192.0.2.10")
+    config = SfuConfig(host_addresses=LOOPBACK, ice_allow_peers=LOOPBACK_PEERS, port_range=(47100, 47199), announce_ip="192.0.2.10")
     env = SfuEnv(config)
     try:
         publisher = env.publisher("alice", audio=False)
@@ -110,7 +110,7 @@ async def test_port_range_and_announced_address() -> None:
 
 
 async def test_port_range_connects_media() -> None:
-    env = SfuEnv(SfuConfig(host_addresses=LOOPBACK, port_range=(47200, 47299)))
+    env = SfuEnv(SfuConfig(host_addresses=LOOPBACK, ice_allow_peers=LOOPBACK_PEERS, port_range=(47200, 47299)))
     try:
         subscriber = await env.subscriber("bob")
         publisher = env.publisher("alice", audio=False)

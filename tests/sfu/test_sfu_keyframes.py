@@ -9,7 +9,7 @@ import pytest
 from sfu.config import SfuConfig
 from sfu.keyframe import vp8_keyframe_start
 from tests.sfu.sfu_poll import eventually
-from tests.sfu.sfu_testpeers import LOOPBACK, TIME_SCALE, SfuEnv
+from tests.sfu.sfu_testpeers import LOOPBACK, LOOPBACK_PEERS, TIME_SCALE, SfuEnv
 
 
 @pytest.mark.parametrize("codec", ["VP8", "H264"])
@@ -47,7 +47,7 @@ async def test_late_joiner_gets_a_picture_within_a_second(env: SfuEnv, codec: st
 
 async def test_subscriber_pli_reaches_the_publisher_rate_limited() -> None:
     interval = 1.0
-    env = SfuEnv(SfuConfig(host_addresses=LOOPBACK, keyframe_request_interval=interval))
+    env = SfuEnv(SfuConfig(host_addresses=LOOPBACK, ice_allow_peers=LOOPBACK_PEERS, keyframe_request_interval=interval))
     try:
         tapper = await env.subscriber("tapper", tap_video=True)
         publisher = env.publisher("alice", audio=False)
