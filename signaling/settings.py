@@ -20,7 +20,7 @@ from typing import Any
 
 from signaling.config import ServerConfig
 
-SECRET_KEYS = frozenset({"admin_token", "security.token_keys", "ice.turn_secrets", "webhooks.secret"})
+SECRET_KEYS = frozenset({"admin_token", "security.token_keys", "ice.turn_secrets", "webhooks.secret", "security.metrics_token"})
 
 
 class ConfigError(ValueError):
