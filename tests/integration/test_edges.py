@@ -306,3 +306,13 @@ async def test_sdk_sends_a_fresh_token_on_resume(start_server: ServerFactory) ->
         assert server.hub.disconnect(client.session_id)
         await eventually(lambda: client.resumes == 1)
     assert len(issued) >= 2  # one for the join, one (fresh) for the resume
+
+
+async def test_a_token_name_claim_with_bidi_characters_is_refused(start_server: ServerFactory) -> None:
+    server = await start_server(make_config(security=SECURE))
+    raw = await Raw.connect(server.url)
+    await raw.send({"type": "join", "room": "room",
+                    "token": create_token(KEY, identity="user", room="room", name="admin\u202egnp.exe")})
+    assert (await raw.expect("error"))["code"] == "unauthorized"
+    assert await raw.closed() == 4001
+    await raw.close()
