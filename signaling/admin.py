@@ -6,7 +6,9 @@ than none. Tokens are compared in constant time and never logged.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +16,7 @@ from aiohttp import web
 
 from signaling import __version__
 from signaling.hub import Hub, Live
+from signaling.ratelimit import FailureThrottle
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -36,14 +39,30 @@ def _session_json(live: Live) -> dict[str, Any]:
     }
 
 
+def bearer_ok(request: web.Request, token: str) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time over bytes. aiohttp decodes
+    header bytes that are not UTF-8 with ``surrogateescape``; they are encoded back the same way,
+    so such a header is merely wrong (401), never an error (500)."""
+    given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(given, f"Bearer {token}".encode())
+
+
 def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:
+    sec = hub.config.security
+    throttle = FailureThrottle(sec.admin_failure_rate, sec.admin_failure_burst)
+
     def guarded(handler: Handler) -> Handler:
         async def wrapper(request: web.Request) -> web.StreamResponse:
             if token is None:
                 raise web.HTTPNotFound()
-            given = request.headers.get("Authorization", "")
-            expected = f"Bearer {token}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
+            address = request.remote or ""
+            now = asyncio.get_running_loop().time()
+            if throttle.blocked(address, now):
+                retry = max(1, math.ceil(throttle.retry_after(address)))
+                raise web.HTTPTooManyRequests(text='{"error":"too many wrong admin tokens"}', content_type="application/json",
+                                              headers={"Retry-After": str(retry)})
+            if not bearer_ok(request, token):
+                throttle.failed(address, now)
                 raise web.HTTPUnauthorized(text='{"error":"unauthorized"}', content_type="application/json")
             return await handler(request)
 

@@ -26,6 +26,7 @@ import aiohttp
 import click
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from yarl import URL
 
@@ -314,7 +315,9 @@ def _console() -> Console:
 
 
 def _table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> Table:
-    table = Table(title=title, title_justify="left")
+    # Titles and cells hold names chosen by participants: escaped, never read as rich markup
+    # (a participant named "[/]" must not crash the table, nor "[link=...]" style it).
+    table = Table(title=escape(title), title_justify="left")
     for column in columns:
         table.add_column(column, no_wrap=True)
     for row in rows:
@@ -329,7 +332,7 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value)
+    return escape(str(value))
 
 
 def _when(ts: Any) -> str | None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import jwt
 
 from signaling.codes import Close, CloseCode, Err, ErrorCode
+from signaling.protocol import unsafe_text as _unsafe_name
 
 ALGORITHM = "HS256"
 ALL_GRANTS = frozenset({"publish", "subscribe", "signal", "admin"})
@@ -86,6 +87,8 @@ class TokenVerifier:
         if not isinstance(grants, list) or not all(isinstance(g, str) for g in grants):
             raise AuthError(Close.UNAUTHORIZED, Err.UNAUTHORIZED, "invalid grants claim")
         name = claims.get("name")
+        if name is not None and (not isinstance(name, str) or len(name) > 64 or _unsafe_name(name)):
+            raise AuthError(Close.UNAUTHORIZED, Err.UNAUTHORIZED, "invalid name claim (at most 64 characters, no control or bidi characters)")
         return Identity(
             identity=str(claims["sub"]),
             name=name if isinstance(name, str) else None,

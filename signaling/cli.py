@@ -59,6 +59,9 @@ _OPTIONS: dict[str, Any] = {
     "port": click.option("--port", default=None, type=int, help="Port to listen on [8080]."),
     "unix_path": click.option("--unix", "unix_path", default=None, help="Also listen on this unix socket."),
     "admin_token": click.option("--admin-token", default=None, help="Bearer token of /admin (unset: admin API off). Env: SWITCHBOARD_ADMIN_TOKEN."),
+    "admin_host": click.option("--admin-host", default=None, help="Serve the admin API and /metrics on their own listener at this address [127.0.0.1 with --admin-port]."),
+    "admin_port": click.option("--admin-port", default=None, type=int, help="Port of the admin listener (unset: admin API and /metrics on the main listener)."),
+    "metrics_token": click.option("--metrics-token", default=None, help="Bearer token required on /metrics. Env: SWITCHBOARD_SECURITY_METRICS_TOKEN."),
     "node_id": click.option("--node-id", default=None, help="This node's id in logs, metrics and the cluster."),
     "redis_url": click.option("--redis", "redis_url", default=None, help="Redis URL: join a cluster (unset: one process, state in memory)."),
     "heartbeat_interval": click.option("--heartbeat-interval", default=None, type=float, help="Seconds between pings [10]."),
@@ -108,6 +111,7 @@ def _load(params: dict[str, Any], *, defaults: dict[str, Any] | None = None) -> 
     """Map CLI parameters to dotted keys and load the effective config."""
     flag_keys = {
         "host": "host", "port": "port", "unix_path": "unix_path", "admin_token": "admin_token",
+        "admin_host": "admin_host", "admin_port": "admin_port", "metrics_token": "security.metrics_token",
         "node_id": "node_id", "redis_url": "redis_url", "heartbeat_interval": "heartbeat.interval", "heartbeat_timeout": "heartbeat.timeout",
         "drain_timeout": "drain_timeout", "stun_urls": "ice.stun_urls", "turn_urls": "ice.turn_urls",
         "turn_secrets": "ice.turn_secrets", "turn_ttl": "ice.turn_ttl", "ice_hosts": "ice.host_addresses",
@@ -300,6 +304,8 @@ def serve(log_level: str, log_format: str, **params: Any) -> None:
     check_listen(config.host, config.port)
     if config.redis_url:
         check_redis(config.redis_url)
+    if config.admin_host is not None and config.admin_port is None:
+        raise OperatorError(f"--admin-host needs --admin-port ({_where('admin_port')})")
     if not config.security.token_keys:
         click.secho(
             "DEV MODE: no access-token keys configured; anyone who can reach "

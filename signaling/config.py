@@ -58,6 +58,11 @@ class LimitsConfig:
     send_queue_size: int = 256
     #: Seconds a close handshake may take before the transport is aborted.
     close_timeout: float = 2.0
+    #: Seconds a new TCP connection has to send a complete HTTP request head (request line and
+    #: headers); then it is aborted. Counted from accept, before aiohttp parses anything.
+    head_timeout: float = 10.0
+    #: Seconds an idle kept-alive HTTP connection (between two requests) stays open.
+    keepalive_timeout: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +73,8 @@ class SecurityConfig:
     token_keys: tuple[tuple[str, str], ...] = ()
     #: Browser origins allowed on /ws (exact ``scheme://host[:port]``); empty = any.
     allowed_origins: tuple[str, ...] = ()
-    #: Open WebSocket connections per client address.
+    #: Open connections per client address: TCP connections at accept time (before a byte is
+    #: parsed; past it a bare 429 and close) and WebSocket sessions in ``/ws``.
     max_connections_per_ip: int = 500
     #: New connections per second per client address (token bucket rate and burst).
     connection_rate_per_ip: float = 50.0
@@ -93,6 +99,12 @@ class SecurityConfig:
     #: Lines in one SDP blob: the largest subscriber answer of a room at its track limit
     #: (6,516; see :mod:`signaling.media_limits`).
     max_sdp_lines: int = media_limits.DEFAULT.sdp_lines
+    #: Wrong admin tokens per client address (token bucket); past it every admin request from
+    #: that address gets 429 until the bucket refills.
+    admin_failure_rate: float = 0.5
+    admin_failure_burst: float = 10.0
+    #: Bearer token required on ``/metrics`` (wherever it is served); None: no token.
+    metrics_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +187,10 @@ class ServerConfig:
     node_id: str = "node-1"
     #: Bearer token of the admin API; None disables ``/admin`` entirely.
     admin_token: str | None = None
+    #: Own listener for the admin API and ``/metrics`` (neither is then served on host:port).
+    #: None: both are served on the main listener.
+    admin_host: str | None = None
+    admin_port: int | None = None
     #: TLS certificate and key (PEM) for the HTTP/WS listener: browsers on other machines need
     #: a secure context for getUserMedia.
     tls_cert: str | None = None

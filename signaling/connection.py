@@ -150,8 +150,7 @@ class Connection:
                 else:
                     writer.cancel()
                 if not self._ws.closed and self.close_code is not None:
-                    reason = self.close_reason.encode()[:120]
-                    await self._ws.close(code=self.close_code.code, message=reason)
+                    await self._ws.close(code=self.close_code.code, message=close_reason(self.close_reason))
         except TimeoutError:
             log.info("close handshake with %s timed out; aborting", self.remote)
             self._abort()
@@ -175,9 +174,23 @@ class Connection:
                 continue
             frame = self._outbox.popleft()
             try:
-                await ws.send_str(frame)
+                data = frame.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                # Cannot happen for frames made by protocol.encode (strict); if a bug lets one
+                # through, it costs this connection (1011, resume), never the writer silently.
+                log.error("unencodable frame for %s (%s): closing 1011", self.remote, exc)
+                self._outbox.clear()
+                self.close(Close.INTERNAL, "unencodable frame", flush=False)
+                return
+            try:
+                await ws.send_frame(data, WSMsgType.TEXT)
             except (ConnectionError, RuntimeError):
                 # The transport is gone; the reader will see it too. Nothing left to flush.
+                self._outbox.clear()
+                self.close(Close.INTERNAL, "write failed", flush=False)
+                return
+            except Exception:
+                log.exception("writing to %s failed: closing 1011", self.remote)
                 self._outbox.clear()
                 self.close(Close.INTERNAL, "write failed", flush=False)
                 return
@@ -210,6 +223,11 @@ class Connection:
                     return
                 else:  # CLOSE, CLOSING, CLOSED: the peer is gone or going.
                     return
+        except Exception:
+            # A bug of ours (a handler raised): this connection fails with 1011 and the client
+            # resumes with backoff; logged once, with its traceback. Never 1000: that says "done".
+            log.exception("handling a frame from %s failed: closing 1011", self.remote)
+            self.close(Close.INTERNAL, "internal error", flush=True)
         finally:
             # Reader done: the connection cannot continue. If nobody chose a code, the client
             # closed (or vanished) and there is nothing to send.
@@ -275,3 +293,9 @@ class Connection:
         """RTT proven by a pong echoing ``t_ms``."""
         return rtt_from_pong(t_ms, self._loop.time() * 1000, self._config.heartbeat.timeout * 1000)
 
+
+def close_reason(reason: str, limit: int = 120) -> bytes:
+    """A close frame's reason: valid UTF-8 of at most ``limit`` bytes (RFC 6455 section 5.5.1
+    allows 123), cut on a character boundary; unencodable characters are replaced."""
+    data = reason.encode("utf-8", "replace")[:limit]
+    return data.decode("utf-8", "ignore").encode("utf-8")

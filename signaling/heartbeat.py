@@ -68,6 +68,7 @@ class Liveness:
 def rtt_from_pong(t_ms: float, now_ms: float, timeout_ms: float) -> float | None:
     """RTT in seconds from a pong echoing ``t`` (our clock, ms), or None if ``t`` is implausible."""
     rtt = now_ms - t_ms
-    if rtt < 0 or rtt > timeout_ms:
+    # ``not (0 <= rtt <= timeout)`` also refuses NaN, which every comparison calls false.
+    if not 0 <= rtt <= timeout_ms:
         return None
     return rtt / 1000.0

@@ -35,6 +35,7 @@ from signaling.protocol import (
     ProtocolError,
     Publish,
     Signal,
+    StrictJSONError,
     SubscriberAnswer,
     Unpublish,
 )
@@ -425,6 +426,8 @@ class Hub:
             conn.close(Close.GOING_AWAY, "draining")
             return
         if join.resume is not None:
+            if self._verifier is not None and not self._resume_authorized(conn, join):
+                return
             await self._resume(conn, join)
             return
         try:
@@ -481,6 +484,25 @@ class Hub:
         if self.media is not None:
             # Every participant may publish (grants permitting); only subscribers get offers.
             await self._media_call(self.media.join(session.room, session.peer_id, subscribe=live.subscribe))
+
+    def _resume_authorized(self, conn: Connection, join: Join) -> bool:
+        """With access tokens, a resume presents one too (the SDKs send the one they hold or a
+        fresh one from their token provider), checked like a join's: key, signature, expiry,
+        room. A session does not outlive its grant: without a valid token the resume gets
+        ``unauthorized`` + 4001 (``forbidden`` + 4003 for another room), no welcome and no TURN
+        credentials; the session stays detached and a valid token can still resume it within
+        the grace period. The grants stay those of the join (a refreshed token cannot widen them).
+        """
+        assert self._verifier is not None
+        try:
+            self._verifier.verify(join.token, join.room)
+        except AuthError as exc:
+            self.metrics.auth_failures.labels(exc.error.code).inc()
+            self.metrics.resume_failures.labels("unauthorized").inc()
+            conn.send_message(protocol.error(exc.error, f"resume: {exc.message}"))
+            conn.close(exc.close, exc.error.code)
+            return False
+        return True
 
     async def _resume(self, conn: Connection, join: Join) -> None:
         assert join.resume is not None
@@ -788,6 +810,12 @@ class Hub:
             stamped = session.stamp(message)
         except ReplayOverflow as exc:
             self._lose(live, str(exc))
+            return
+        except StrictJSONError as exc:
+            # Nothing unencodable gets in (protocol.parse), so this is a bug: that one message
+            # is dropped with an error log, before it reaches the replay buffer or the ledger.
+            log.error("message %s for %s not sent, not strict JSON: %s", message.get("type"), session.peer_id, exc,
+                      extra=self._log_ids(session))
             return
         self.metrics.messages_out.labels(message["type"]).inc()
         ledger = self._ledger

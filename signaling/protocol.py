@@ -9,6 +9,8 @@ here too. Every failure is a :class:`ProtocolError` that names an :class:`~signa
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -139,15 +141,93 @@ def _cseq_of(obj: JSON) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+#: Deepest nesting of arrays and objects a frame may have (the envelope counts as one level).
+MAX_DEPTH = 32
+#: Longest integer literal accepted (digits): JavaScript prints integers below 1e21 in full and
+#: larger ones with an exponent, so no client needs more; longer literals cost quadratic time.
+MAX_INT_DIGITS = 21
+
+
+class StrictJSONError(ValueError):
+    """A text that ``json`` would accept but RFC 8259 (or valid UTF-8) does not."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise StrictJSONError(f"{name} is not a JSON number")
+
+
+def _parse_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_INT_DIGITS:
+        raise StrictJSONError(f"integer literal of more than {MAX_INT_DIGITS} digits")
+    return int(literal)
+
+
+def _parse_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):  # 1e400 overflows to inf: not representable on the way out
+        raise StrictJSONError(f"number {literal[:32]} is out of range")
+    return value
+
+
+#: A ``\u`` escape of a surrogate: the only way a lone surrogate gets into a parsed string of a
+#: frame that is valid UTF-8 (a valid pair is combined into one code point by the parser).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _check_tree(value: Any, depth: int, max_depth: int, strings: bool) -> None:
+    """Depth and (with ``strings``) lone surrogates, in one walk; only run when a cheap scan of
+    the text says it could fail."""
+    if depth > max_depth:
+        raise StrictJSONError(f"nesting deeper than {max_depth}")
+    if isinstance(value, str):
+        if strings and not value.isascii():
+            _utf8(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if strings and not key.isascii():
+                _utf8(key)
+            _check_tree(item, depth + 1, max_depth, strings)
+    elif isinstance(value, list):
+        for item in value:
+            _check_tree(item, depth + 1, max_depth, strings)
+
+
+def _utf8(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StrictJSONError("a string holds a lone surrogate (not encodable as UTF-8)") from None
+
+
+def loads_strict(text: str, *, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse RFC 8259 JSON whose strings are valid Unicode, or raise :class:`StrictJSONError`.
+
+    Python's ``json`` accepts ``NaN``/``Infinity``/``-Infinity``, overflows ``1e400`` to ``inf``,
+    turns ``"\\ud800"`` into a lone surrogate and recurses without a bound; none of that may get
+    in, because none of it can go out again (browsers refuse the frame; UTF-8 cannot encode it).
+    """
+    if not text.isascii():
+        _utf8(text)  # a frame from the socket is valid UTF-8 already; a str from elsewhere may not be
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float)
+    except RecursionError:
+        raise StrictJSONError("nesting too deep") from None
+    deep = text.count("[") + text.count("{") > max_depth
+    escaped = "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
+    if deep or escaped:
+        _check_tree(value, 1, max_depth, escaped)
+    return value
+
+
 def parse(frame: str, *, max_bytes: int, max_signal_bytes: int) -> ClientMessage:
     """Turn one text frame into a typed message, or raise :class:`ProtocolError`."""
     # len() counts code points; a frame of up to max_bytes/4 code points cannot exceed max_bytes
     # in UTF-8, so most frames skip the encode.
-    if len(frame) * 4 > max_bytes and len(frame.encode("utf-8")) > max_bytes:
+    if len(frame) * 4 > max_bytes and len(frame.encode("utf-8", "surrogatepass")) > max_bytes:
         raise ProtocolError(Err.TOO_LARGE, f"frame exceeds {max_bytes} bytes")
     try:
-        obj = json.loads(frame)
-    except (ValueError, RecursionError) as exc:
+        obj = loads_strict(frame)
+    except ValueError as exc:  # StrictJSONError and json.JSONDecodeError alike
         raise ProtocolError(Err.BAD_JSON, f"invalid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise ProtocolError(Err.BAD_JSON, "a message must be a JSON object")
@@ -163,10 +243,23 @@ def parse(frame: str, *, max_bytes: int, max_signal_bytes: int) -> ClientMessage
     return _build(kind, obj, max_signal_bytes if len(frame) * 4 > max_signal_bytes else None)
 
 
+#: Characters refused in names (and rooms, whose schema pattern is narrower still): C0 and C1
+#: controls (NUL, newline, escape...) and the bidirectional marks, embeddings, overrides and
+#: isolates that make a name display as something else (Trojan Source, CVE-2021-42574).
+_UNSAFE = re.compile("[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def unsafe_text(text: str) -> bool:
+    """True when ``text`` holds a control or bidirectional-formatting character."""
+    return _UNSAFE.search(text) is not None
+
+
 def _build(kind: str, obj: JSON, max_signal_bytes: int | None) -> ClientMessage:
     match kind:
         case "join":
             resume = obj.get("resume")
+            if unsafe_text(obj.get("name", "")):
+                raise ProtocolError(Err.BAD_MESSAGE, "join: name holds a control or bidirectional-override character")
             return Join(
                 room=obj["room"],
                 name=obj.get("name", ""),
@@ -202,8 +295,18 @@ def _build(kind: str, obj: JSON, max_signal_bytes: int | None) -> ClientMessage:
 
 
 def encode(message: Any) -> str:
-    """Compact JSON, the one encoding used on the wire."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    """Compact RFC 8259 JSON in valid UTF-8, the one encoding used on the wire.
+
+    Raises :class:`StrictJSONError` (a ``ValueError``) for NaN/Infinity or a lone surrogate: the
+    caller drops that one message; it never reaches a socket, a replay buffer or Redis.
+    """
+    try:
+        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise StrictJSONError(str(exc)) from None
+    if not text.isascii():
+        _utf8(text)
+    return text
 
 
 def error(code: ErrorCode, message: str, *, cseq: int | None = None, retry_after_ms: int | None = None) -> JSON:

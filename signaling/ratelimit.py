@@ -72,3 +72,41 @@ class IpLimiter:
 
     def open_count(self, ip: str) -> int:
         return self._open.get(ip, 0)
+
+
+@dataclass(slots=True)
+class FailureThrottle:
+    """Failures (wrong admin tokens) per address as a token bucket: an address that spent its
+    burst is blocked, right token or not, until a token has refilled. Bounded like :class:`IpLimiter`."""
+
+    rate: float
+    burst: float
+    max_tracked: int = 10_000
+    _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+
+    def blocked(self, address: str, now: float) -> bool:
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            return False
+        bucket.take(now, 0.0)  # refill only
+        return bucket.tokens < 1.0
+
+    def failed(self, address: str, now: float) -> None:
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            if len(self._buckets) >= self.max_tracked:
+                self._prune(now)
+            bucket = self._buckets[address] = TokenBucket(self.rate, self.burst)
+        bucket.take(now)
+
+    def retry_after(self, address: str) -> float:
+        bucket = self._buckets.get(address)
+        return bucket.wait_time() if bucket is not None else 0.0
+
+    def _prune(self, now: float) -> None:
+        for address, bucket in list(self._buckets.items()):
+            if bucket.tokens + (now - bucket.stamp) * bucket.rate >= bucket.burst:
+                del self._buckets[address]
+        if len(self._buckets) >= self.max_tracked:  # all busy: forget the oldest half
+            for address in list(self._buckets)[: self.max_tracked // 2]:
+                del self._buckets[address]

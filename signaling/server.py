@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from signaling import __version__, admin, protocol
+from signaling.accept import AcceptThrottle, AddressCounter, GuardedSite
 from signaling.backend import Backend, MemoryBackend
 from signaling.config import ServerConfig
 from signaling.connection import Connection
@@ -42,6 +44,34 @@ CONFIG: web.AppKey[ServerConfig] = web.AppKey("config", ServerConfig)
 #: Set by ``POST /admin/drain``: the process drains and exits as on SIGTERM.
 DRAIN_REQUESTED: web.AppKey[asyncio.Event] = web.AppKey("drain_requested", asyncio.Event)
 IP_LIMITER: web.AppKey[IpLimiter] = web.AppKey("ip_limiter", IpLimiter)
+#: Open TCP connections per address, counted at accept time (see signaling.accept).
+ACCEPTED: web.AppKey[AddressCounter] = web.AppKey("accepted", AddressCounter)
+#: The admin API and /metrics when they have their own listener (``admin_port``).
+ADMIN_APP: web.AppKey[web.Application] = web.AppKey("admin_app", web.Application)
+
+
+def make_runner(app: web.Application, config: ServerConfig, *, shutdown_timeout: float | None = None) -> web.AppRunner:
+    """The runner of a node's app: idle kept-alive connections close after ``keepalive_timeout``."""
+    return web.AppRunner(
+        app, handle_signals=False,
+        shutdown_timeout=config.drain_timeout if shutdown_timeout is None else shutdown_timeout,
+        keepalive_timeout=config.limits.keepalive_timeout,
+    )
+
+
+def listener(
+    runner: web.AppRunner, config: ServerConfig, host: str | None, port: int, *, ssl_context: ssl.SSLContext | None = None
+) -> GuardedSite:
+    """A TCP site whose connections are counted per address at accept time and must send their
+    request head within ``limits.head_timeout`` (signaling.accept)."""
+    app = runner.app
+    metrics = app[METRICS]
+
+    def refused(_address: str) -> None:
+        metrics.rejected_connections.labels("accept-limit").inc()
+
+    return GuardedSite(runner, host, port, counter=app[ACCEPTED], head_timeout=config.limits.head_timeout,
+                       ssl_context=ssl_context, on_refused=refused)
 
 
 def static_dir() -> Path:
@@ -110,12 +140,27 @@ def build_app(
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
+    app[ACCEPTED] = AddressCounter(sec.max_connections_per_ip)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/protocol/v1/schema.json", schema_handler)
-    admin.add_routes(app, hub, config.admin_token)
+    if config.admin_port is None:
+        app.router.add_get("/metrics", metrics_handler)
+        admin.add_routes(app, hub, config.admin_token)
+    else:
+        # The operators' side on its own listener (``serve`` starts it): neither the admin API
+        # nor the metrics are reachable where clients connect.
+        side = web.Application()
+        side[HUB] = hub
+        side[METRICS] = metrics
+        side[CONFIG] = config
+        side[DRAIN_REQUESTED] = app[DRAIN_REQUESTED]
+        side[ACCEPTED] = AddressCounter(sec.max_connections_per_ip)
+        side.router.add_get("/metrics", metrics_handler)
+        side.router.add_get("/healthz", healthz)
+        admin.add_routes(side, hub, config.admin_token)
+        app[ADMIN_APP] = side
     root = static_dir()
 
     async def index(_request: web.Request) -> web.FileResponse:
@@ -259,6 +304,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
+    token = request.app[CONFIG].security.metrics_token
+    if token is not None and not admin.bearer_ok(request, token):
+        raise web.HTTPUnauthorized(text="metrics need a bearer token\n", headers={"WWW-Authenticate": "Bearer"})
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -270,19 +318,27 @@ async def schema_handler(request: web.Request) -> web.Response:
 async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> None:
     """Run a node until SIGTERM or SIGINT, then drain and return (the process exits 0)."""
     app = build_app(config)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=config.drain_timeout)
+    loop = asyncio.get_running_loop()
+    throttle = AcceptThrottle(loop)
+    throttle.install()
+    runner = make_runner(app, config)
     await runner.setup()
     ssl_context = None
     if config.tls_cert and config.tls_key:
-        import ssl
-
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(config.tls_cert, config.tls_key)
-    await web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context).start()
+    await listener(runner, config, config.host, config.port, ssl_context=ssl_context).start()
     if config.unix_path is not None:
         await web.UnixSite(runner, config.unix_path).start()
+    admin_runner: web.AppRunner | None = None
+    if ADMIN_APP in app:
+        admin_runner = make_runner(app[ADMIN_APP], config, shutdown_timeout=config.limits.close_timeout)
+        await admin_runner.setup()
+        admin_host = config.admin_host or "127.0.0.1"
+        assert config.admin_port is not None
+        await listener(admin_runner, config, admin_host, config.admin_port).start()
+        log.info("admin API and /metrics on http://%s:%d", admin_host, config.admin_port)
     stop = app[DRAIN_REQUESTED]
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     scheme = "https" if ssl_context is not None else "http"
@@ -297,6 +353,9 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if admin_runner is not None:
+            await admin_runner.cleanup()
         await runner.cleanup()
+        throttle.uninstall()
     log.info("stopped")
 

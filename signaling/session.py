@@ -169,7 +169,8 @@ class Session:
         """Give ``message`` the next ``seq``, encode it and keep it for replay.
 
         Raises :class:`ReplayOverflow` (and stamps nothing) when the buffer is full: the caller
-        must end the session loudly rather than drop the message.
+        must end the session loudly rather than drop the message. A message that is not strict
+        JSON raises :class:`~signaling.protocol.StrictJSONError`, also before anything is stamped.
         """
         seq = self.last_seq + 1
         stamped = Stamped(seq, encode({**message, "seq": seq}))
@@ -200,7 +201,8 @@ class Session:
             self.last_cseq = previous
 
     def verify_token(self, token: str) -> bool:
-        return hmac.compare_digest(self.token.encode(), token.encode())
+        # surrogatepass: a token that is not valid Unicode is simply wrong, never an exception.
+        return hmac.compare_digest(self.token.encode(), token.encode("utf-8", "surrogatepass"))
 
     def resume(self, token: str, last_seq: int) -> list[Stamped]:
         """Check a resume request and return the messages to replay, oldest first.

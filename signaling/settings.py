@@ -25,7 +25,7 @@ from typing import Any
 from signaling import media_limits
 from signaling.config import ServerConfig
 
-SECRET_KEYS = frozenset({"admin_token", "security.token_keys", "ice.turn_secrets", "webhooks.secret"})
+SECRET_KEYS = frozenset({"admin_token", "security.token_keys", "ice.turn_secrets", "webhooks.secret", "security.metrics_token"})
 
 
 class ConfigError(ValueError):

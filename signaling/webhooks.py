@@ -199,7 +199,8 @@ class WebhookSender:
         """Queue ``event`` without blocking; False (and a counted drop) when full or closing.
 
         Raises ValueError for an unknown event or a payload that overrides the envelope, and
-        TypeError for a payload that is not JSON: those are bugs of the caller.
+        TypeError for a payload that is not JSON: those are bugs of the caller. A payload that
+        JSON can carry but RFC 8259 cannot (NaN, a lone surrogate) is dropped and logged.
         """
         if event not in EVENTS:
             raise ValueError(f"unknown webhook event {event!r}")
@@ -213,7 +214,14 @@ class WebhookSender:
             return False
         event_id = f"evt_{uuid.uuid4().hex}"
         envelope = {"id": event_id, "event": event, "created_at": round(self._clock(), 3), "node": self.node, **payload}
-        body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        except (ValueError, UnicodeEncodeError) as exc:
+            # NaN or a lone surrogate (a value the protocol never lets in): this one event is
+            # dropped, logged and counted; the caller (ending a session, say) goes on.
+            self.stats.dropped += 1
+            log.error("webhooks: %s event not sent, payload is not strict JSON: %s", event, exc)
+            return False
         self._queue.put_nowait(_Event(event_id, event, body))
         self.stats.queued += 1
         return True

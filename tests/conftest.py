@@ -21,7 +21,7 @@ from signaling.config import (
 )
 from signaling.hub import Hub
 from signaling.metrics import Metrics
-from signaling.server import HUB, METRICS, build_app
+from signaling.server import HUB, METRICS, build_app, listener, make_runner
 
 #: Every timing in the tests is a multiple of this; raise SWITCHBOARD_TEST_TIME_SCALE on a slow box.
 UNIT = 0.05 * float(os.environ.get("SWITCHBOARD_TEST_TIME_SCALE", "1"))
@@ -89,9 +89,10 @@ async def start_server() -> AsyncIterator[ServerFactory]:
     async def start(config: ServerConfig | None = None, **kwargs: Any) -> RunningServer:
         config = config or make_config()
         app = build_app(config, **kwargs)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5 * UNIT)
+        runner = make_runner(app, config, shutdown_timeout=5 * UNIT)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", config.port)
+        # The listener `serve` uses: connections counted per address at accept time.
+        site = listener(runner, config, "127.0.0.1", config.port)
         await site.start()
         port = runner.addresses[0][1]
         server = RunningServer(f"ws://127.0.0.1:{port}/ws", f"http://127.0.0.1:{port}", app, runner)

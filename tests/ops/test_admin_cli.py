@@ -88,6 +88,18 @@ async def test_rooms_list_show_and_participants(admin_server: RunningServer) -> 
         assert alice.session_id is not None and alice.session_id in people_table.stdout
 
 
+async def test_names_are_shown_verbatim_never_as_markup(admin_server: RunningServer) -> None:
+    """Participants choose their names: ``[/]`` once crashed the table (rich markup), and
+    ``[link=...]`` or ``[red]`` must not style it either."""
+    names = ["[/]", "[bold]x[/bold]", "[link=https://evil.example]y", "z\\[/]"]
+    async with clients(admin_server, *(("odd", name) for name in names)):
+        for args in (("participants", "list", "odd"), ("rooms", "show", "odd"), ("sessions", "list")):
+            result = await admin_cmd(admin_server, *args)
+            assert result.exit_code == 0, (args, result.output)
+            for name in names:
+                assert name in result.stdout, (args, name, result.stdout)
+
+
 async def test_unknown_room_and_peer_exit_1(admin_server: RunningServer) -> None:
     for args in (("rooms", "show", "nowhere"), ("participants", "list", "nowhere"),
                  ("participants", "kick", "p_nobody"), ("sessions", "disconnect", "s_nothing")):
