@@ -64,11 +64,16 @@ def build_app(
     registry = None
     if config.redis_url:
         from signaling.backend.redis import RedisBackend
+        from signaling.backend.redis_url import resolve_wait_replicas
         from signaling.backend.registry import NodeRegistry
 
-        if backend is None:
-            backend = RedisBackend(config.redis_url, key_prefix=config.redis_prefix)
         cluster = config.cluster
+        if backend is None:
+            backend = RedisBackend(
+                config.redis_url, key_prefix=config.redis_prefix,
+                wait_replicas=resolve_wait_replicas(cluster.ledger_wait_replicas, config.redis_url),
+                wait_timeout=cluster.ledger_wait_timeout,
+            )
         registry = NodeRegistry(
             config.redis_url, key_prefix=config.redis_prefix,
             heartbeat_interval=cluster.heartbeat_interval, ttl=cluster.node_ttl,

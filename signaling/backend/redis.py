@@ -37,10 +37,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from signaling.backend.base import (
     Backend,
@@ -49,6 +46,9 @@ from signaling.backend.base import (
     Member,
     SessionMoved,
 )
+
+# Re-exported: the registry, RemoteMedia and the SFU node import the factory from here.
+from signaling.backend.connect import make_client as make_client
 from signaling.backoff import Backoff
 from signaling.tasks import TaskRegistry
 
@@ -72,22 +72,16 @@ async def bounded(call: Awaitable[T], seconds: float, what: str) -> T:
         raise BackendUnavailable(f"redis {what} failed: {exc!r}") from exc
 
 
-def make_client(url: str, *, op_timeout: float, read_timeout: float | None = None, max_connections: int = 32) -> Redis:
-    """A client whose calls fail fast instead of retrying on their own.
+def check_replicated(acked: object, wanted: int, timeout: float, what: str) -> None:
+    """Raise :class:`BackendUnavailable` unless a ``WAIT`` reply shows ``wanted`` replicas.
 
-    Retries are off: a retried XADD whose reply was lost would deliver twice. The pool is bounded
-    and waits at most ``op_timeout`` for a free connection.
+    The write is on the primary but not (yet) on enough replicas: a failover now could lose it,
+    so it must not be confirmed to anyone. Every write that is followed by a ``WAIT`` is
+    idempotent or deduplicated, so the caller may repeat it.
     """
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=op_timeout,
-        decode_responses=True,
-        socket_timeout=read_timeout if read_timeout is not None else op_timeout,
-        socket_connect_timeout=op_timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
-    return Redis.from_pool(pool)
+    count = int(cast(int, acked))
+    if count < wanted:
+        raise BackendUnavailable(f"redis {what}: {count} of {wanted} replicas acknowledged within {timeout} s")
 
 
 def member_json(member: Member, join_seq: int = 0) -> str:
@@ -302,6 +296,8 @@ class RedisBackend(Backend):
         max_connections: int = 32,
         session_ttl: float = 600.0,
         replay_maxlen: int = 1024,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         """
         :param op_timeout: deadline of every Redis call (seconds).
@@ -317,6 +313,9 @@ class RedisBackend(Backend):
             owner last refreshed them (it does so every third of it).
         :param replay_maxlen: approximate bound of a session's mailbox stream (the hub enforces
             the exact replay bound; this only keeps Redis bounded whatever happens).
+        :param wait_replicas: durable before confirmed: every session-ledger batch and every
+            ``send`` is followed by ``WAIT wait_replicas`` (see ``cluster.ledger_wait_replicas``);
+            0 does not wait. Fewer replicas within ``wait_timeout`` seconds is a failed write.
         """
         self.url = url
         self.prefix = key_prefix
@@ -355,6 +354,8 @@ class RedisBackend(Backend):
         self.session_ttl = session_ttl
         self.replay_maxlen = replay_maxlen
         self._ledger: SessionLedger | None = None
+        self.wait_replicas = wait_replicas
+        self.wait_timeout = wait_timeout
 
     # -- keys -----------------------------------------------------------------------------------
 
@@ -399,6 +400,7 @@ class RedisBackend(Backend):
         self._ledger = SessionLedger(
             self._redis, prefix=self.prefix, node_id=node_id, op_timeout=self.op_timeout,
             ttl=self.session_ttl, maxlen=self.replay_maxlen, inbox_maxlen=self.inbox_maxlen,
+            wait_replicas=self.wait_replicas, wait_timeout=self.wait_timeout,
         )
         self._ledger.start()
         self._tasks.spawn(self._read_loop(), name=f"redis-inbox:{node_id}")
@@ -428,8 +430,12 @@ class RedisBackend(Backend):
             await self._redis.aclose()
 
     async def ready(self) -> bool:
-        """True when started, the reader is in sync, and Redis answers a PING in time."""
+        """True when started, the reader is in sync, the session ledger is writing (a demoted
+        primary refuses writes with READONLY: that counts as unavailable) and Redis answers a
+        PING in time."""
         if self._deliver is None or not self._healthy:
+            return False
+        if self._ledger is not None and not self._ledger.healthy:
             return False
         try:
             return bool(await bounded(self._redis.ping(), self.op_timeout, "ping"))
@@ -540,15 +546,19 @@ class RedisBackend(Backend):
             return False
         payload = json.dumps(message, separators=(",", ":"))
         sender, cseq = origin if origin is not None else ("", 0)
-        node = await bounded(
-            self._send(
-                keys=[self._key("peers"), self._key("sess", sender) if sender else self._key("none")],
-                args=[peer_id, payload, self._node_id, self._key("inbox", ""), self.inbox_maxlen,
-                      round(self.inbox_ttl * 1000), cseq, room or ""],
-            ),
-            self.op_timeout,
-            "send",
-        )
+        keys = [self._key("peers"), self._key("sess", sender) if sender else self._key("none")]
+        args: list[str | int] = [peer_id, payload, self._node_id, self._key("inbox", ""), self.inbox_maxlen,
+                round(self.inbox_ttl * 1000), cseq, room or ""]
+        if self.wait_replicas > 0:
+            # Durable before confirmed: the sender's cseq is confirmed once this returns.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                await self._send(keys=keys, args=args, client=pipe)
+                pipe.execute_command("WAIT", self.wait_replicas, round(self.wait_timeout * 1000))
+                node, acked = await bounded(pipe.execute(), self.op_timeout + self.wait_timeout, "send")
+            if node is not None and node != "moved":
+                check_replicated(acked, self.wait_replicas, self.wait_timeout, "send")
+        else:
+            node = await bounded(self._send(keys=keys, args=args), self.op_timeout, "send")
         if node == "moved":
             raise SessionMoved(sender)
         return node is not None
