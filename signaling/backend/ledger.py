@@ -43,7 +43,8 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from signaling.backend.base import BackendUnavailable
-from signaling.backend.redis import bounded, check_replicated
+from signaling.backend.durable import ReplicaWait
+from signaling.backend.redis import bounded
 from signaling.backoff import Backoff
 from signaling.tasks import TaskRegistry
 
@@ -237,18 +238,15 @@ class SessionLedger:
         maxlen: int,
         inbox_maxlen: int = 10_000,
         max_queued: int = 100_000,
-        wait_replicas: int = 0,
-        wait_timeout: float = 1.0,
+        durable: ReplicaWait | None = None,
     ) -> None:
         """
-        :param wait_replicas: after each batch, ``WAIT`` until this many replicas have it (0: do
-            not wait). Frames reach the socket only then, so a failover cannot lose a frame a
-            client saw. Fewer replicas within ``wait_timeout`` counts as a failed write: the
-            batch is written again (the script is idempotent) and the frames keep waiting.
+        :param durable: after each batch, wait for replicas (``durable.py``); frames reach the
+            socket only then, so a failover cannot lose a frame a client saw. A batch that did not
+            reach them is written again (the script is idempotent) and its frames keep waiting.
         """
         self._redis = redis
-        self.wait_replicas = wait_replicas
-        self.wait_timeout = wait_timeout
+        self.durable = durable or ReplicaWait(0, 1.0)
         self.prefix = prefix
         self.node_id = node_id
         self.op_timeout = op_timeout
@@ -357,11 +355,10 @@ class SessionLedger:
                     for seq, frame in item.frames:
                         args += [seq, frame]
                 await self._put_script(keys=keys, args=args, client=pipe)
-            if self.wait_replicas > 0:
-                pipe.execute_command("WAIT", self.wait_replicas, round(self.wait_timeout * 1000))
-            replies = await bounded(pipe.execute(), self.op_timeout * 2 + self.wait_timeout, "ledger write")
-        if self.wait_replicas > 0:
-            check_replicated(replies.pop(), self.wait_replicas, self.wait_timeout, "ledger write")
+            extra = self.durable.add(pipe) if self.durable.enabled else 0
+            replies = await bounded(pipe.execute(), self.op_timeout * 2 + self.durable.timeout, "ledger write")
+        if extra:
+            self.durable.check(replies, extra, "ledger write")
         results = [False] * len(batch)
         for group, reply in zip(groups, replies, strict=True):
             for index in group:

@@ -49,6 +49,7 @@ from signaling.backend.base import (
 
 # Re-exported: the registry, RemoteMedia and the SFU node import the factory from here.
 from signaling.backend.connect import make_client as make_client
+from signaling.backend.durable import ReplicaWait
 from signaling.backoff import Backoff
 from signaling.tasks import TaskRegistry
 
@@ -70,18 +71,6 @@ async def bounded(call: Awaitable[T], seconds: float, what: str) -> T:
             return await call
     except REDIS_ERRORS as exc:
         raise BackendUnavailable(f"redis {what} failed: {exc!r}") from exc
-
-
-def check_replicated(acked: object, wanted: int, timeout: float, what: str) -> None:
-    """Raise :class:`BackendUnavailable` unless a ``WAIT`` reply shows ``wanted`` replicas.
-
-    The write is on the primary but not (yet) on enough replicas: a failover now could lose it,
-    so it must not be confirmed to anyone. Every write that is followed by a ``WAIT`` is
-    idempotent or deduplicated, so the caller may repeat it.
-    """
-    count = int(cast(int, acked))
-    if count < wanted:
-        raise BackendUnavailable(f"redis {what}: {count} of {wanted} replicas acknowledged within {timeout} s")
 
 
 def member_json(member: Member, join_seq: int = 0) -> str:
@@ -314,8 +303,8 @@ class RedisBackend(Backend):
         :param replay_maxlen: approximate bound of a session's mailbox stream (the hub enforces
             the exact replay bound; this only keeps Redis bounded whatever happens).
         :param wait_replicas: durable before confirmed: every session-ledger batch and every
-            ``send`` is followed by ``WAIT wait_replicas`` (see ``cluster.ledger_wait_replicas``);
-            0 does not wait. Fewer replicas within ``wait_timeout`` seconds is a failed write.
+            ``send`` waits for this many replicas (fewer if fewer are connected; see
+            ``durable.py`` and ``cluster.ledger_wait_replicas``); 0 does not wait.
         """
         self.url = url
         self.prefix = key_prefix
@@ -354,8 +343,7 @@ class RedisBackend(Backend):
         self.session_ttl = session_ttl
         self.replay_maxlen = replay_maxlen
         self._ledger: SessionLedger | None = None
-        self.wait_replicas = wait_replicas
-        self.wait_timeout = wait_timeout
+        self.durable = ReplicaWait(wait_replicas, wait_timeout)
 
     # -- keys -----------------------------------------------------------------------------------
 
@@ -400,7 +388,7 @@ class RedisBackend(Backend):
         self._ledger = SessionLedger(
             self._redis, prefix=self.prefix, node_id=node_id, op_timeout=self.op_timeout,
             ttl=self.session_ttl, maxlen=self.replay_maxlen, inbox_maxlen=self.inbox_maxlen,
-            wait_replicas=self.wait_replicas, wait_timeout=self.wait_timeout,
+            durable=self.durable,
         )
         self._ledger.start()
         self._tasks.spawn(self._read_loop(), name=f"redis-inbox:{node_id}")
@@ -549,14 +537,14 @@ class RedisBackend(Backend):
         keys = [self._key("peers"), self._key("sess", sender) if sender else self._key("none")]
         args: list[str | int] = [peer_id, payload, self._node_id, self._key("inbox", ""), self.inbox_maxlen,
                 round(self.inbox_ttl * 1000), cseq, room or ""]
-        if self.wait_replicas > 0:
+        if self.durable.enabled:
             # Durable before confirmed: the sender's cseq is confirmed once this returns.
             async with self._redis.pipeline(transaction=False) as pipe:
                 await self._send(keys=keys, args=args, client=pipe)
-                pipe.execute_command("WAIT", self.wait_replicas, round(self.wait_timeout * 1000))
-                node, acked = await bounded(pipe.execute(), self.op_timeout + self.wait_timeout, "send")
-            if node is not None and node != "moved":
-                check_replicated(acked, self.wait_replicas, self.wait_timeout, "send")
+                extra = self.durable.add(pipe)
+                replies = await bounded(pipe.execute(), self.op_timeout + self.durable.timeout, "send")
+            self.durable.check(replies, extra, "send")
+            node = replies[0]
         else:
             node = await bounded(self._send(keys=keys, args=args), self.op_timeout, "send")
         if node == "moved":
