@@ -81,10 +81,20 @@ class Proc:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process holds its connections but answers nothing (a stalled replica)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is None:
             return
+        proc.send_signal(signal.SIGCONT)
         proc.terminate()
         try:
             proc.wait(timeout=10)
