@@ -9,11 +9,14 @@ from pathlib import Path
 import pytest
 
 from tests.backend.conftest import prefix, redis_backends, registries
-from tests.cluster.conftest import Cluster, procs, pytest_runtest_makereport
+from tests.cluster.conftest import Cluster, Participants, procs, pytest_runtest_makereport
+from tests.media.conftest import _collect_garbage, _loopback_only
 from tests.cluster.procs import Processes
 from tests.ha.redis_ha import RedisHA
 
-__all__ = ["prefix", "procs", "pytest_runtest_makereport", "redis_backends", "registries"]
+__all__ = [
+    "_collect_garbage", "_loopback_only", "prefix", "procs", "pytest_runtest_makereport", "redis_backends", "registries",
+]
 
 
 @pytest.fixture
@@ -53,3 +56,11 @@ async def ha_cluster(redis_ha: RedisHA, prefix: str, procs: Processes) -> AsyncI
     yield made
     for registry in made.registries:
         await registry.close(deregister=False)
+
+
+@pytest.fixture
+async def ha_participants(ha_cluster: Cluster) -> AsyncIterator[Participants]:
+    """Media participants (tests/cluster); each leaves and closes before the nodes stop."""
+    made = Participants()
+    yield made
+    await made.close()
