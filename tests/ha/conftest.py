@@ -10,9 +10,9 @@ import pytest
 
 from tests.backend.conftest import prefix, redis_backends, registries
 from tests.cluster.conftest import Cluster, Participants, procs, pytest_runtest_makereport
-from tests.media.conftest import _collect_garbage, _loopback_only
 from tests.cluster.procs import Processes
 from tests.ha.redis_ha import RedisHA
+from tests.media.conftest import _collect_garbage, _loopback_only
 
 __all__ = [
     "_collect_garbage", "_loopback_only", "prefix", "procs", "pytest_runtest_makereport", "redis_backends", "registries",
