@@ -39,7 +39,7 @@ _OPTIONS: dict[str, Any] = {
     "unix_path": click.option("--unix", "unix_path", default=None, help="Also listen on this unix socket."),
     "admin_token": click.option("--admin-token", default=None, help="Bearer token of /admin (unset: admin API off). Env: SWITCHBOARD_ADMIN_TOKEN."),
     "node_id": click.option("--node-id", default=None, help="This node's id in logs, metrics and the cluster."),
-    "redis_url": click.option("--redis", "redis_url", default=None, help="Redis URL: join a cluster (default: one process, memory)."),
+    "redis_url": click.option("--redis", "redis_url", default=None, help="Redis URL, redis://HOST[:PORT][/DB] or redis+sentinel://S1[:PORT],S2.../SERVICE[/DB]: join a cluster (default: one process, memory)."),
     "heartbeat_interval": click.option("--heartbeat-interval", default=None, type=float, help="Seconds between pings [10]."),
     "heartbeat_timeout": click.option("--heartbeat-timeout", default=None, type=float, help="Seconds of silence before 4013 [20]."),
     "drain_timeout": click.option("--drain-timeout", default=None, type=float, help="Seconds a drain waits on SIGTERM [10]."),

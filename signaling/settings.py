@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from signaling.backend.redis_url import check_url as check_redis_url
+from signaling.backend.redis_url import redact as redact_redis_url
 from signaling.config import ServerConfig
 
 SECRET_KEYS = frozenset({"admin_token", "security.token_keys", "ice.turn_secrets", "webhooks.secret"})
@@ -212,6 +213,8 @@ def effective(config: ServerConfig) -> dict[str, Any]:
                 value = ["****"] * len(value)
             else:
                 value = "****"
+        elif key == "redis_url" and value:
+            value = redact_redis_url(value)
         elif isinstance(value, tuple):
             value = list(value)
         out[key] = value

@@ -123,3 +123,11 @@ def test_replica_wait_without_replicas_does_not_wait() -> None:
 def test_replica_wait_refuses_a_demoted_primary() -> None:
     with pytest.raises(BackendUnavailable, match="not the primary"):
         ReplicaWait(1, 0.5).check(["script", 0, ["slave", "127.0.0.1", 6379, "connected", 10]], 2, "t")
+
+
+def test_config_show_masks_the_redis_passwords() -> None:
+    from signaling.settings import effective
+
+    config = load(env={"SWITCHBOARD_REDIS_URL": "redis+sentinel://:secret@h1/svc?sentinel_password=other"})
+    shown = effective(config)["redis_url"]
+    assert "secret" not in shown and "other" not in shown and shown.startswith("redis+sentinel://:****@h1/svc")
