@@ -8,6 +8,7 @@ stays queued (no client sees it) and the node is not ready, until the replica an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -15,8 +16,11 @@ import pytest
 
 from signaling.backend.base import BackendUnavailable, Member
 from signaling.backend.redis import RedisBackend
+from signaling.config import ClusterConfig, HeartbeatConfig
 from tests.backend.conftest import UNIT, Inbox, wait_for
+from tests.conftest import ServerFactory, make_config
 from tests.ha.redis_ha import SERVICE, RedisHA, _command
+from tests.raw import Raw
 
 META = '{"peer":"p1","room":"room"}'
 
@@ -120,3 +124,46 @@ async def test_a_demoted_primary_counts_as_unavailable_and_sentinel_clients_foll
 
 async def _not(result: Any) -> bool:
     return not await result
+
+
+async def test_a_ping_never_confirms_a_relay_still_waiting_for_the_replica(
+    redis_ha: RedisHA, start_server: ServerFactory, prefix: str
+) -> None:
+    """A ping sent while a relay waits for the replica must not confirm that relay's cseq: if the
+    relay then fails, the client must still hold the message to resend it (before the fix, pings
+    confirmed every accepted cseq, in flight or not)."""
+    primary = redis_ha.primary_port()
+    assert primary is not None
+    replica = next(s for s in redis_ha.servers if s.port != primary)
+    wait_timeout = min(1.5, 20 * UNIT)
+    config = make_config(
+        redis_url=f"redis://127.0.0.1:{primary}/0",
+        redis_prefix=prefix,
+        heartbeat=HeartbeatConfig(interval=2 * UNIT, timeout=400 * UNIT, jitter=0.0),
+        cluster=ClusterConfig(ledger_wait_replicas=1, ledger_wait_timeout=wait_timeout),
+    )
+    server = await start_server(config)
+    alice = await Raw.joined(server.url, room="r", name="alice")
+    bob = await Raw.joined(server.url, room="r", name="bob")
+    try:
+        await alice.send({"type": "signal", "to": bob.peer, "data": {"n": 1}, "cseq": 1})
+        assert (await bob.expect("signal"))["data"] == {"n": 1}
+        while (await alice.recv(skip_pings=False)).get("last_cseq") != 1:
+            pass
+        replica.pause()
+        try:
+            await alice.send({"type": "signal", "to": bob.peer, "data": {"n": 2}, "cseq": 2})
+            confirmed: list[int] = []
+            with contextlib.suppress(ConnectionError):
+                while True:  # until the refused relay closes the socket (1011)
+                    message = await alice.recv(skip_pings=False)
+                    if message["type"] == "ping":
+                        confirmed.append(message["last_cseq"])
+            assert alice.ws.close_code == 1011
+        finally:
+            replica.resume()
+        assert len(confirmed) >= 3, "no ping while the relay waited: the test proves nothing"
+        assert max(confirmed) == 1, confirmed
+    finally:
+        await alice.close()
+        await bob.close()
