@@ -25,7 +25,7 @@ from signaling.config import ServerConfig
 from signaling.connection import Connection
 from signaling.hub import Hub
 from signaling.media import MediaPort
-from signaling.metrics import MediaCollector, Metrics
+from signaling.metrics import MediaCollector, Metrics, ReplicaCollector
 from signaling.ratelimit import IpLimiter
 from signaling.turn.credentials import check_ice_config, ice_servers
 from signaling.webhooks import WebhookSender
@@ -97,6 +97,8 @@ def build_app(
             hub.media = _in_process_sfu(config, hub)
     if hub.media is not None:
         metrics.registry.register(MediaCollector(hub.media.stats))
+    if config.redis_url and isinstance(hub.backend, RedisBackend) and hub.backend.durable.enabled:
+        metrics.registry.register(ReplicaCollector(hub.backend.durable))
     app = web.Application()
     app[HUB] = hub
     app[METRICS] = metrics

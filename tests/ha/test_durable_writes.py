@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import pytest
 
 from signaling.backend.base import BackendUnavailable, Member
@@ -164,6 +165,10 @@ async def test_a_ping_never_confirms_a_relay_still_waiting_for_the_replica(
             replica.resume()
         assert len(confirmed) >= 3, "no ping while the relay waited: the test proves nothing"
         assert max(confirmed) == 1, confirmed
+        async with aiohttp.ClientSession() as http, http.get(server.http_url + "/metrics") as response:
+            text = await response.text()
+        assert "switchboard_redis_replicas_wanted 1.0" in text
+        assert "switchboard_redis_replicas_connected 1.0" in text
     finally:
         await alice.close()
         await bob.close()
