@@ -54,6 +54,8 @@ from signaling.backoff import Backoff
 from signaling.tasks import TaskRegistry
 
 if TYPE_CHECKING:
+    from redis.commands.core import AsyncScript
+
     from signaling.backend.ledger import SessionLedger
 
 log = logging.getLogger(__name__)
@@ -537,19 +539,23 @@ class RedisBackend(Backend):
         keys = [self._key("peers"), self._key("sess", sender) if sender else self._key("none")]
         args: list[str | int] = [peer_id, payload, self._node_id, self._key("inbox", ""), self.inbox_maxlen,
                 round(self.inbox_ttl * 1000), cseq, room or ""]
-        if self.durable.enabled:
-            # Durable before confirmed: the sender's cseq is confirmed once this returns.
-            async with self._redis.pipeline(transaction=False) as pipe:
-                await self._send(keys=keys, args=args, client=pipe)
-                extra = self.durable.add(pipe)
-                replies = await bounded(pipe.execute(), self.op_timeout + self.durable.timeout, "send")
-            self.durable.check(replies, extra, "send")
-            node = replies[0]
-        else:
-            node = await bounded(self._send(keys=keys, args=args), self.op_timeout, "send")
+        # Durable before confirmed: the sender's cseq is confirmed once this returns.
+        node = await self._durable_call(self._send, keys, args, "send")
         if node == "moved":
             raise SessionMoved(sender)
         return node is not None
+
+    async def _durable_call(self, script: AsyncScript, keys: list[str], args: list[str | int], what: str) -> Any:
+        """Run one script; with the replica wait on, follow it by ``WAIT`` on the same connection
+        (a pipeline) and raise :class:`BackendUnavailable` unless it reached the replicas."""
+        if not self.durable.enabled:
+            return await bounded(script(keys=keys, args=args), self.op_timeout, what)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await script(keys=keys, args=args, client=pipe)
+            extra = self.durable.add(pipe)
+            replies = await bounded(pipe.execute(), self.op_timeout + self.durable.timeout, what)
+        self.durable.check(replies, extra, what)
+        return replies[0]
 
     # -- dead nodes -----------------------------------------------------------------------------
 
