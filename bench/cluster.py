@@ -18,6 +18,7 @@ warm-up. The rate limits are lifted: a throughput test is a flood by design.
     python bench/cluster.py                               # default: ~45 s on 2 cores
     python bench/cluster.py --pairs 50 --seconds 5 --windows 1,4,16 --no-embedded
     python bench/cluster.py --messages 2000               # at most 2,000 messages per pair and run
+    python bench/cluster.py --replica --no-embedded       # + cross-node with WAIT 1 (a replica attached)
 
 Runs: 1 pair ping-pong first (the path's own latency, nothing queued), then ``--pairs`` pairs at
 each ``--windows`` (the nodes saturated: throughput, and latency under load).
@@ -177,9 +178,13 @@ class Processes:
                 await proc.wait()
 
 
-async def start_redis(procs: Processes, executable: str) -> str:
+async def start_redis(procs: Processes, executable: str, replica_of: str | None = None) -> str:
     port = free_port()
-    await procs.spawn("redis", [executable, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"])
+    cmd = [executable, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+           "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"]
+    if replica_of is not None:
+        cmd += ["--replicaof", HOST, replica_of.rsplit(":", 1)[1].split("/")[0]]
+    await procs.spawn("redis-replica" if replica_of else "redis", cmd)
     async with asyncio.timeout(START_S):
         while True:
             procs.check_alive()
@@ -195,7 +200,8 @@ async def start_redis(procs: Processes, executable: str) -> str:
             await asyncio.sleep(0.05)
 
 
-async def start_node(procs: Processes, http: aiohttp.ClientSession, node_id: str, redis_url: str | None) -> str:
+async def start_node(procs: Processes, http: aiohttp.ClientSession, node_id: str, redis_url: str | None,
+                     extra: Sequence[str] = ()) -> str:
     """A signaling node on a free loopback port; returns its ``/ws`` URL once ``/readyz`` is 200."""
     port = free_port()
     cmd = [sys.executable, "-m", "signaling", "serve", "--host", HOST, "--port", str(port), "--node-id", node_id,
@@ -205,7 +211,7 @@ async def start_node(procs: Processes, http: aiohttp.ClientSession, node_id: str
            "--set", "security.connection_rate_per_ip=1e9", "--set", "security.connection_burst_per_ip=1e9",
            "--set", "security.max_connections_per_ip=1000000"]
     if redis_url is not None:
-        cmd += ["--redis", redis_url]
+        cmd += ["--redis", redis_url, *extra]
     proc = await procs.spawn(f"node-{node_id}", cmd)
     assert proc.stdout is not None
     async with asyncio.timeout(START_S):
@@ -430,7 +436,7 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
               f"{r.sent:>8} {r.delivered:>9}  {check}")
     by_key = {(r.load.label, r.path): r for r in results}
     for label in dict.fromkeys(r.load.label for r in results):
-        for num, den in (("cross-node", "same-node"), ("same-node", "embedded")):
+        for num, den in (("cross-node", "same-node"), ("same-node", "embedded"), ("cross+wait", "cross-node")):
             a, b = by_key.get((label, num)), by_key.get((label, den))
             if a is None or b is None:
                 continue
@@ -457,6 +463,13 @@ async def cluster(args: argparse.Namespace) -> AsyncIterator[tuple[Processes, ai
                     "a": await start_node(procs, http, "a", redis_url),
                     "b": await start_node(procs, http, "b", redis_url),
                 }
+                if args.replica:
+                    # A replica of the same Redis, and nodes c, d that WAIT for it after every
+                    # ledger batch and relay: the durable-before-confirmed cost, same run.
+                    await start_redis(procs, args.redis_server, replica_of=redis_url)
+                    wait = ["--set", "cluster.ledger_wait_replicas=1"]
+                    urls["c"] = await start_node(procs, http, "c", redis_url, wait)
+                    urls["d"] = await start_node(procs, http, "d", redis_url, wait)
                 if args.embedded:
                     urls["embedded"] = await start_node(procs, http, "solo", None)
                 yield procs, http, urls
@@ -482,6 +495,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--no-unloaded", dest="unloaded", action="store_false",
                     help="skip the first run: 1 pair ping-pong (latency of the path itself, no queueing)")
     ap.add_argument("--no-embedded", dest="embedded", action="store_false", help="skip the single-process baseline")
+    ap.add_argument("--replica", action="store_true",
+                    help="also attach a replica and run cross-node on nodes c, d with cluster.ledger_wait_replicas=1")
     ap.add_argument("--redis-server", default=shutil.which("redis-server") or "/usr/bin/redis-server")
     args = ap.parse_args()
     args.windows = [int(w) for w in args.windows.split(",")]
@@ -505,6 +520,8 @@ async def main(args: argparse.Namespace) -> int:
         # path -> (sender's node, receiver's node)
         paths = {"embedded": ("embedded", "embedded")} if args.embedded else {}
         paths |= {"same-node": ("a", "a"), "cross-node": ("a", "b")}
+        if args.replica:
+            paths["cross+wait"] = ("c", "d")
         loads = [Load(1, 1, args.seconds, args.warmup, args.messages)] if args.unloaded else []
         loads += [Load(args.pairs, w, args.seconds, args.warmup, args.messages) for w in args.windows]
         for load in loads:

@@ -63,7 +63,7 @@ _OPTIONS: dict[str, Any] = {
     "admin_port": click.option("--admin-port", default=None, type=int, help="Port of the admin listener (unset: admin API and /metrics on the main listener)."),
     "metrics_token": click.option("--metrics-token", default=None, help="Bearer token required on /metrics. Env: SWITCHBOARD_SECURITY_METRICS_TOKEN."),
     "node_id": click.option("--node-id", default=None, help="This node's id in logs, metrics and the cluster."),
-    "redis_url": click.option("--redis", "redis_url", default=None, help="Redis URL: join a cluster (unset: one process, state in memory)."),
+    "redis_url": click.option("--redis", "redis_url", default=None, help="Redis URL, redis://HOST[:PORT][/DB] or redis+sentinel://S1[:PORT],S2.../SERVICE[/DB]: join a cluster (unset: one process, state in memory)."),
     "heartbeat_interval": click.option("--heartbeat-interval", default=None, type=float, help="Seconds between pings [10]."),
     "heartbeat_timeout": click.option("--heartbeat-timeout", default=None, type=float, help="Seconds of silence before 4013 [20]."),
     "drain_timeout": click.option("--drain-timeout", default=None, type=float, help="Seconds a drain waits on SIGTERM [10]."),
@@ -241,14 +241,10 @@ def check_tls(cert: str | None, key: str | None) -> None:
 
 
 def _redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    from yarl import URL
+    """The URL without its passwords, for messages (both URL forms)."""
+    from signaling.backend.redis_url import redact
 
-    try:
-        parsed = URL(url)
-        return str(parsed.with_password(None)) if parsed.password else url
-    except (ValueError, TypeError):
-        return "(unparsable URL)"
+    return redact(url)
 
 
 def check_redis(url: str) -> None:
@@ -259,7 +255,7 @@ def check_redis(url: str) -> None:
     try:
         client = make_client(url, op_timeout=REDIS_CHECK_TIMEOUT, max_connections=1)
     except (ValueError, TypeError) as exc:
-        raise OperatorError(f"{where}: malformed Redis URL: {exc} (expected redis://HOST:PORT/DB; {_where('redis_url')})") from None
+        raise OperatorError(f"{where}: malformed Redis URL: {exc} (expected redis://HOST:PORT/DB or redis+sentinel://S1:PORT,S2:PORT/SERVICE/DB; {_where('redis_url')})") from None
 
     async def ping() -> None:
         try:

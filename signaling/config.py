@@ -172,6 +172,14 @@ class ClusterConfig:
     emit_queue_size: int = 4096
     #: Requests of one participant waiting on an SFU node; past it a request is refused.
     lane_size: int = 256
+    #: Durable before confirmed: replicas that must have each session-ledger write and each
+    #: relayed message (``WAIT``) before the frame goes to the socket or the client's ``cseq``
+    #: is confirmed. None (default): 1 with a ``redis+sentinel://`` URL, 0 (no wait) otherwise.
+    #: With N > 0 and fewer than N replicas reachable, frames wait and the node is not ready.
+    ledger_wait_replicas: int | None = None
+    #: Seconds one ``WAIT`` may take; fewer replicas by then is a failed write (retried).
+    #: Must stay below the Redis call deadline (2 s).
+    ledger_wait_timeout: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)

@@ -655,7 +655,9 @@ class Hub:
         live.conn = conn
         live.session.state = SessionState.ATTACHED
         conn.session_id = live.session.id
-        conn.start_heartbeat(HeartbeatPolicy(self.config.heartbeat), lambda: live.session.last_cseq)
+        # Pings confirm only settled cseqs: one still being relayed may yet fail (a Redis failover)
+        # and must then be resent by the client.
+        conn.start_heartbeat(HeartbeatPolicy(self.config.heartbeat), lambda: live.settled_cseq)
 
     def _live(self, conn: Connection) -> Live | None:
         return self._sessions.get(conn.session_id) if conn.session_id is not None else None

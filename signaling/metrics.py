@@ -65,3 +65,21 @@ class MediaCollector:
         for name in ("frames_to_decoder", "encoder_calls"):
             # Must stay 0: the SFU forwards RTP without decoding or encoding.
             yield CounterMetricFamily(f"switchboard_sfu_{name}", f"SFU {name.replace('_', ' ')} (must stay 0)", value=transcoding.get(name, 0))
+
+
+class ReplicaCollector:
+    """The replica wait of a cluster node (``cluster.ledger_wait_replicas``), read when scraped."""
+
+    def __init__(self, durable: Any) -> None:
+        #: A :class:`signaling.backend.durable.ReplicaWait` (not imported: no backend import here).
+        self._durable = durable
+
+    def collect(self) -> Iterator[Metric]:
+        durable = self._durable
+        yield GaugeMetricFamily("switchboard_redis_replicas_wanted", "Replicas each write waits for (0: no wait)",
+                                value=durable.wanted)
+        yield GaugeMetricFamily("switchboard_redis_replicas_connected",
+                                "Replicas the Redis primary reported on the last write", value=durable.connected)
+        yield CounterMetricFamily("switchboard_redis_unreplicated_writes",
+                                  "Writes confirmed while the primary had no replica (a failover would lose them)",
+                                  value=durable.unreplicated)

@@ -27,7 +27,7 @@ from signaling.config import ServerConfig
 from signaling.connection import Connection
 from signaling.hub import Hub
 from signaling.media import MediaPort
-from signaling.metrics import MediaCollector, Metrics
+from signaling.metrics import MediaCollector, Metrics, ReplicaCollector
 from signaling.ratelimit import IpLimiter
 from signaling.turn.credentials import check_ice_config, ice_servers
 from signaling.webhooks import WebhookSender
@@ -94,11 +94,16 @@ def build_app(
     registry = None
     if config.redis_url:
         from signaling.backend.redis import RedisBackend
+        from signaling.backend.redis_url import resolve_wait_replicas
         from signaling.backend.registry import NodeRegistry
 
-        if backend is None:
-            backend = RedisBackend(config.redis_url, key_prefix=config.redis_prefix)
         cluster = config.cluster
+        if backend is None:
+            backend = RedisBackend(
+                config.redis_url, key_prefix=config.redis_prefix,
+                wait_replicas=resolve_wait_replicas(cluster.ledger_wait_replicas, config.redis_url),
+                wait_timeout=cluster.ledger_wait_timeout,
+            )
         registry = NodeRegistry(
             config.redis_url, key_prefix=config.redis_prefix,
             heartbeat_interval=cluster.heartbeat_interval, ttl=cluster.node_ttl,
@@ -122,6 +127,8 @@ def build_app(
             hub.media = _in_process_sfu(config, hub)
     if hub.media is not None:
         metrics.registry.register(MediaCollector(hub.media.stats))
+    if config.redis_url and isinstance(hub.backend, RedisBackend) and hub.backend.durable.enabled:
+        metrics.registry.register(ReplicaCollector(hub.backend.durable))
     app = web.Application()
     app[HUB] = hub
     app[METRICS] = metrics

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from signaling import media_limits
+from signaling.backend.redis_url import check_url as check_redis_url
+from signaling.backend.redis_url import redact as redact_redis_url
 from signaling.config import ServerConfig
 
 SECRET_KEYS = frozenset({"admin_token", "security.token_keys", "ice.turn_secrets", "webhooks.secret", "security.metrics_token"})
@@ -232,6 +234,12 @@ def validate(config: ServerConfig) -> None:
     for key in ("rpc_stream_maxlen", "emit_queue_size", "lane_size"):
         if getattr(cluster, key) < 1:
             problems.append(f"cluster.{key}: must be at least 1")
+    if config.redis_url and (problem := check_redis_url(config.redis_url)):
+        problems.append(f"redis_url: {problem}")
+    if cluster.ledger_wait_replicas is not None and cluster.ledger_wait_replicas < 0:
+        problems.append("cluster.ledger_wait_replicas: must be 0 or more (empty: automatic)")
+    if not 0 < cluster.ledger_wait_timeout < 2:
+        problems.append("cluster.ledger_wait_timeout: must be above 0 and below 2 s (the Redis call deadline)")
     if config.webhooks.urls and not config.webhooks.secret:
         problems.append("webhooks.secret: required when webhooks.urls is set")
     if config.ice.turn_urls and not config.ice.turn_secrets:
@@ -274,6 +282,8 @@ def effective(config: ServerConfig) -> dict[str, Any]:
                 value = ["****"] * len(value)
             else:
                 value = "****"
+        elif key == "redis_url" and value:
+            value = redact_redis_url(value)
         elif isinstance(value, tuple):
             value = list(value)
         out[key] = value

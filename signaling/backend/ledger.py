@@ -43,6 +43,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from signaling.backend.base import BackendUnavailable
+from signaling.backend.durable import ReplicaWait
 from signaling.backend.redis import bounded
 from signaling.backoff import Backoff
 from signaling.tasks import TaskRegistry
@@ -237,8 +238,15 @@ class SessionLedger:
         maxlen: int,
         inbox_maxlen: int = 10_000,
         max_queued: int = 100_000,
+        durable: ReplicaWait | None = None,
     ) -> None:
+        """
+        :param durable: after each batch, wait for replicas (``durable.py``); frames reach the
+            socket only then, so a failover cannot lose a frame a client saw. A batch that did not
+            reach them is written again (the script is idempotent) and its frames keep waiting.
+        """
         self._redis = redis
+        self.durable = durable or ReplicaWait(0, 1.0)
         self.prefix = prefix
         self.node_id = node_id
         self.op_timeout = op_timeout
@@ -347,7 +355,10 @@ class SessionLedger:
                     for seq, frame in item.frames:
                         args += [seq, frame]
                 await self._put_script(keys=keys, args=args, client=pipe)
-            replies = await bounded(pipe.execute(), self.op_timeout * 2, "ledger write")
+            extra = self.durable.add(pipe) if self.durable.enabled else 0
+            replies = await bounded(pipe.execute(), self.op_timeout * 2 + self.durable.timeout, "ledger write")
+        if extra:
+            self.durable.check(replies, extra, "ledger write")
         results = [False] * len(batch)
         for group, reply in zip(groups, replies, strict=True):
             for index in group:

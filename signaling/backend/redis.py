@@ -37,10 +37,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from signaling.backend.base import (
     Backend,
@@ -49,10 +46,16 @@ from signaling.backend.base import (
     Member,
     SessionMoved,
 )
+
+# Re-exported: the registry, RemoteMedia and the SFU node import the factory from here.
+from signaling.backend.connect import make_client as make_client
+from signaling.backend.durable import ReplicaWait
 from signaling.backoff import Backoff
 from signaling.tasks import TaskRegistry
 
 if TYPE_CHECKING:
+    from redis.commands.core import AsyncScript
+
     from signaling.backend.ledger import SessionLedger
 
 log = logging.getLogger(__name__)
@@ -70,24 +73,6 @@ async def bounded(call: Awaitable[T], seconds: float, what: str) -> T:
             return await call
     except REDIS_ERRORS as exc:
         raise BackendUnavailable(f"redis {what} failed: {exc!r}") from exc
-
-
-def make_client(url: str, *, op_timeout: float, read_timeout: float | None = None, max_connections: int = 32) -> Redis:
-    """A client whose calls fail fast instead of retrying on their own.
-
-    Retries are off: a retried XADD whose reply was lost would deliver twice. The pool is bounded
-    and waits at most ``op_timeout`` for a free connection.
-    """
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=op_timeout,
-        decode_responses=True,
-        socket_timeout=read_timeout if read_timeout is not None else op_timeout,
-        socket_connect_timeout=op_timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
-    return Redis.from_pool(pool)
 
 
 def member_json(member: Member, join_seq: int = 0) -> str:
@@ -302,6 +287,8 @@ class RedisBackend(Backend):
         max_connections: int = 32,
         session_ttl: float = 600.0,
         replay_maxlen: int = 1024,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         """
         :param op_timeout: deadline of every Redis call (seconds).
@@ -317,6 +304,9 @@ class RedisBackend(Backend):
             owner last refreshed them (it does so every third of it).
         :param replay_maxlen: approximate bound of a session's mailbox stream (the hub enforces
             the exact replay bound; this only keeps Redis bounded whatever happens).
+        :param wait_replicas: durable before confirmed: every session-ledger batch and every
+            ``send`` waits for this many replicas (fewer if fewer are connected; see
+            ``durable.py`` and ``cluster.ledger_wait_replicas``); 0 does not wait.
         """
         self.url = url
         self.prefix = key_prefix
@@ -355,6 +345,7 @@ class RedisBackend(Backend):
         self.session_ttl = session_ttl
         self.replay_maxlen = replay_maxlen
         self._ledger: SessionLedger | None = None
+        self.durable = ReplicaWait(wait_replicas, wait_timeout)
 
     # -- keys -----------------------------------------------------------------------------------
 
@@ -399,6 +390,7 @@ class RedisBackend(Backend):
         self._ledger = SessionLedger(
             self._redis, prefix=self.prefix, node_id=node_id, op_timeout=self.op_timeout,
             ttl=self.session_ttl, maxlen=self.replay_maxlen, inbox_maxlen=self.inbox_maxlen,
+            durable=self.durable,
         )
         self._ledger.start()
         self._tasks.spawn(self._read_loop(), name=f"redis-inbox:{node_id}")
@@ -428,8 +420,12 @@ class RedisBackend(Backend):
             await self._redis.aclose()
 
     async def ready(self) -> bool:
-        """True when started, the reader is in sync, and Redis answers a PING in time."""
+        """True when started, the reader is in sync, the session ledger is writing (a demoted
+        primary refuses writes with READONLY: that counts as unavailable) and Redis answers a
+        PING in time."""
         if self._deliver is None or not self._healthy:
+            return False
+        if self._ledger is not None and not self._ledger.healthy:
             return False
         try:
             return bool(await bounded(self._redis.ping(), self.op_timeout, "ping"))
@@ -540,18 +536,26 @@ class RedisBackend(Backend):
             return False
         payload = json.dumps(message, separators=(",", ":"))
         sender, cseq = origin if origin is not None else ("", 0)
-        node = await bounded(
-            self._send(
-                keys=[self._key("peers"), self._key("sess", sender) if sender else self._key("none")],
-                args=[peer_id, payload, self._node_id, self._key("inbox", ""), self.inbox_maxlen,
-                      round(self.inbox_ttl * 1000), cseq, room or ""],
-            ),
-            self.op_timeout,
-            "send",
-        )
+        keys = [self._key("peers"), self._key("sess", sender) if sender else self._key("none")]
+        args: list[str | int] = [peer_id, payload, self._node_id, self._key("inbox", ""), self.inbox_maxlen,
+                round(self.inbox_ttl * 1000), cseq, room or ""]
+        # Durable before confirmed: the sender's cseq is confirmed once this returns.
+        node = await self._durable_call(self._send, keys, args, "send")
         if node == "moved":
             raise SessionMoved(sender)
         return node is not None
+
+    async def _durable_call(self, script: AsyncScript, keys: list[str], args: list[str | int], what: str) -> Any:
+        """Run one script; with the replica wait on, follow it by ``WAIT`` on the same connection
+        (a pipeline) and raise :class:`BackendUnavailable` unless it reached the replicas."""
+        if not self.durable.enabled:
+            return await bounded(script(keys=keys, args=args), self.op_timeout, what)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await script(keys=keys, args=args, client=pipe)
+            extra = self.durable.add(pipe)
+            replies = await bounded(pipe.execute(), self.op_timeout + self.durable.timeout, what)
+        self.durable.check(replies, extra, what)
+        return replies[0]
 
     # -- dead nodes -----------------------------------------------------------------------------
 
