@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from signaling import __version__, admin, protocol
+from signaling import __version__, admin, protocol, whip_http
 from signaling.backend import Backend, MemoryBackend
 from signaling.config import ServerConfig
 from signaling.connection import Connection
@@ -116,6 +116,7 @@ def build_app(
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/protocol/v1/schema.json", schema_handler)
     admin.add_routes(app, hub, config.admin_token)
+    whip_http.add_routes(app, hub)
     root = static_dir()
 
     async def index(_request: web.Request) -> web.FileResponse:
@@ -162,7 +163,7 @@ def _in_process_sfu(config: ServerConfig, hub: Hub) -> MediaPort:
     """The embedded SFU. aiortc is imported only here: signaling-only nodes never load it."""
     from sfu.service import Sfu
 
-    return Sfu(sfu_settings(config), hub.emit_media, on_track=hub.on_track)
+    return Sfu(sfu_settings(config), hub.emit_media, on_track=hub.on_track, on_recording=hub.on_recording)
 
 
 def _remote_media(config: ServerConfig, hub: Hub) -> RemoteMedia:
