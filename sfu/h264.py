@@ -54,21 +54,18 @@ def profile_key(profile_level_id: str) -> str | None:
     except ValueError:
         return None
     idc, iop = value >> 16, (value >> 8) & 0xFF
-    if iop & 0x0F:
-        return None  # reserved bits set
-    if idc == 0x42 and iop & 0x40:
+    # libwebrtc's table (x = any bit): 42 x1xx0000, 4D 1xxx0000, 58 11xx0000 -> constrained
+    # baseline; 4D 0x0x0000 -> main; 64 00000000 -> high; 64 00001100 -> constrained high.
+    if (idc == 0x42 and iop & 0x4F == 0x40) or (idc == 0x4D and iop & 0x8F == 0x80):
         return "H264"
-    if idc == 0x4D:
-        if iop & 0x80:
-            return "H264"
-        return "H264-main" if not iop & 0x20 else None
-    if idc == 0x58 and iop & 0xC0 == 0xC0:
+    if idc == 0x58 and iop & 0xCF == 0xC0:
         return "H264"
-    if idc == 0x64:
-        if iop == 0x00:
-            return "H264-high"
-        if iop == 0x0C:
-            return "H264-chigh"
+    if idc == 0x4D and iop & 0xAF == 0:
+        return "H264-main"
+    if idc == 0x64 and iop == 0x00:
+        return "H264-high"
+    if idc == 0x64 and iop == 0x0C:
+        return "H264-chigh"
     return None
 
 

@@ -133,6 +133,11 @@ def build_app(
         return web.FileResponse(path)
 
     app.router.add_get("/", index)
+
+    async def whep_player(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(root / "whep.html")
+
+    app.router.add_get("/whep.html", whep_player)
     app.router.add_get("/static/{name}", static_file)
     return app
 

@@ -51,6 +51,22 @@ def _setns(fd: int) -> None:
 
 
 @contextlib.contextmanager
+def enter_netns(name: str) -> Iterator[None]:
+    """Move the calling thread into the existing namespace ``name``; restore on exit."""
+    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(original)
+    finally:
+        os.close(target)
+        os.close(original)
+
+
+@contextlib.contextmanager
 def thread_in_netns() -> Iterator[str]:
     """Move the calling thread into a fresh loopback-only namespace; restore on exit."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
@@ -60,17 +76,8 @@ def thread_in_netns() -> Iterator[str]:
     try:
         subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
                        check=True, capture_output=True, timeout=10)
-        original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-        try:
-            _setns(target)
-            try:
-                yield name
-            finally:
-                _setns(original)
-        finally:
-            os.close(target)
-            os.close(original)
+        with enter_netns(name):
+            yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10, check=False)
 
