@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import json
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import pytest
+from aiohttp import web
 from aiortc import MediaStreamTrack
 
 from sfu.ingest import MediaPacket
 from sfu.recorder import RecordedTrack, Recording, RecordingCounters
-from tests.conftest import UNIT, RunningServer, ServerFactory
+from signaling.webhooks import SIGNATURE_HEADER, verify_signature
+from tests.conftest import UNIT, RunningServer, ServerFactory, eventually
 from tests.media.conftest import ADMIN_TOKEN, media_config
 from tests.media.peers import LOOPBACK, Publisher
 
@@ -147,14 +151,42 @@ def beep_onsets(path: Path) -> tuple[list[float], float, int]:
     return onsets, float(envelope.max()), len(envelope)
 
 
+WEBHOOK_SECRET = "recording-webhook-secret"
+
+
 @pytest.fixture
-async def recording_server(start_server: ServerFactory, tmp_path: Path) -> RunningServer:
-    from signaling.config import IceConfig
+async def webhook_events() -> Any:
+    """A webhook receiver on loopback: the verified events it got, and its URL."""
+    events: list[dict[str, Any]] = []
 
-    return await start_server(media_config(IceConfig(host_addresses=(LOOPBACK,)), recording_dir=str(tmp_path)))
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        assert verify_signature(WEBHOOK_SECRET, body, request.headers.get(SIGNATURE_HEADER))
+        events.append(json.loads(body))
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield events, f"http://127.0.0.1:{port}/hook"
+    await runner.cleanup()
 
 
-async def test_record_two_publishers(recording_server: RunningServer, tmp_path: Path) -> None:
+@pytest.fixture
+async def recording_server(start_server: ServerFactory, tmp_path: Path, webhook_events: Any) -> RunningServer:
+    from signaling.config import IceConfig, WebhookConfig
+
+    hooks = WebhookConfig(urls=(webhook_events[1],), secret=WEBHOOK_SECRET)
+    return await start_server(media_config(
+        IceConfig(host_addresses=(LOOPBACK,)), recording_dir=str(tmp_path), webhooks=hooks,
+    ))
+
+
+async def test_record_two_publishers(recording_server: RunningServer, tmp_path: Path, webhook_events: Any) -> None:
     server = recording_server
     clock = PacedClock()
     flashing = Publisher(server.url, "rec", "flash", audio=True)
@@ -177,11 +209,15 @@ async def test_record_two_publishers(recording_server: RunningServer, tmp_path: 
     finally:
         for publisher in started:
             await publisher.close()
-    import json
-
     stopped = json.loads(out)["recordings"]
     assert len(stopped) == 2 and all(r["state"] == "finished" for r in stopped), stopped
     assert {r["id"] for r in json.loads(listed)["recordings"]} >= {r["id"] for r in stopped}
+    events = webhook_events[0]
+    await eventually(lambda: len([e for e in events if e["event"] == "recording_finished"]) == 2,
+                     what="two recording_finished webhooks")
+    finished = {e["recording"]["id"]: e for e in events if e["event"] == "recording_finished"}
+    assert set(finished) == {r["id"] for r in stopped}
+    assert all(e["room"] == "rec" and e["recording"]["state"] == "finished" for e in finished.values())
     stats = server.hub.media.stats() if server.hub.media else {}
     assert stats["transcoding"]["frames_to_decoder"] == 0
     assert stats["transcoding"]["encoder_calls"] == 0
