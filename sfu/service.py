@@ -318,6 +318,8 @@ class Sfu:
         renegotiation, when a matching track appears, and refilled when its track goes away.
         """
         p = self._participant(room, participant)
+        if track is not None and track not in p.room.tracks:
+            raise SfuError(UNKNOWN_TRACK, f"no track {track!r} in {room}")
         try:
             session = parse_session(sdp)
         except SdpError as exc:
@@ -325,8 +327,6 @@ class Sfu:
         self._check_bundle(session.sections, session.bundle)
         if p.player is not None or p.publisher is not None:
             raise SfuError(SFU_ERROR, f"{participant} already has a media connection")
-        if track is not None and track not in p.room.tracks:
-            raise SfuError(UNKNOWN_TRACK, f"no track {track!r} in {room}")
         leg = p.player = _SubscriberLeg(self._new_pc(p, "player"))
         p.play_filter = (peer, track)
         async with leg.lock:

@@ -177,3 +177,20 @@ async def test_auth_failures(netns: str, start_server: ServerFactory, node_clien
     await publisher.wait(lambda e: e.get("state") == "connected", "WHIP connection with a token")
     names = [live.session.name for live in server.hub.sessions()]
     assert names == ["Encoder"]
+
+
+async def test_whep_plays_the_chosen_participant(whip_server: RunningServer, node_clients: Any) -> None:
+    server = whip_server
+    for _ in range(2):
+        publisher = await node_clients("publish", f"{server.http_url}/whip/two")
+        await publisher.wait(lambda e: e.get("state") == "connected", "WHIP connection")
+    first, second = (live.session.peer_id for live in server.hub.sessions())
+    status, _, text = await _http("POST", f"{server.http_url}/whep/two?track=nope", body=MINIMAL_OFFER,
+                                  headers={"Content-Type": "application/sdp"})
+    assert status == 404 and "unknown-track" in text, text
+    player = await node_clients("play", f"{server.http_url}/whep/two?peer={second}")
+    await player.wait(lambda e: e["event"] == "frames" and e["count"] >= 10, "10 decoded frames")
+    media = server.hub.media
+    assert media is not None
+    watched = {t["peer"]: t["subscribers"] for t in media.stats()["per_track"] if t["kind"] == "video"}
+    assert watched == {first: 0, second: 1}
