@@ -105,7 +105,7 @@ def add_routes(app: web.Application, hub: Hub, *, limit: int = 1000) -> None:
                 )
         except Exception as exc:
             resources.remove(resource)
-            await hub.end_headless(peer, "failed")
+            await hub.end_headless(peer, "left")
             if isinstance(exc, Problem):
                 raise
             code = getattr(exc, "code", None)
