@@ -194,3 +194,13 @@ async def test_whep_plays_the_chosen_participant(whip_server: RunningServer, nod
     assert media is not None
     watched = {t["peer"]: t["subscribers"] for t in media.stats()["per_track"] if t["kind"] == "video"}
     assert watched == {first: 0, second: 1}
+
+
+async def test_a_node_without_sfu_answers_503_with_retry_after(start_server: ServerFactory) -> None:
+    from tests.conftest import make_config
+
+    server = await start_server(make_config())  # sfu=False: signaling only
+    status, headers, text = await _http("POST", f"{server.http_url}/whip/none", body=MINIMAL_OFFER,
+                                        headers={"Content-Type": "application/sdp"})
+    assert status == 503 and int(headers["Retry-After"]) > 0 and "sfu-unavailable" in text
+    assert server.hub.session_count == 0
