@@ -221,6 +221,9 @@ class Counter:
     def on_upstream_estimate(self, bitrate: int) -> int:
         return bitrate
 
+    def on_sender_report(self, report: Any) -> None:
+        pass
+
     def snapshot(self) -> tuple[int, int, int]:
         """(frames, packets, packets missing among the sequence numbers seen)."""
         lost = 0

@@ -36,13 +36,19 @@ from aioice import Candidate as _Candidate
 from aiortc import (
     RTCDtlsTransport,
     RTCPeerConnection,
+    RTCRtpCodecParameters,
     RTCRtpReceiver,
     RTCRtpSender,
 )
+from aiortc import codecs as _aiortc_codecs
+from aiortc import rtcrtpparameters as _aiortc_parameters
 from aiortc import rtcrtpreceiver as _aiortc_receiver_module
 from aiortc import rtp as _aiortc_rtp
+from aiortc.codecs import h264 as _aiortc_h264
+from aiortc.codecs import vpx as _aiortc_vpx
 
-from sfu.packets import CodecSpec, InboundRtp, ReceiveInfo
+from sfu.h264 import PROFILE_LEVEL_IDS
+from sfu.packets import CodecSpec, InboundRtp, ReceiveInfo, SenderReport
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +84,8 @@ _CALLABLES: list[tuple[object, str, tuple[str, ...] | None]] = [
     # Learn the negotiated codecs/RTX mapping, then stop the decoder thread it starts.
     (RTCRtpReceiver, "receive", ("parameters",)),
     (RTCRtpReceiver, "_RTCRtpReceiver__stop_decoder", ()),
+    # Sender reports of the publisher (NTP <-> RTP timestamp pairs for recording's A/V sync).
+    (RTCRtpReceiver, "_handle_rtcp_packet", ("packet",)),
     # Upstream feedback: clamp REMB, send PLI/REMB.
     (RTCRtpReceiver, "_send_rtcp", ("packet",)),
     (RTCRtpReceiver, "_send_rtcp_pli", ("media_ssrc",)),
@@ -108,6 +116,12 @@ _CALLABLES: list[tuple[object, str, tuple[str, ...] | None]] = [
     (_aiortc_rtp, "RtcpRtpfbPacket", None),
     (_aiortc_rtp, "pack_remb_fci", ("bitrate", "ssrcs")),
     (_aiortc_rtp, "unpack_remb_fci", ("data",)),
+    (_aiortc_rtp, "RtcpSrPacket", None),
+    # Recording: RTP payload -> codec bitstream (VP8 descriptor removed, H.264 to Annex B).
+    (_aiortc_vpx, "vp8_depayload", ("payload",)),
+    (_aiortc_h264, "h264_depayload", ("payload",)),
+    # The codec table aiortc negotiates from (extended below with H.264 Main/High, Opus stereo).
+    (_aiortc_codecs, "CODECS", None),
 ]
 
 _CONSTANTS = {
@@ -149,6 +163,85 @@ _PSFB_PLI: int = _aiortc_rtp.RTCP_PSFB_PLI
 _PSFB_FIR: int = _aiortc_rtp.RTCP_PSFB_FIR
 _PSFB_APP: int = _aiortc_rtp.RTCP_PSFB_APP
 _RTPFB_NACK: int = _aiortc_rtp.RTCP_RTPFB_NACK
+_RtcpSrPacket: Any = _aiortc_rtp.RtcpSrPacket
+
+
+# ---------------------------------------------------------------------------------------------
+# Codec table: what encoders send (H.264 Main/High) and Opus stereo.
+# ---------------------------------------------------------------------------------------------
+
+#: First payload type for the profiles we add: aiortc 1.16 uses 97..102 for VP8 and H.264
+#: constrained baseline/baseline (checked below).
+_EXTRA_H264_PT = 103
+
+
+def extend_codecs() -> None:
+    """Let aiortc negotiate H.264 Main/High/Constrained High and announce Opus stereo.
+
+    Touches ``aiortc.codecs.CODECS`` (the module-level table every peer connection in the
+    process negotiates from). aiortc lists only constrained baseline/baseline H.264 because it
+    must be able to *decode* what it accepts; the SFU never decodes (its receivers' decoders
+    are stopped), so any profile can be forwarded and recorded as is. Opus gets
+    ``stereo=1; sprop-stereo=1``: publishers may send stereo, subscribers are told it may come.
+    Idempotent.
+    """
+    video: list[Any] = _aiortc_codecs.CODECS["video"]
+    audio: list[Any] = _aiortc_codecs.CODECS["audio"]
+    present = {c.parameters.get("profile-level-id") for c in video}
+    used = {c.payloadType for c in video}
+    if audio and audio[0].mimeType.lower() == "audio/opus":
+        audio[0].parameters.setdefault("stereo", 1)
+        audio[0].parameters.setdefault("sprop-stereo", 1)
+    else:
+        raise AiortcInternalsError("aiortc.codecs.CODECS['audio'] no longer starts with Opus")
+    if max(used, default=0) >= _EXTRA_H264_PT and not present >= set(PROFILE_LEVEL_IDS.values()):
+        raise AiortcInternalsError("aiortc's video payload types moved: review extend_codecs()")
+    pt = _EXTRA_H264_PT
+    for key, profile_level_id in PROFILE_LEVEL_IDS.items():
+        if profile_level_id in present or key == "H264":
+            continue
+        feedback = [
+            _aiortc_parameters.RTCRtcpFeedback(type="nack"),
+            _aiortc_parameters.RTCRtcpFeedback(type="nack", parameter="pli"),
+            _aiortc_parameters.RTCRtcpFeedback(type="goog-remb"),
+        ]
+        video.append(
+            RTCRtpCodecParameters(
+                mimeType="video/H264",
+                clockRate=90000,
+                payloadType=pt,
+                rtcpFeedback=feedback,
+                parameters={
+                    "level-asymmetry-allowed": "1",
+                    "packetization-mode": "1",
+                    "profile-level-id": profile_level_id,
+                },
+            )
+        )
+        video.append(
+            RTCRtpCodecParameters(
+                mimeType="video/rtx", clockRate=90000, payloadType=pt + 1, parameters={"apt": pt}
+            )
+        )
+        pt += 2
+
+
+extend_codecs()
+
+
+def depayloader(codec: str) -> Callable[[bytes], bytes]:
+    """RTP payload -> codec bitstream for ``codec`` (a codec key): aiortc's own depayloaders.
+
+    VP8: the payload descriptor is removed (RFC 7741); H.264: single NAL units, STAP-A and
+    FU-A become Annex B (RFC 6184); Opus payloads are the frames themselves.
+    """
+    if codec == "VP8":
+        vp8: Callable[[bytes], bytes] = _aiortc_vpx.vp8_depayload
+        return vp8
+    if codec.startswith("H264"):
+        h264: Callable[[bytes], bytes] = _aiortc_h264.h264_depayload
+        return h264
+    return bytes
 
 #: Private instance attributes read or written, checked on every hooked object.
 _RECEIVER_ATTRS = (
@@ -248,12 +341,16 @@ class ReceiverEvents(Protocol):
     def on_upstream_estimate(self, bitrate: int) -> int:
         """aiortc's estimator wants to send REMB ``bitrate``; return the value to send."""
 
+    def on_sender_report(self, report: SenderReport) -> None:
+        """The publisher sent an RTCP sender report for one of its streams."""
+
 
 class ReceiverTap:
     """Hooks one publisher-side :class:`RTCRtpReceiver`; create before ``receive()`` runs.
 
     Touches: ``_handle_rtp_packet`` (wrapped per instance: tap, then aiortc's own handling so it
-    still sends NACKs, receiver reports and REMB upstream), ``receive`` (wrapped: learn the
+    still sends NACKs, receiver reports and REMB upstream), ``_handle_rtcp_packet`` (wrapped:
+    sender reports are seen first, for recording's A/V sync), ``receive`` (wrapped: learn the
     codecs, then stop the decoder thread), ``__jitter_buffer`` and ``__decoder_queue``
     (replaced: no frame is assembled or decoded), ``_send_rtcp`` (wrapped: clamp REMB),
     ``_send_rtcp_pli`` and ``__rtcp_ssrc`` (upstream PLI and REMB).
@@ -274,7 +371,9 @@ class ReceiverTap:
         self._original_handle = r._handle_rtp_packet
         self._original_receive = r.receive
         self._original_send_rtcp = r._send_rtcp
+        self._original_handle_rtcp = r._handle_rtcp_packet
         r._handle_rtp_packet = self._handle_rtp_packet
+        r._handle_rtcp_packet = self._handle_rtcp_packet
         r.receive = self._receive
         r._send_rtcp = self._send_rtcp
 
@@ -292,6 +391,16 @@ class ReceiverTap:
             )
         )
         await self._original_handle(packet, arrival_time_ms)
+
+    async def _handle_rtcp_packet(self, packet: Any) -> None:
+        if isinstance(packet, _RtcpSrPacket):
+            info = packet.sender_info
+            self._events.on_sender_report(
+                SenderReport(
+                    ssrc=packet.ssrc, ntp_timestamp=info.ntp_timestamp, rtp_timestamp=info.rtp_timestamp
+                )
+            )
+        await self._original_handle_rtcp(packet)
 
     async def _receive(self, parameters: Any) -> None:
         await self._original_receive(parameters)

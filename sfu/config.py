@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sfu.candidate_policy import parse_networks
+from sfu.h264 import H264_KEYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +32,10 @@ class SfuConfig:
     #: track, whatever asks for them (new subscribers, subscriber PLI/FIR, keyframe gating).
     keyframe_request_interval: float = 0.5
     #: Video codecs accepted from publishers, most preferred first. Names: ``"VP8"`` and
-    #: ``"H264"`` (constrained baseline, packetization-mode 1). Subscribers get the publisher's
+    #: ``"H264"`` (constrained baseline, packetization-mode 1), ``"H264-main"``, ``"H264-high"``,
+    #: ``"H264-chigh"`` (see :mod:`sfu.h264`). Subscribers get the publisher's
     #: codec unchanged: nothing is transcoded.
-    video_codecs: tuple[str, ...] = ("VP8", "H264")
+    video_codecs: tuple[str, ...] = ("VP8", "H264", "H264-chigh", "H264-high", "H264-main")
     #: Inclusive UDP port range ``(low, high)`` for the SFU's ICE host candidates, or ``None``
     #: for ephemeral ports.
     port_range: tuple[int, int] | None = None
@@ -54,9 +56,10 @@ class SfuConfig:
     max_tracks_per_room: int = 250
 
     def __post_init__(self) -> None:
-        unknown = [c for c in self.video_codecs if c not in ("VP8", "H264")]
+        known = ("VP8", *H264_KEYS)
+        unknown = [c for c in self.video_codecs if c not in known]
         if unknown or not self.video_codecs:
-            raise ValueError(f"video_codecs must be a non-empty subset of VP8, H264: {unknown}")
+            raise ValueError(f"video_codecs must be a non-empty subset of {known}: {unknown}")
         if self.keyframe_request_interval < 0:
             raise ValueError("keyframe_request_interval must be >= 0")
         if self.port_range is not None:

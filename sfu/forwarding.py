@@ -18,14 +18,14 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from sfu.aiortc_hooks import ReceiverTap, SenderPort, SenderTap
 from sfu.clock import abs_send_time, ntp_from_unix
-from sfu.ingest import IngestCounters, IngestFilter
+from sfu.ingest import IngestCounters, IngestFilter, MediaPacket
 from sfu.keyframe import keyframe_detector
 from sfu.metrics import ForwardingCounters
-from sfu.packets import InboundRtp, ReceiveInfo
+from sfu.packets import InboundRtp, ReceiveInfo, SenderReport
 from sfu.ratelimit import KeyframeRequestLimiter
 from sfu.remb import RembPolicy
 from sfu.rewrite import StreamRewriter
@@ -33,6 +33,16 @@ from sfu.rewrite import StreamRewriter
 logger = logging.getLogger(__name__)
 
 _serials = itertools.count(1)
+
+
+class MediaSink(Protocol):
+    """A consumer of a track's media besides subscribers (a recording): must never block."""
+
+    def on_media(self, media: MediaPacket) -> bool:
+        """One de-duplicated media packet; return True to ask the publisher for a keyframe."""
+
+    def on_sender_report(self, report: SenderReport) -> None:
+        """The publisher's sender report for this track's stream."""
 
 
 class PublishedTrack:
@@ -74,6 +84,8 @@ class PublishedTrack:
         #: source: they wait for a keyframe and keep their sequence numbers continuous.
         self.muted = False
         self._generation = 0
+        #: Recordings of this track (fed before the subscribers, off their path: see recorder).
+        self.sinks: list[MediaSink] = []
 
     @property
     def public(self) -> dict[str, str]:
@@ -142,7 +154,15 @@ class PublishedTrack:
         if ingest is None or self.closed:
             return
         media = ingest.accept(packet)
-        if media is None or not self._slots or self.muted:
+        if media is None or self.muted:
+            return
+        if self.sinks:
+            wants = False
+            for sink in tuple(self.sinks):
+                wants = sink.on_media(media) or wants
+            if wants:
+                await self.request_keyframe()
+        if not self._slots:
             return
         source = (self.serial, media.epoch, self._generation)
         now = time.monotonic()
@@ -189,6 +209,11 @@ class PublishedTrack:
             counters.delays.add((time.perf_counter_ns() - received_ns) // 1000)
         if want_keyframe:
             await self.request_keyframe()
+
+    def on_sender_report(self, report: SenderReport) -> None:
+        if self._ingest is not None and report.ssrc == self._ingest.media_ssrc:
+            for sink in tuple(self.sinks):
+                sink.on_sender_report(report)
 
     def on_upstream_estimate(self, bitrate: int) -> int:
         value = self._remb.on_upstream_estimate(bitrate, time.monotonic())
@@ -260,6 +285,11 @@ class ReceiverRoute:
     def on_upstream_estimate(self, bitrate: int) -> int:
         track = self.track
         return bitrate if track is None else track.on_upstream_estimate(bitrate)
+
+    def on_sender_report(self, report: SenderReport) -> None:
+        track = self.track
+        if track is not None:
+            track.on_sender_report(report)
 
 
 class Slot:

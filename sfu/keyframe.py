@@ -73,4 +73,5 @@ def h264_keyframe_start(payload: bytes) -> bool:
 
 def keyframe_detector(codec_name: str) -> Callable[[bytes], bool] | None:
     """The detector for a video codec name, or ``None`` (audio: every packet can start)."""
-    return {"vp8": vp8_keyframe_start, "h264": h264_keyframe_start}.get(codec_name.lower())
+    family = codec_name.split("-", 1)[0].lower()  # H.264 profile keys: "H264-high" -> h264
+    return {"vp8": vp8_keyframe_start, "h264": h264_keyframe_start}.get(family)

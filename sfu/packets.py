@@ -52,3 +52,13 @@ class ReceiveInfo:
     media: dict[int, CodecSpec]
     #: RTX payload type -> the media payload type it repairs (``apt``).
     rtx_apt: dict[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SenderReport:
+    """An RTCP sender report (RFC 3550 section 6.4.1): one NTP <-> RTP timestamp pair."""
+
+    ssrc: int
+    #: 64-bit NTP timestamp (32.32 fixed point, seconds since 1900).
+    ntp_timestamp: int
+    rtp_timestamp: int

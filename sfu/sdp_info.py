@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from sfu.h264 import codec_name, is_h264, profile_key
+
 SENDING_DIRECTIONS = frozenset({"sendonly", "sendrecv"})
 _DIRECTIONS = frozenset({"sendonly", "sendrecv", "recvonly", "inactive"})
 #: RFC 4566 token characters (what ``a=msid`` identifiers are made of).
@@ -161,12 +163,12 @@ def is_constrained_baseline(profile_level_id: str) -> bool:
 
 def codec_acceptable(codec: OfferedCodec, name: str) -> bool:
     """Is ``codec`` (as offered) the codec ``name`` in a form the SFU forwards?"""
-    if codec.name.lower() != name.lower():
+    if codec.name.lower() != codec_name(name).lower():
         return False
-    if name == "H264":
-        return codec.fmtp.get("packetization-mode", "0") == "1" and is_constrained_baseline(
-            codec.fmtp.get("profile-level-id", "42e01f")
-        )
+    if is_h264(name):
+        return codec.name.upper() == "H264" and codec.fmtp.get(
+            "packetization-mode", "0"
+        ) == "1" and profile_key(codec.fmtp.get("profile-level-id", "42e01f")) == name
     if name == "opus":
         return codec.clock_rate == 48000
     return codec.clock_rate == 90000

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from aiortc import (
@@ -44,8 +45,11 @@ from sfu.errors import (
     SfuError,
 )
 from sfu.forwarding import PublishedTrack, ReceiverRoute, Slot
-from sfu.ingest import IngestCounters
+from sfu.h264 import PROFILE_LEVEL_IDS, codec_name, is_h264
+from sfu.ingest import IngestCounters, MediaPacket
 from sfu.metrics import ForwardingCounters
+from sfu.packets import SenderReport
+from sfu.recorder import RecordedTrack, Recording, RecordingCounters, TrackSink
 from sfu.sdp_info import (
     MediaSection,
     SdpError,
@@ -65,6 +69,11 @@ logger = logging.getLogger(__name__)
 Emit = Callable[[str, dict[str, Any]], None]
 #: (room, "published" | "unpublished", track {id, peer, kind}): told once per track change.
 OnTrack = Callable[[str, str, dict[str, Any]], None]
+#: A recording finished or failed: its :meth:`Recording.info` (webhook ``recording_finished``).
+OnRecording = Callable[[dict[str, Any]], None]
+
+#: Finished recordings remembered for ``recordings()``.
+_RECORDED_HISTORY = 100
 
 _MEDIA_KINDS = ("audio", "video")
 
@@ -101,6 +110,11 @@ class _Participant:
         self.subscribe = subscribe
         self.publisher: _PublisherLeg | None = None
         self.subscriber: _SubscriberLeg | None = None
+        #: A WHEP player's connection: the client offered, slots are filled without
+        #: renegotiation (see :meth:`Sfu.play`).
+        self.player: _SubscriberLeg | None = None
+        #: What the player wants: a participant id and/or a track id (None: anything).
+        self.play_filter: tuple[str | None, str | None] = (None, None)
         self.left = False
         #: Connections ("publisher", "subscriber") some of whose candidates were refused: their
         #: end-of-candidates is withheld from aioice (see CandidatePolicy.filter_sdp).
@@ -115,12 +129,21 @@ class _Room:
         self.tracks: dict[str, PublishedTrack] = {}
         #: Tracks the publisher offers being negotiated may add, by participant (room limit).
         self.pending_tracks: dict[str, int] = {}
+        #: Recording the whole room: where new publishers' files go (None: not recording).
+        self.recording_dir: Path | None = None
 
 
 class Sfu:
     """Selective forwarding unit for many rooms. See docs/sfu.md."""
 
-    def __init__(self, config: SfuConfig, emit: Emit, *, on_track: OnTrack | None = None) -> None:
+    def __init__(
+        self,
+        config: SfuConfig,
+        emit: Emit,
+        *,
+        on_track: OnTrack | None = None,
+        on_recording: OnRecording | None = None,
+    ) -> None:
         self._config = config
         self._emit_callback = emit
         #: Observer of track changes, once per track (webhooks), not once per recipient.
@@ -130,6 +153,11 @@ class Sfu:
         self._counters = ForwardingCounters()
         self._probe = TranscodingProbe()
         self._closed_tracks = IngestCounters()
+        self._recording_counters = RecordingCounters()
+        self._recordings: dict[str, Recording] = {}
+        #: Finished recordings, newest last (bounded).
+        self._recorded: list[Recording] = []
+        self._on_recording = on_recording
         self._closed = False
         self._candidate_policy = CandidatePolicy(config.ice_allow_peers)
         self._candidates_refused = 0
@@ -146,6 +174,7 @@ class Sfu:
         if self._closed:
             return
         self._closed = True
+        await self._finish_recordings(list(self._recordings.values()))
         pcs: list[RTCPeerConnection] = []
         for room in self._rooms.values():
             for track in room.tracks.values():
@@ -241,7 +270,7 @@ class Sfu:
             logger.debug("end-of-candidates of %s's %s withheld (peer-reflexive may follow)", p.id, target)
             return
         leg: _PublisherLeg | _SubscriberLeg | None = (
-            p.publisher if target == "publisher" else p.subscriber
+            p.publisher if target == "publisher" else (p.subscriber or p.player)
         )
         if leg is None:
             logger.debug("candidate for %s's absent %s connection dropped", p.id, target)
@@ -303,6 +332,230 @@ class Sfu:
         if removed:
             await self._renegotiate_others(joined, exclude=participant)
 
+    async def play(
+        self,
+        room: str,
+        participant: str,
+        sdp: str,
+        *,
+        peer: str | None = None,
+        track: str | None = None,
+    ) -> str:
+        """Answer a player's (WHEP) offer: the room's tracks on the m-lines it offers to receive.
+
+        ``peer``/``track`` narrow what is played. Each offered audio/video m-line gets one
+        slot; a slot without a track yet (nothing published) is filled later, without
+        renegotiation, when a matching track appears, and refilled when its track goes away.
+        """
+        p = self._participant(room, participant)
+        if track is not None and track not in p.room.tracks:
+            raise SfuError(UNKNOWN_TRACK, f"no track {track!r} in {room}")
+        try:
+            session = parse_session(sdp)
+        except SdpError as exc:
+            raise SfuError(BAD_SDP, str(exc)) from exc
+        self._check_bundle(session.sections, session.bundle)
+        if p.player is not None or p.publisher is not None:
+            raise SfuError(SFU_ERROR, f"{participant} already has a media connection")
+        leg = p.player = _SubscriberLeg(self._new_pc(p, "player"))
+        p.play_filter = (peer, track)
+        async with leg.lock:
+            taken: set[PublishedTrack] = set()
+            for section in session.sections:
+                if section.kind not in _MEDIA_KINDS or section.mid is None or section.port == 0:
+                    continue
+                chosen = next(
+                    (
+                        t
+                        for t in self._playable(p)
+                        if t.kind == section.kind and t not in taken
+                        and choose_codec(section, (t.codec,)) is not None
+                    ),
+                    None,
+                )
+                codec = chosen.codec if chosen is not None else choose_codec(
+                    section, self._config.video_codecs
+                )
+                if codec is None:
+                    raise SfuError(BAD_SDP, f"m-line {section.mid} ({section.kind}) offers no codec we send")
+                slot = self._new_slot(p, leg, section.kind, codec)
+                if chosen is not None:
+                    taken.add(chosen)
+                    slot.track = slot.negotiated = chosen
+                    slot.tap.set_msid(stream_id(chosen.publisher), chosen.id)
+            if not leg.slots:
+                raise SfuError(BAD_SDP, "the offer has no audio or video m-line to play")
+            pc = leg.pc
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                self._check_participant(p)
+                aiortc_hooks.configure_ice(pc, self._config.host_addresses, self._config.port_range)
+                await pc.setLocalDescription(await pc.createAnswer())
+            except Exception as exc:  # aiortc raises many types for bad SDP
+                if p.player is leg:
+                    p.player = None
+                    for slot in leg.slots:
+                        slot.close()
+                    await self._close_pc(pc)
+                self._check_participant(p)
+                raise SfuError(BAD_SDP, f"player offer rejected: {exc}") from exc
+            self._check_participant(p)
+            for slot in leg.slots:
+                await slot.try_attach()
+            return self._outgoing_sdp(pc.localDescription.sdp)
+
+    def _playable(self, p: _Participant) -> list[PublishedTrack]:
+        peer, track = p.play_filter
+        return [
+            t
+            for t in p.room.tracks.values()
+            if t.publisher != p.id
+            and (peer is None or t.publisher == peer)
+            and (track is None or t.id == track)
+        ]
+
+    async def _refill_players(self, room: _Room) -> None:
+        """Give players' idle slots a track of their kind and codec (no renegotiation)."""
+        for p in list(room.participants.values()):
+            leg = p.player
+            if leg is None or p.left:
+                continue
+            carried = {s.track for s in leg.slots if s.track is not None and not s.track.closed}
+            for slot in leg.slots:
+                if slot.track is not None and not slot.track.closed:
+                    continue
+                chosen = next(
+                    (
+                        t
+                        for t in self._playable(p)
+                        if t.kind == slot.kind and t.codec == slot.codec and t not in carried
+                    ),
+                    None,
+                )
+                slot.track = slot.negotiated = chosen
+                if chosen is not None:
+                    carried.add(chosen)
+                    await slot.try_attach()
+
+    # -- recording ----------------------------------------------------------------------------
+
+    async def record_start(
+        self, room: str, *, directory: str, track: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Record ``room`` (every publisher, including later ones) or one ``track`` to files
+        under ``directory``; return the recordings started. See :mod:`sfu.recorder`."""
+        self._check_open()
+        joined = self._rooms.get(room)
+        if joined is None:
+            raise SfuError(NOT_JOINED, f"no room {room!r} on this SFU")
+        base = Path(directory)
+        if track is not None:
+            chosen = joined.tracks.get(track)
+            if chosen is None:
+                raise SfuError(UNKNOWN_TRACK, f"no track {track!r} in {room}")
+            if any(isinstance(sink, _Sink) for sink in chosen.sinks):
+                raise SfuError(SFU_ERROR, f"track {track} is already being recorded")
+            started = [self._start_recording(joined, [chosen], base, single_track=True)]
+        else:
+            if joined.recording_dir is not None:
+                raise SfuError(SFU_ERROR, f"room {room} is already being recorded")
+            joined.recording_dir = base
+            started = self._record_publishers(joined, list(joined.tracks.values()))
+        for rec in started:
+            for t in rec.tracks:
+                published = joined.tracks.get(t.track_id)
+                if published is not None and published.kind == "video":
+                    await published.request_keyframe()
+        return [rec.info() for rec in started]
+
+    async def record_stop(self, room: str) -> list[dict[str, Any]]:
+        """Stop every recording of ``room``; return them once their files are closed."""
+        self._check_open()
+        joined = self._rooms.get(room)
+        if joined is not None:
+            joined.recording_dir = None
+        stopping = [r for r in self._recordings.values() if r.room == room]
+        if not stopping and joined is None:
+            raise SfuError(NOT_JOINED, f"no room {room!r} on this SFU")
+        await self._finish_recordings(stopping)
+        return [r.info() for r in stopping]
+
+    async def recordings(self) -> list[dict[str, Any]]:
+        """Active recordings, then the last finished ones."""
+        active = [r.info() for r in self._recordings.values()]
+        return active + [r.info() for r in reversed(self._recorded)]
+
+    def _record_publishers(self, room: _Room, tracks: list[PublishedTrack]) -> list[Recording]:
+        assert room.recording_dir is not None
+        by_publisher: dict[str, list[PublishedTrack]] = {}
+        for t in tracks:
+            if not any(isinstance(sink, _Sink) for sink in t.sinks):
+                by_publisher.setdefault(t.publisher, []).append(t)
+        return [
+            self._start_recording(room, group, room.recording_dir, single_track=False)
+            for group in by_publisher.values()
+        ]
+
+    def _start_recording(
+        self, room: _Room, tracks: list[PublishedTrack], directory: Path, *, single_track: bool
+    ) -> Recording:
+        rec = Recording(
+            room=room.name,
+            participant=tracks[0].publisher,
+            tracks=[RecordedTrack(t.id, t.kind, t.codec) for t in tracks],
+            directory=directory,
+            counters=self._recording_counters,
+            single_track=single_track,
+        )
+        self._recordings[rec.id] = rec
+        for index, t in enumerate(tracks):
+            t.sinks.append(_Sink(rec.sink(index)))
+        rec.start()
+        rec.done.add_done_callback(lambda _f: self._recording_done(rec))
+        logger.info("recording %s of %s in %s to %s", rec.id, rec.participant, room.name, rec.path)
+        return rec
+
+    def _recording_done(self, rec: Recording) -> None:
+        if self._recordings.pop(rec.id, None) is None:
+            return
+        for room in self._rooms.values():
+            for t in room.tracks.values():
+                t.sinks = [s for s in t.sinks if not (isinstance(s, _Sink) and s.recording is rec)]
+        self._recorded.append(rec)
+        del self._recorded[:-_RECORDED_HISTORY]
+        if self._on_recording is not None:
+            self._on_recording(rec.info())
+
+    async def _finish_recordings(self, recordings: list[Recording]) -> None:
+        for rec in recordings:
+            rec.stop()
+        if not recordings:
+            return
+        try:
+            async with asyncio.timeout(self._config.close_timeout):
+                await asyncio.gather(*(asyncio.shield(r.done) for r in recordings))
+        except TimeoutError:
+            for rec in recordings:
+                if not rec.done.done():
+                    rec.fail(f"closing the file took over {self._config.close_timeout}s")
+            logger.warning("recordings did not close within %ss", self._config.close_timeout)
+
+    def _track_ended(self, track: PublishedTrack) -> None:
+        """A recorded track went away: its recording ends once all its tracks have."""
+        for sink in track.sinks:
+            if not isinstance(sink, _Sink):
+                continue
+            rec = sink.recording
+            others = [
+                t for room in self._rooms.values() for t in room.tracks.values()
+                if t is not track and not t.closed and any(
+                    isinstance(s, _Sink) and s.recording is rec for s in t.sinks
+                )
+            ]
+            if not others:
+                rec.stop()
+        track.sinks = []
+
     def stats(self) -> dict[str, Any]:
         """Counts and per-track forwarding figures (cheap; safe to call often)."""
         tracks = [t for room in self._rooms.values() for t in room.tracks.values()]
@@ -311,7 +564,11 @@ class Sfu:
             for name, value in vars_of(track.ingest_counters).items():
                 setattr(ingest, name, getattr(ingest, name) + value)
         participants = [p for room in self._rooms.values() for p in room.participants.values()]
-        pcs = sum((p.publisher is not None) + (p.subscriber is not None) for p in participants)
+        pcs = sum(
+            (p.publisher is not None) + (p.subscriber is not None) + (p.player is not None)
+            for p in participants
+        )
+        rec = self._recording_counters
         return {
             "rooms": len(self._rooms),
             "participants": len(participants),
@@ -334,6 +591,12 @@ class Sfu:
                 "packets_past_tap": self._probe.packets_past_tap,
             },
             "per_track": [t.stats() for t in tracks],
+            "recordings_active": len(self._recordings),
+            "recordings_started": rec.started,
+            "recordings_finished": rec.finished,
+            "recordings_failed": rec.failed,
+            "recording_bytes_written": rec.bytes_written,
+            "recording_packets_dropped": rec.packets_dropped,
         }
 
     # -- remote input limits ------------------------------------------------------------------
@@ -503,11 +766,14 @@ class Sfu:
         """Update the room's track set and tell every other participant."""
         for track in removed:
             track.close()
+            self._track_ended(track)
             if room.tracks.get(track.id) is track:
                 del room.tracks[track.id]
                 if self._on_track is not None:
                     self._on_track(room.name, "unpublished", track.public)
             self._retire_counters(track)
+        if added and room.recording_dir is not None and not self._closed:
+            self._record_publishers(room, added)
         if self._on_track is not None:
             for track in added:
                 self._on_track(room.name, "published", track.public)
@@ -526,6 +792,7 @@ class Sfu:
     # -- subscriber negotiation ---------------------------------------------------------------
 
     async def _renegotiate_others(self, room: _Room, exclude: str) -> None:
+        await self._refill_players(room)
         for other in list(room.participants.values()):
             if other.id == exclude:
                 continue
@@ -637,6 +904,11 @@ class Sfu:
             self._announce(p.room, [], removed)
             await self._close_unless_closing(pc)
             await self._renegotiate_others(p.room, exclude=p.id)
+        elif role == "player" and p.player is not None and p.player.pc is pc:
+            for slot in p.player.slots:
+                slot.close()
+            p.player = None
+            await self._close_unless_closing(pc)
         elif role == "subscriber" and p.subscriber is not None and p.subscriber.pc is pc:
             for slot in p.subscriber.slots:
                 slot.close()
@@ -653,6 +925,11 @@ class Sfu:
     def _release_legs(self, p: _Participant) -> list[RTCPeerConnection]:
         """Detach a leaving participant from all forwarding; return its connections to close."""
         pcs = []
+        if p.player is not None:
+            for slot in p.player.slots:
+                slot.close()
+            pcs.append(p.player.pc)
+            p.player = None
         if p.subscriber is not None:
             for slot in p.subscriber.slots:
                 slot.close()
@@ -708,6 +985,25 @@ class Sfu:
                 raise SfuError(
                     BAD_SDP, f"m-line {section.mid} is not in a BUNDLE group (BUNDLE is required)"
                 )
+
+
+class _Sink:
+    """A recording's sink on a published track (the SFU's handle to find and remove it)."""
+
+    __slots__ = ("_sink",)
+
+    def __init__(self, sink: TrackSink) -> None:
+        self._sink = sink
+
+    @property
+    def recording(self) -> Recording:
+        return self._sink.recording
+
+    def on_media(self, media: MediaPacket) -> bool:
+        return self._sink.on_media(media)
+
+    def on_sender_report(self, report: SenderReport) -> None:
+        self._sink.on_sender_report(report)
 
 
 def stream_id(peer: str) -> str:
@@ -770,8 +1066,10 @@ def _capabilities(kind: str, codec: str) -> list[RTCRtpCodecCapability]:
         name = capability.mimeType.split("/", 1)[1]
         if name.lower() == "rtx":
             rtx.append(capability)
-        elif name.lower() == codec.lower() and not chosen:
-            if codec == "H264" and capability.parameters.get("profile-level-id") != "42e01f":
+        elif name.lower() == codec_name(codec).lower() and not chosen:
+            if is_h264(codec) and capability.parameters.get("profile-level-id") != (
+                PROFILE_LEVEL_IDS[codec]
+            ):
                 continue
             chosen.append(capability)
     if not chosen:

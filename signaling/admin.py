@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,6 +17,7 @@ from aiohttp import web
 
 from signaling import __version__
 from signaling.hub import Hub, Live
+from signaling.media import MediaPort
 from signaling.ratelimit import FailureThrottle
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -146,6 +148,46 @@ def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:
         count = await hub.close_room(request.match_info["room"])
         return web.json_response({"closed": count})
 
+    async def record_start(request: web.Request) -> web.Response:
+        """Start recording a room (or one track of it): ``{"track"?: str, "dir"?: str}``."""
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except ValueError:
+            raise web.HTTPBadRequest(text='{"error":"body must be JSON"}', content_type="application/json") from None
+        if not isinstance(body, dict):
+            body = {}
+        track, directory = body.get("track"), body.get("dir") or hub.config.recording_dir
+        if (track is not None and not isinstance(track, str)) or not isinstance(directory, str):
+            raise web.HTTPBadRequest(text='{"error":"expected {track?: str, dir?: str}"}', content_type="application/json")
+        media = _media_or_503(hub)
+        try:
+            started = await media.record_start(request.match_info["room"], directory=directory, track=track)
+        except Exception as exc:
+            refusal = _media_refusal(exc)
+            if refusal is None:
+                raise
+            raise refusal from None
+        return web.json_response({"recordings": started}, status=201)
+
+    async def record_stop(request: web.Request) -> web.Response:
+        media = _media_or_503(hub)
+        try:
+            stopped = await media.record_stop(request.match_info["room"])
+        except Exception as exc:
+            refusal = _media_refusal(exc)
+            if refusal is None:
+                raise
+            raise refusal from None
+        if hub.config.redis_url and hub.webhooks is not None:
+            # SFU nodes send no webhooks: the node that stopped the recording reports it.
+            for info in stopped:
+                hub.webhooks.recording_finished(info)
+        return web.json_response({"recordings": stopped})
+
+    async def recordings(request: web.Request) -> web.Response:
+        media = _media_or_503(hub)
+        return web.json_response({"recordings": await media.recordings()})
+
     async def drain(request: web.Request) -> web.Response:
         from signaling.server import DRAIN_REQUESTED
 
@@ -163,3 +205,25 @@ def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:
     r.add_post("/admin/participants/{peer}/kick", guarded(kick))
     r.add_post("/admin/participants/{peer}/mute", guarded(mute))
     r.add_post("/admin/drain", guarded(drain))
+    r.add_post("/admin/rooms/{room}/recording", guarded(record_start))
+    r.add_delete("/admin/rooms/{room}/recording", guarded(record_stop))
+    r.add_get("/admin/recordings", guarded(recordings))
+
+
+def _media_or_503(hub: Hub) -> MediaPort:
+    if hub.media is None:
+        raise web.HTTPServiceUnavailable(text='{"error":"this node runs no SFU"}', content_type="application/json")
+    return hub.media
+
+
+def _media_refusal(exc: Exception) -> web.HTTPException | None:
+    """An SFU refusal of a recording request as an HTTP error (None: not a refusal)."""
+    code = getattr(exc, "code", None)
+    body = json.dumps({"error": code, "detail": str(exc)})
+    if code in ("not-joined", "unknown-track"):
+        return web.HTTPNotFound(text=body, content_type="application/json")
+    if code == "sfu-error":
+        return web.HTTPConflict(text=body, content_type="application/json")
+    if code == "sfu-unavailable":
+        return web.HTTPServiceUnavailable(text=body, content_type="application/json")
+    return None

@@ -511,6 +511,78 @@ def rooms_close(ctx: click.Context, room: str) -> None:
     _run(ctx, work)
 
 
+@rooms.group("record")
+def rooms_record() -> None:
+    """Recording without transcoding: start, stop, list."""
+
+
+def _recording_rows(items: list[dict[str, Any]]) -> Table:
+    return _table(f"{len(items)} recordings", ["id", "room", "participant", "state", "duration", "bytes", "file"],
+                  ([r.get("id"), r.get("room"), r.get("participant"), r.get("state") if not r.get("error")
+                    else f"{r.get('state')}: {r.get('error')}", r.get("duration"), r.get("bytes"), r.get("file")]
+                   for r in items))
+
+
+@rooms_record.command("start")
+@click.argument("room")
+@click.option("--track", default=None, help="Record only this track id (default: every publisher).")
+@click.option("--dir", "directory", default=None, help="Directory on the SFU's host (default: the node's).")
+@_json_option
+@click.pass_context
+def rooms_record_start(ctx: click.Context, room: str, track: str | None, directory: str | None) -> None:
+    """Record ROOM (every publisher, later ones too) or one --track to files."""
+
+    async def work(api: AdminClient, obj: Ctx) -> None:
+        body: dict[str, Any] = {}
+        if track is not None:
+            body["track"] = track
+        if directory is not None:
+            body["dir"] = directory
+        data = await api.call("POST", f"/admin/rooms/{segment(room)}/recording", body)
+        if obj.json:
+            _emit_json(data)
+            return
+        items = data.get("recordings", [])
+        click.echo(f"recording room {room}: {len(items)} files started")
+        for r in items:
+            click.echo(f"  {r.get('id')} {r.get('participant')} -> {r.get('file')}")
+
+    _run(ctx, work)
+
+
+@rooms_record.command("stop")
+@click.argument("room")
+@_json_option
+@click.pass_context
+def rooms_record_stop(ctx: click.Context, room: str) -> None:
+    """Stop recording ROOM; prints the closed files."""
+
+    async def work(api: AdminClient, obj: Ctx) -> None:
+        data = await api.call("DELETE", f"/admin/rooms/{segment(room)}/recording")
+        if obj.json:
+            _emit_json(data)
+            return
+        _console().print(_recording_rows(data.get("recordings", [])))
+
+    _run(ctx, work)
+
+
+@rooms_record.command("list")
+@_json_option
+@click.pass_context
+def rooms_record_list(ctx: click.Context) -> None:
+    """Active recordings, then the last finished ones."""
+
+    async def work(api: AdminClient, obj: Ctx) -> None:
+        data = await api.call("GET", "/admin/recordings")
+        if obj.json:
+            _emit_json(data)
+            return
+        _console().print(_recording_rows(data.get("recordings", [])))
+
+    _run(ctx, work)
+
+
 # participants ------------------------------------------------------------------------------------
 
 

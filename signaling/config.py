@@ -213,6 +213,9 @@ class ServerConfig:
     redis_url: str | None = None
     #: Prefix of every Redis key of this cluster (several clusters can share one Redis).
     redis_prefix: str = "sb:"
+    #: Where recordings go when ``POST /admin/rooms/{room}/recording`` names no ``dir`` (on the
+    #: SFU node that holds the room, in a cluster). Relative paths are from the working directory.
+    recording_dir: str = "recordings"
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)

@@ -89,6 +89,17 @@ class Live:
     #: What the ledger keeps about the session besides its stream (cluster only).
     meta: str = ""
     token_hash: str = ""
+    #: A WHIP publisher or WHEP player: in the room, never on a WebSocket; nothing is stamped
+    #: or buffered for it (its media signaling is HTTP, see signaling.whip_http).
+    headless: bool = False
+
+
+class HeadlessRefused(Exception):
+    """A headless participant cannot join: ``reason`` is draining, node-full or room-full."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Hub:
@@ -504,6 +515,52 @@ class Hub:
             return False
         return True
 
+    async def join_headless(
+        self, room: str, name: str, *, grants: frozenset[str], identity: str, subscribe: bool
+    ) -> str:
+        """Add a participant that has no WebSocket (WHIP publisher, WHEP player); return its
+        peer id. Peers see ``peer-joined`` as for anyone. Raises :class:`HeadlessRefused`."""
+        if self.draining:
+            raise HeadlessRefused("draining", "this node is draining")
+        sec = self.config.security
+        if room not in self._rooms and len(self._rooms) >= sec.max_rooms:
+            raise HeadlessRefused("node-full", f"this node holds {sec.max_rooms} rooms")
+        cfg = self.config.session
+        session = Session(room=room, name=name, max_messages=cfg.replay_max_messages, max_bytes=cfg.replay_max_bytes)
+        before = await self.backend.add_member(
+            Member(session.peer_id, session.name, session.room, self.config.node_id),
+            max_members=sec.max_participants_per_room,
+        )
+        if before is None:
+            raise HeadlessRefused("room-full", f"room {room} is full")
+        live = Live(session, subscribe=subscribe, grants=grants, identity=identity, headless=True)
+        session.state = SessionState.ATTACHED
+        self._rooms[room] = self._rooms.get(room, 0) + 1
+        self._sessions[session.id] = live
+        self._by_peer[session.peer_id] = live
+        if self.webhooks is not None:
+            if not before:
+                self.webhooks.room_started(room)
+            self.webhooks.participant_joined(
+                room, peer=session.peer_id, name=session.name, session=session.id, identity=identity
+            )
+        peer = protocol.peer_info(session.peer_id, session.name)
+        for other in before:
+            await self.backend.send(other.peer_id, {"type": "peer-joined", "peer": peer})
+        log.info("headless peer %s joined room %s", session.peer_id, room, extra=self._log_ids(session))
+        return session.peer_id
+
+    def has_peer(self, peer_id: str) -> bool:
+        return peer_id in self._by_peer
+
+    async def end_headless(self, peer_id: str, reason: str = "left") -> bool:
+        """End a headless participant (DELETE of its WHIP/WHEP resource)."""
+        live = self._by_peer.get(peer_id)
+        if live is None or not live.headless:
+            return False
+        await self._end(live, reason)
+        return True
+
     async def _resume(self, conn: Connection, join: Join) -> None:
         assert join.resume is not None
         live = self._sessions.get(join.resume.session)
@@ -793,6 +850,13 @@ class Hub:
         else:
             self.webhooks.track_unpublished(room, track_id=track["id"], peer=track["peer"], kind=track["kind"])
 
+    def on_recording(self, recording: dict[str, Any]) -> None:
+        """The SFU's recording observer: a file was closed (webhook ``recording_finished``)."""
+        log.info("recording %s of room %s %s: %s", recording.get("id"), recording.get("room"),
+                 recording.get("state"), recording.get("file"))
+        if self.webhooks is not None:
+            self.webhooks.recording_finished(recording)
+
     def emit_media(self, peer_id: str, message: dict[str, Any]) -> None:
         """The SFU's outbound channel (synchronous, as the SFU calls it)."""
         live = self._by_peer.get(peer_id)
@@ -806,7 +870,7 @@ class Hub:
         (in order: one writer), so a client never sees a message a resume elsewhere could miss.
         """
         session = live.session
-        if session.state is SessionState.ENDED:
+        if session.state is SessionState.ENDED or live.headless:
             return
         try:
             stamped = session.stamp(message)

@@ -43,13 +43,15 @@ class Metrics:
 class MediaCollector:
     """Exposes the SFU's own counters on /metrics, read when scraped (no double bookkeeping)."""
 
-    GAUGES = ("rooms", "participants", "tracks", "peer_connections", "subscriber_transceivers")
+    GAUGES = ("rooms", "participants", "tracks", "peer_connections", "subscriber_transceivers", "recordings_active")
     COUNTERS = (
         "packets_in", "bytes_in", "rtx_unwrapped", "padding_dropped", "duplicates_dropped",
         "packets_forwarded", "bytes_forwarded", "send_errors", "forward_errors",
         "pli_from_subscribers", "pli_sent_upstream", "pli_suppressed", "nack_from_subscribers",
         "retransmissions_served", "retransmissions_missed", "remb_from_subscribers", "remb_sent_upstream",
         "candidates_refused",
+        "recordings_started", "recordings_finished", "recordings_failed", "recording_bytes_written",
+        "recording_packets_dropped",
     )
 
     def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:

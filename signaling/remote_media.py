@@ -369,6 +369,32 @@ class RemoteMedia:
             raise RemoteMediaError(SFU_ERROR, "the SFU node answered publish without an SDP")
         return answer
 
+    async def play(
+        self, room: str, participant: str, sdp: str, *, peer: str | None = None, track: str | None = None
+    ) -> str:
+        answer = await self._call("play", room, participant, {"sdp": sdp, "peer": peer, "track": track})
+        if not isinstance(answer, str):
+            raise RemoteMediaError(SFU_ERROR, "the SFU node answered play without an SDP")
+        return answer
+
+    async def record_start(self, room: str, *, directory: str, track: str | None = None) -> list[dict[str, Any]]:
+        """Recording runs on the SFU node holding the room (its disk)."""
+        result = await self._call("record_start", room, "", {"directory": directory, "track": track})
+        return list(result) if isinstance(result, list) else []
+
+    async def record_stop(self, room: str) -> list[dict[str, Any]]:
+        result = await self._call("record_stop", room, "", {})
+        return list(result) if isinstance(result, list) else []
+
+    async def recordings(self) -> list[dict[str, Any]]:
+        """Recordings of the SFU nodes this node's rooms are placed on."""
+        found: list[dict[str, Any]] = []
+        for room in list(self._rooms):
+            result = await self._call("recordings", room, "", {})
+            if isinstance(result, list):
+                found.extend(r for r in result if isinstance(r, dict) and r not in found)
+        return found
+
     async def subscriber_answer(self, room: str, participant: str, sdp: str) -> None:
         await self._call("subscriber_answer", room, participant, {"sdp": sdp})
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from signaling import __version__, admin, protocol
+from signaling import __version__, admin, protocol, whip_http
 from signaling.accept import AcceptThrottle, AddressCounter, GuardedSite
 from signaling.backend import Backend, MemoryBackend
 from signaling.config import ServerConfig
@@ -168,6 +168,7 @@ def build_app(
         side.router.add_get("/healthz", healthz)
         admin.add_routes(side, hub, config.admin_token)
         app[ADMIN_APP] = side
+    whip_http.add_routes(app, hub)
     root = static_dir()
 
     async def index(_request: web.Request) -> web.FileResponse:
@@ -184,6 +185,11 @@ def build_app(
         return web.FileResponse(path)
 
     app.router.add_get("/", index)
+
+    async def whep_player(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(root / "whep.html")
+
+    app.router.add_get("/whep.html", whep_player)
     app.router.add_get("/static/{name}", static_file)
     return app
 
@@ -227,7 +233,7 @@ def _in_process_sfu(config: ServerConfig, hub: Hub) -> MediaPort:
     from sfu.service import Sfu
 
     dev_mode = not config.security.token_keys
-    return Sfu(sfu_settings(config, dev_mode=dev_mode), hub.emit_media, on_track=hub.on_track)
+    return Sfu(sfu_settings(config, dev_mode=dev_mode), hub.emit_media, on_track=hub.on_track, on_recording=hub.on_recording)
 
 
 def _remote_media(config: ServerConfig, hub: Hub) -> RemoteMedia:

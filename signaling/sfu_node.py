@@ -162,6 +162,16 @@ class RpcExecutor:
                 case "leave":
                     await media.leave(room, participant)
                     self._hosted(room, participant, False)
+                case "play":
+                    result = await media.play(
+                        room, participant, args["sdp"], peer=args.get("peer"), track=args.get("track")
+                    )
+                case "record_start":
+                    result = await media.record_start(room, directory=args["directory"], track=args.get("track"))
+                case "record_stop":
+                    result = await media.record_stop(room)
+                case "recordings":
+                    result = await media.recordings()
         except Exception as exc:
             code = getattr(exc, "code", None)
             if not isinstance(code, str) or code not in CODES:

@@ -18,7 +18,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast, get_args
 
-Op = Literal["join", "publish", "subscriber_answer", "add_candidate", "unpublish", "mute", "leave"]
+Op = Literal[
+    "join", "publish", "subscriber_answer", "add_candidate", "unpublish", "mute", "leave",
+    # WHEP and recording (signaling/whip_http.py, the admin API).
+    "play", "record_start", "record_stop", "recordings",
+]
 OPS: Final = frozenset(get_args(Op))
 
 #: Refusal codes a reply may carry. All but one are the SFU's own (``sfu.errors``);
@@ -99,7 +103,16 @@ def check_args(op: str, args: Any) -> dict[str, Any]:
             _str(args, "track")
             if not isinstance(args.get("muted"), bool):
                 raise RpcFormatError("mute: muted must be a boolean")
-        case "leave":
+        case "play":
+            _str(args, "sdp")
+            for key in ("peer", "track"):
+                if args.get(key) is not None:
+                    _str(args, key)
+        case "record_start":
+            _str(args, "directory")
+            if args.get("track") is not None:
+                _str(args, "track")
+        case "leave" | "record_stop" | "recordings":
             pass
     return cast("dict[str, Any]", args)
 

@@ -54,6 +54,7 @@ EVENTS = frozenset({
     "participant_connection_lost",
     "track_published",
     "track_unpublished",
+    "recording_finished",
 })
 
 #: Envelope fields; a payload may not override them.
@@ -262,6 +263,13 @@ class WebhookSender:
 
     def track_unpublished(self, room: str, *, track_id: str, peer: str, kind: str) -> bool:
         return self.emit("track_unpublished", {"room": room, "track": {"id": track_id, "peer": peer, "kind": kind}})
+
+    def recording_finished(self, recording: Mapping[str, Any]) -> bool:
+        """A recording file was closed (stopped, its publisher left, or dropped with an error)."""
+        keys = ("id", "participant", "tracks", "file", "container", "state", "error", "duration", "bytes",
+                "started_at", "stopped_at")
+        return self.emit("recording_finished", {"room": recording.get("room"), "recording": {
+            k: recording.get(k) for k in keys}})
 
     # -- the worker ---------------------------------------------------------------------------
 

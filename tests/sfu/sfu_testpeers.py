@@ -31,7 +31,7 @@ from av import VideoFrame
 
 from sfu.aiortc_hooks import ReceiverTap, TranscodingProbe
 from sfu.config import SfuConfig
-from sfu.packets import InboundRtp, ReceiveInfo
+from sfu.packets import InboundRtp, ReceiveInfo, SenderReport
 from sfu.service import Sfu
 
 INDEX_BITS = 16
@@ -403,6 +403,9 @@ class _Recorder:
 
     def on_upstream_estimate(self, bitrate: int) -> int:
         return bitrate
+
+    def on_sender_report(self, report: SenderReport) -> None:
+        pass
 
 
 class Router:
