@@ -44,8 +44,10 @@ about 1,150 bytes per m-section (228,422 bytes for the 198 above), so ~290 KB at
 limit, within a session's 1 MiB replay buffer (session.replay_max_bytes); the SFU never has
 more than one subscriber offer outstanding per participant.
 
-An operator who raises the room or track limits must raise the SDP limits with them:
-:func:`problems` says by how much (``switchboard serve`` exits 2 naming the keys).
+An operator who raises the room track limit must raise the SDP limits with it: :func:`problems`
+says by how much (``switchboard serve`` exits 2 naming the keys). Raising only the participant
+limit changes nothing here: the room's tracks stay bounded, shared by more participants (set
+``security.max_tracks_per_room`` to :func:`tracks_per_room` of the new size to keep the ratio).
 """
 
 from __future__ import annotations
