@@ -342,7 +342,7 @@ def config_group() -> None:
 
 @config_group.command("show")
 @_config_options
-@click.option("--json", "as_json", is_flag=True, help="JSON instead of key = value lines.")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of TOML.")
 def config_show(as_json: bool, **params: Any) -> None:
     """Print the effective configuration (flags > env > file > defaults) as TOML.
 

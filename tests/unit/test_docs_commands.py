@@ -170,3 +170,19 @@ def test_protocol_doc_sdp_is_a_plain_string() -> None:
         protocol.parse(frame, max_bytes=65536, max_signal_bytes=32768)
     assert info.value.error.code == "bad-message"
     assert "plain string" in (ROOT / "docs" / "protocol.md").read_text()
+
+
+def test_ci_runs_the_readme_commands() -> None:
+    # The README's first block is the whole setup; CI installs the same way and runs the same
+    # test command, verbatim, as its last step.
+    readme = (ROOT / "README.md").read_text()
+    first_block = FENCE.search(readme)
+    assert first_block is not None
+    commands = [line.split("#")[0].strip() for line in first_block.group(1).strip().splitlines()]
+    install, test_command = commands
+    assert install == "pip install -e '.[test]' && switchboard serve"
+    ci = (ROOT / ".ci" / "run").read_text()
+    steps = [line.strip() for line in ci.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert steps[-1] == test_command == "python -m pytest"
+    assert "-m pip install" in ci and "-e '.[test]'" in ci
+    assert "python3 -m venv --clear" in ci and "pip check" in ci and "/readyz" in ci
