@@ -138,9 +138,13 @@ class AdminClient:
             return value
         raise _status_error(method, path, status, text, self.where)
 
-    async def metrics(self) -> str:
-        """The node's ``/metrics`` text (public: no token is sent)."""
-        status, text = await self._request("GET", "/metrics", {"Accept": "text/plain"}, None)
+    async def metrics(self, token: str | None = None) -> str:
+        """The node's ``/metrics`` text. The admin token is never sent there; ``token`` is the
+        node's metrics token (``--metrics-token``), if it requires one."""
+        headers = {"Accept": "text/plain"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        status, text = await self._request("GET", "/metrics", headers, None)
         if status != 200:
             raise _status_error("GET", "/metrics", status, text, self.where)
         return text
@@ -768,15 +772,19 @@ def nodes_drain(ctx: click.Context, node: str | None, yes: bool) -> None:
 
 @admin.command()
 @_json_option
+@click.option("--metrics-token", envvar="SWITCHBOARD_METRICS_TOKEN", default=None,
+              help="Bearer token of /metrics, if the node requires one (env SWITCHBOARD_METRICS_TOKEN).")
 @click.pass_context
-def stats(ctx: click.Context) -> None:
+def stats(ctx: click.Context, metrics_token: str | None) -> None:
     """A summary of the node's /metrics: sessions, messages, resumes, heartbeat, RTT.
 
-    /metrics is public: no token needed (and none is sent).
+    The admin token is not needed and never sent; a node started with --metrics-token needs
+    that token (--metrics-token or SWITCHBOARD_METRICS_TOKEN). With --admin-port, point --url
+    at the admin listener.
     """
 
     async def work(api: AdminClient, obj: Ctx) -> None:
-        summary = summarise_metrics(await api.metrics())
+        summary = summarise_metrics(await api.metrics(metrics_token))
         if obj.json:
             _emit_json(asdict(summary))
             return

@@ -174,7 +174,8 @@ class Connection:
                 continue
             frame = self._outbox.popleft()
             try:
-                data = frame.encode("utf-8")
+                if not frame.isascii():  # C speed; only non-ASCII frames can fail to encode
+                    frame.encode("utf-8")
             except UnicodeEncodeError as exc:
                 # Cannot happen for frames made by protocol.encode (strict); if a bug lets one
                 # through, it costs this connection (1011, resume), never the writer silently.
@@ -183,7 +184,7 @@ class Connection:
                 self.close(Close.INTERNAL, "unencodable frame", flush=False)
                 return
             try:
-                await ws.send_frame(data, WSMsgType.TEXT)
+                await ws.send_str(frame)
             except (ConnectionError, RuntimeError):
                 # The transport is gone; the reader will see it too. Nothing left to flush.
                 self._outbox.clear()

@@ -291,8 +291,13 @@ async def _serve_websocket(request: web.Request, hub: Hub, config: ServerConfig)
     try:
         await ws.prepare(request)
     except ConnectionResetError:
-        # The client vanished during the upgrade (a cut mid-handshake): nothing to serve.
-        return ws
+        # The client vanished during the upgrade (a cut mid-handshake): nothing to serve, and
+        # nothing worth more than a debug line (anyone can do it, as often as they like). The
+        # half-prepared ws must not go back to aiohttp: finishing it would raise "Call .prepare()
+        # first" and log an ERROR traceback per connection. A plain response fails to write on
+        # the dead transport, which aiohttp takes quietly.
+        log.debug("connection from %s reset during the upgrade", request.remote)
+        return web.Response(status=400, text="connection reset during the upgrade")
     conn = Connection(
         ws,
         config=config,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -13,7 +14,14 @@ from aiohttp import web
 from signaling.admin_cli import Exit, histogram_quantile, segment, summarise_metrics
 from signaling.client import Client, Closed, Event, Reconnecting, SignalReceived
 from signaling.server import DRAIN_REQUESTED
-from tests.conftest import PATIENCE, RunningServer, ServerFactory, eventually, make_config
+from tests.conftest import (
+    PATIENCE,
+    UNLIMITED,
+    RunningServer,
+    ServerFactory,
+    eventually,
+    make_config,
+)
 
 from .conftest import TOKEN, admin_cmd, closed_port, invoke
 
@@ -314,3 +322,14 @@ def test_path_segments_are_encoded() -> None:
     assert segment("a:b@c+d") == "a%3Ab%40c%2Bd"
     assert segment("..") == "%2E%2E"
     assert segment("x/y") == "x%2Fy"
+
+
+async def test_stats_with_a_metrics_token(start_server: ServerFactory) -> None:
+    security = dataclasses.replace(UNLIMITED, metrics_token="metrics-token-3b1f")
+    server = await start_server(make_config(admin_token=TOKEN, security=security))
+    refused = await admin_cmd(server, "stats")
+    assert refused.exit_code == Exit.UNAUTHORIZED, refused.output
+    env = {"SWITCHBOARD_ADMIN_URL": server.http_url, "SWITCHBOARD_METRICS_TOKEN": "metrics-token-3b1f"}
+    ok = await invoke("admin", "stats", "--json", env=env)
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["sessions"] == 0
