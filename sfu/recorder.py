@@ -138,6 +138,8 @@ class Recording:
         self.error: str | None = None
         self.started_at = time.time()
         self.stopped_at: float | None = None
+        #: When the first frame written arrived (the keyframe asked for at the start, usually).
+        self.media_started_at: float | None = None
         self.duration = 0.0
         self.bytes_written = 0
         self._counters = counters
@@ -212,6 +214,7 @@ class Recording:
             "error": self.error,
             "started_at": round(self.started_at, 3),
             "stopped_at": round(self.stopped_at, 3) if self.stopped_at is not None else None,
+            "media_started_at": round(self.media_started_at, 3) if self.media_started_at is not None else None,
             "duration": round(self.duration, 3),
             "bytes": self.bytes_written,
         }
@@ -291,6 +294,7 @@ class Recording:
                 logger.info("recording %s: no sender report for %s, using arrival times", self.id, s.track.track_id)
         walls = [s.clock.wall(s.pending[0].timestamp) for s in with_media]
         self._timeline.start(min(w for w in walls if w is not None))
+        self.media_started_at = min(s.pending[0].arrival for s in with_media)
         self._open(with_media)
         ordered = sorted(
             ((s.clock.wall(f.timestamp) or 0.0, s.index, f) for s in with_media for f in s.pending),
