@@ -772,14 +772,14 @@ def nodes_drain(ctx: click.Context, node: str | None, yes: bool) -> None:
 
 @admin.command()
 @_json_option
-@click.option("--metrics-token", envvar="SWITCHBOARD_METRICS_TOKEN", default=None,
-              help="Bearer token of /metrics, if the node requires one (env SWITCHBOARD_METRICS_TOKEN).")
+@click.option("--metrics-token", envvar="SWITCHBOARD_SECURITY_METRICS_TOKEN", default=None,
+              help="Bearer token of /metrics, if the node requires one (env SWITCHBOARD_SECURITY_METRICS_TOKEN).")
 @click.pass_context
 def stats(ctx: click.Context, metrics_token: str | None) -> None:
     """A summary of the node's /metrics: sessions, messages, resumes, heartbeat, RTT.
 
     The admin token is not needed and never sent; a node started with --metrics-token needs
-    that token (--metrics-token or SWITCHBOARD_METRICS_TOKEN). With --admin-port, point --url
+    that token (--metrics-token or SWITCHBOARD_SECURITY_METRICS_TOKEN). With --admin-port, point --url
     at the admin listener.
     """
 

@@ -40,7 +40,7 @@ __all__ = ["prefix", "redis_server"]
 
 #: A relay between two healthy peers must arrive within this (a liveness bound, not a benchmark).
 RELAY_BOUND = 100 * UNIT
-CI_EXAMPLES = int(os.environ.get("SWITCHBOARD_FUZZ_EXAMPLES", "120"))
+CI_EXAMPLES = int(os.environ.get("SWITCHBOARD_TEST_FUZZ_EXAMPLES", "120"))
 SLOW_EXAMPLES = 10_000
 TARGET, TARGET_SESSION = "$TARGET", "$TARGET_SESSION"
 

@@ -23,7 +23,7 @@ from tests.conftest import RunningServer, ServerFactory, make_config
 
 TOKEN = "ops-test-token-5f0c2a9e"
 #: Variables the commands read: unset unless a test sets them, so the developer's shell cannot leak in.
-CLEAN_ENV: dict[str, str | None] = {"SWITCHBOARD_ADMIN_URL": None, "SWITCHBOARD_ADMIN_TOKEN": None, "SWITCHBOARD_METRICS_TOKEN": None,
+CLEAN_ENV: dict[str, str | None] = {"SWITCHBOARD_ADMIN_URL": None, "SWITCHBOARD_ADMIN_TOKEN": None, "SWITCHBOARD_SECURITY_METRICS_TOKEN": None,
                                      "COLUMNS": "200"}
 
 

@@ -329,7 +329,7 @@ async def test_stats_with_a_metrics_token(start_server: ServerFactory) -> None:
     server = await start_server(make_config(admin_token=TOKEN, security=security))
     refused = await admin_cmd(server, "stats")
     assert refused.exit_code == Exit.UNAUTHORIZED, refused.output
-    env = {"SWITCHBOARD_ADMIN_URL": server.http_url, "SWITCHBOARD_METRICS_TOKEN": "metrics-token-3b1f"}
+    env = {"SWITCHBOARD_ADMIN_URL": server.http_url, "SWITCHBOARD_SECURITY_METRICS_TOKEN": "metrics-token-3b1f"}
     ok = await invoke("admin", "stats", "--json", env=env)
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["sessions"] == 0
