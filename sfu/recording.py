@@ -52,8 +52,9 @@ class FrameAssembler:
 
     ``is_keyframe_start(payload)`` tells whether a packet begins a keyframe (sfu.keyframe);
     ``depayload(payload)`` turns the payloads of one frame into the codec bitstream. A frame
-    that waits for a lost packet longer than ``max_gap`` packets is given up: everything before
-    the next keyframe start is dropped and :attr:`resyncs` counts it.
+    that waits for a lost packet longer than ``max_wait`` seconds (NACK/RTX had its chance) or
+    ``max_gap`` packets is given up: everything before the next keyframe start is dropped and
+    :attr:`resyncs` counts it.
     """
 
     def __init__(
@@ -62,10 +63,14 @@ class FrameAssembler:
         depayload: Callable[[bytes], bytes],
         *,
         max_gap: int = 256,
+        max_wait: float = 0.5,
     ) -> None:
         self._is_keyframe = is_keyframe_start
         self._depayload = depayload
         self._max_gap = max_gap
+        self._max_wait = max_wait
+        #: Arrival time of the first packet that had to wait behind a hole (None: no hole).
+        self._waiting_since: float | None = None
         self._packets: dict[int, _Pending] = {}
         #: Sequence number the next frame starts at (None: waiting for a keyframe start).
         self._next: int | None = None
@@ -85,10 +90,18 @@ class FrameAssembler:
         if self._highest is None or seq > self._highest:
             self._highest = seq
         frames = self._drain()
-        if self._next is not None and self._highest - self._next > self._max_gap:
+        if self._next is None or not self._packets:
+            self._waiting_since = None
+            return frames
+        if frames or self._waiting_since is None:
+            self._waiting_since = arrival  # progress, or a new wait begins
+        too_far = self._highest - self._next > self._max_gap
+        if too_far or arrival - self._waiting_since > self._max_wait:
             self.resyncs += 1
+            stuck = self._next
             self._next = None
-            frames += self._drain(after=self._highest - self._max_gap)
+            self._waiting_since = None
+            frames += self._drain(after=max(stuck, self._highest - self._max_gap))
         return frames
 
     def _find_start(self, after: int | None) -> int | None:

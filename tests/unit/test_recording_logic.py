@@ -128,3 +128,15 @@ def test_bitstream_facts() -> None:
     assert parameter_sets(b"\x00\x00\x01\x65\x88") is None
     with pytest.raises(ValueError, match="truncated"):
         sps_dimensions(SPS_HIGH[:6])
+
+
+def test_a_hole_nack_cannot_fill_is_given_up_after_max_wait() -> None:
+    a = FrameAssembler(key, lambda p: p[1:], max_wait=0.5)
+    assert len(a.push(1, 100, 1, b"Ka", 0.0)) == 1
+    # 2 is lost for good; small frames keep coming, far fewer than max_gap packets
+    assert a.push(3, 300, 1, b"-c", 0.1) == []
+    assert a.push(4, 400, 1, b"Kd", 0.3) == []  # a keyframe, but behind the hole: still waiting
+    assert a.push(5, 500, 1, b"-e", 0.5) == []
+    frames = a.push(6, 600, 1, b"-f", 0.7)  # waited 0.6 s > 0.5 s: skip to the keyframe at 4
+    assert [f.data for f in frames] == [b"d", b"e", b"f"] and frames[0].keyframe
+    assert a.resyncs == 1
