@@ -292,9 +292,12 @@ class Recording:
                 first = s.pending[0]
                 s.clock.assume(first.timestamp, first.arrival)
                 logger.info("recording %s: no sender report for %s, using arrival times", self.id, s.track.track_id)
-        walls = [s.clock.wall(s.pending[0].timestamp) for s in with_media]
+        # Time zero: the first video frame (a keyframe) when there is video, so the file's audio
+        # and video start together; audio from before it is dropped.
+        starters = [s for s in with_media if s.track.kind == "video"] or with_media
+        walls = [s.clock.wall(s.pending[0].timestamp) for s in starters]
         self._timeline.start(min(w for w in walls if w is not None))
-        self.media_started_at = min(s.pending[0].arrival for s in with_media)
+        self.media_started_at = min(s.pending[0].arrival for s in starters)
         self._open(with_media)
         ordered = sorted(
             ((s.clock.wall(f.timestamp) or 0.0, s.index, f) for s in with_media for f in s.pending),

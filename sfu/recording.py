@@ -63,7 +63,7 @@ class FrameAssembler:
         depayload: Callable[[bytes], bytes],
         *,
         max_gap: int = 256,
-        max_wait: float = 0.5,
+        max_wait: float = 1.0,
     ) -> None:
         self._is_keyframe = is_keyframe_start
         self._depayload = depayload
@@ -213,20 +213,29 @@ def ntp_to_unix(ntp: int) -> float:
 class MediaClock:
     """RTP timestamp -> publisher wall clock for one stream, from its sender reports.
 
+    A sender report pairs an NTP time with an RTP timestamp; ``ntp - rtp / rate`` is the
+    stream's clock offset. Senders that stamp reports when they *send* (aiortc, or any sender
+    falling behind) report offsets that are late by their send delay, never early, so the
+    smallest offset seen is the best estimate of the capture clock, and keeping it (rather than
+    the latest) keeps the file's timeline as regular as the RTP timestamps. An offset more than
+    :data:`REANCHOR` seconds away is a new timeline (the sender restarted) and replaces it.
+
     Without any report yet, :meth:`wall` returns None; :meth:`assume` sets a fallback mapping
     (arrival time of a frame) for publishers that never send reports.
     """
 
+    #: Seconds of offset change that mean "another timeline", not send jitter.
+    REANCHOR = 5.0
+
     def __init__(self, clock_rate: int) -> None:
         self.clock_rate = clock_rate
-        self._ref: tuple[int, float] | None = None
-        self._unwrap = TimestampUnwrapper()
+        self._offset: float | None = None
         self.reports = 0
         self.assumed = False
 
     @property
     def synced(self) -> bool:
-        return self._ref is not None
+        return self._offset is not None
 
     def on_report(self, ntp_timestamp: int, rtp_timestamp: int, unwrapped_near: int | None) -> None:
         """A sender report. ``unwrapped_near`` is a recent unwrapped timestamp of the stream
@@ -236,19 +245,21 @@ class MediaClock:
             base = unwrapped_near - (unwrapped_near & 0xFFFFFFFF)
             candidates = (base - (1 << 32) + rtp, base + rtp, base + (1 << 32) + rtp)
             rtp = min(candidates, key=lambda c: abs(c - unwrapped_near))
-        self._ref = (rtp, ntp_to_unix(ntp_timestamp))
+        offset = ntp_to_unix(ntp_timestamp) - rtp / self.clock_rate
         self.reports += 1
+        current = self._offset
+        if current is None or self.assumed or offset < current or abs(offset - current) > self.REANCHOR:
+            self._offset = offset
         self.assumed = False
 
     def assume(self, timestamp: int, wall: float) -> None:
-        self._ref = (timestamp, wall)
+        self._offset = wall - timestamp / self.clock_rate
         self.assumed = True
 
     def wall(self, timestamp: int) -> float | None:
-        if self._ref is None:
+        if self._offset is None:
             return None
-        rtp, wall = self._ref
-        return wall + (timestamp - rtp) / self.clock_rate
+        return self._offset + timestamp / self.clock_rate
 
 
 class Timeline:

@@ -88,7 +88,15 @@ def test_media_clock_maps_rtp_to_the_senders_wall_clock() -> None:
     clock.on_report(ntp, 900_000, None)
     assert clock.wall(900_000) == pytest.approx(unix)
     assert clock.wall(990_000) == pytest.approx(unix + 1.0)
-    # A report whose 32-bit timestamp wrapped lands next to the stream's unwrapped timestamps.
+    # A later report from a sender that sent it 40 ms late does not move the timeline...
+    late = ntp + int(0.04 * 2**32)
+    clock.on_report(late + (1 << 32), 990_000, None)
+    assert clock.wall(990_000) == pytest.approx(unix + 1.0)
+    # ...an earlier one (less send delay) does.
+    clock.on_report(ntp + (1 << 32) - int(0.01 * 2**32), 990_000, None)
+    assert clock.wall(990_000) == pytest.approx(unix + 0.99)
+    # A report whose 32-bit timestamp wrapped lands next to the stream's unwrapped timestamps
+    # (a restarted sender: far off, so it re-anchors).
     clock.on_report(ntp, 5, unwrapped_near=(1 << 32) + 10)
     assert clock.wall((1 << 32) + 5) == pytest.approx(unix)
 
@@ -131,7 +139,7 @@ def test_bitstream_facts() -> None:
 
 
 def test_a_hole_nack_cannot_fill_is_given_up_after_max_wait() -> None:
-    a = FrameAssembler(key, lambda p: p[1:], max_wait=0.5)
+    a = FrameAssembler(key, lambda p: p[1:], max_wait=0.5)  # default: 1 s
     assert len(a.push(1, 100, 1, b"Ka", 0.0)) == 1
     # 2 is lost for good; small frames keep coming, far fewer than max_gap packets
     assert a.push(3, 300, 1, b"-c", 0.1) == []
