@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-ErrorCode = Literal["bad-sdp", "unknown-track", "not-joined", "sfu-error"]
+ErrorCode = Literal["bad-sdp", "unknown-track", "not-joined", "sfu-error", "media-failed"]
 
 #: The SDP (or ICE candidate) a client sent cannot be used: unparsable, no codec we forward, no
 #: BUNDLE, or aiortc rejected it.
@@ -18,6 +18,10 @@ BAD_SDP: Final = "bad-sdp"
 UNKNOWN_TRACK: Final = "unknown-track"
 #: The participant has not joined this room (or has left it meanwhile).
 NOT_JOINED: Final = "not-joined"
+#: One of the participant's peer connections with the SFU failed (ICE or DTLS), or the SFU
+#: reset its subscriber connection after answers it could not apply. Sent by the SFU on its own
+#: (``error {code, message, target}``), never as the refusal of a request.
+MEDIA_FAILED: Final = "media-failed"
 #: Anything else the SFU refused: wrong negotiation state, closed SFU, internal failure.
 SFU_ERROR: Final = "sfu-error"
 

@@ -99,6 +99,7 @@ class Err:
     SFU_UNAVAILABLE = ErrorCode("sfu-unavailable", True, "No SFU can take this room right now.")
     SFU_ERROR = ErrorCode("sfu-error", False, "The SFU rejected the request (e.g. an SDP it cannot use).")
     UNKNOWN_TRACK = ErrorCode("unknown-track", False, "No such track of yours.")
+    MEDIA_FAILED = ErrorCode("media-failed", True, "One of your peer connections with the SFU failed or was reset (`target` says which): publish again, or answer the fresh `subscriber-offer` on a new connection.")
     SHUTTING_DOWN = ErrorCode("shutting-down", True, "The node is draining and takes no new sessions.")
     INTERNAL = ErrorCode("internal", True, "The server failed while handling the message.")
 

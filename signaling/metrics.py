@@ -49,6 +49,7 @@ class MediaCollector:
         "packets_forwarded", "bytes_forwarded", "send_errors", "forward_errors",
         "pli_from_subscribers", "pli_sent_upstream", "pli_suppressed", "nack_from_subscribers",
         "retransmissions_served", "retransmissions_missed", "remb_from_subscribers", "remb_sent_upstream",
+        "pc_failures", "answers_refused", "subscriber_resets", "tracks_unavailable",
     )
 
     def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
