@@ -131,6 +131,9 @@ class Leg:
         """Apply our description; send it now (trickle) or once gathering completes."""
         kind = GstWebRTC.WebRTCSDPType.OFFER if message_type == "publish" else GstWebRTC.WebRTCSDPType.ANSWER
         description = _sdp(sdp, kind)
+        if getattr(self, "passive", False):
+            sdp = sdp.replace("a=setup:actpass", "a=setup:passive")
+            description = _sdp(sdp, kind)
         self._pending_sdp = (message_type, sdp)
         log(f"local {message_type}: {self._pending_sdp[1][:60]!r}")
         _call(self.webrtc, "set-local-description", None, description)
@@ -249,6 +252,7 @@ def main() -> None:
     parser.add_argument("--no-audio", action="store_true")
     parser.add_argument("--subscribe", action="store_true")
     parser.add_argument("--no-trickle", action="store_true")
+    parser.add_argument("--offer-passive", action="store_true", help="offer a=setup:passive (forces a DTLS failure)")
     args = parser.parse_args()
 
     Gst.init(None)
@@ -256,6 +260,8 @@ def main() -> None:
     pipeline = Gst.Pipeline.new("client")
     trickle = not args.no_trickle
     publisher = Publisher(pipeline, trickle, not args.no_audio) if args.publish else None
+    if publisher is not None and args.offer_passive:
+        publisher.passive = True
     subscriber = Subscriber(pipeline, trickle) if args.subscribe else None
 
     def on_message(line: str) -> bool:
