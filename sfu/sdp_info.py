@@ -317,7 +317,8 @@ def substitute_rejected(answer: str, offer: str) -> tuple[str, list[str]]:
     credentials nor codecs, and aiortc refuses the whole answer for it. Each one is replaced by
     our own offer's section for that mid, made ``a=inactive``, with the transport attributes of
     an accepted section and without candidates, and its mid goes last in the BUNDLE group (so an
-    accepted mid stays the group's transport). Raises :class:`SdpError` when nothing is accepted.
+    accepted mid stays the group's transport). When the answer rejects every m-line there is no
+    transport to borrow: the SDP returned is ``""`` (nothing to apply, every mid rejected).
     """
     head, sections = _split(answer)
     _, offered = _split(offer)
@@ -327,7 +328,7 @@ def substitute_rejected(answer: str, offer: str) -> tuple[str, list[str]]:
     if not rejected_mids:
         return answer, []
     if not accepted:
-        raise SdpError("the answer rejects every m-line")
+        return "", rejected_mids
     transport = [line for line in accepted[0] if line.startswith(_TRANSPORT_PREFIXES)]
     out: list[list[str]] = []
     for section in sections:

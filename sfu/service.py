@@ -216,13 +216,19 @@ class Sfu:
         if leg is None:
             raise SfuError(SFU_ERROR, "no subscriber offer was sent to this participant")
         refused: SfuError | None = None
+        everything_rejected = False
         async with leg.lock:
             self._check_participant(p)
             if not leg.awaiting_answer:
                 raise SfuError(SFU_ERROR, "no subscriber offer is awaiting an answer")
             try:
                 usable, rejected = substitute_rejected(sdp, leg.pc.localDescription.sdp)
-                await leg.pc.setRemoteDescription(RTCSessionDescription(sdp=usable, type="answer"))
+                if usable:
+                    await leg.pc.setRemoteDescription(RTCSessionDescription(sdp=usable, type="answer"))
+                else:
+                    # Every m-line rejected: the client has no transport at all. Firefox then
+                    # fails ICE on the next offer that adds one, so start the leg over instead.
+                    everything_rejected = True
             except Exception as exc:  # aiortc raises many types for bad SDP
                 self._check_participant(p)
                 # Never leave the leg waiting for an answer that will not come: offer again
@@ -244,12 +250,17 @@ class Sfu:
                 self._apply_rejections(p, leg, rejected)
                 for slot in list(leg.slots):
                     await slot.try_attach()
-                if leg.pending or rejected:
+                if leg.pending:
                     leg.pending = False
                     await self._offer_locked(p, leg)
         if refused is not None:
             await self._reset_subscriber(p, leg, f"answers refused twice ({refused})")
             raise refused
+        if everything_rejected:
+            await self._reset_subscriber(
+                p, leg, "the answer rejected every m-line; the next offer comes on a new connection",
+                count=False,
+            )
 
     async def add_candidate(
         self,
@@ -553,15 +564,18 @@ class Sfu:
             return False
         return True
 
-    async def _reset_subscriber(self, p: _Participant, leg: _SubscriberLeg, why: str) -> None:
-        """Close the subscriber connection, tell the client, offer a fresh one (bounded)."""
+    async def _reset_subscriber(
+        self, p: _Participant, leg: _SubscriberLeg, why: str, *, count: bool = True
+    ) -> None:
+        """Close the subscriber connection, tell the client, offer a fresh one (bounded: a
+        reset caused by a failure counts towards ``_MAX_SUBSCRIBER_RESETS``)."""
         if p.left or self._closed or p.subscriber is not leg:
             return
         for slot in leg.slots:
             slot.close()
         p.subscriber = None
         await self._close_unless_closing(leg.pc)
-        p.subscriber_resets += 1
+        p.subscriber_resets += count
         self._counters.subscriber_resets += 1
         giving_up = p.subscriber_resets > _MAX_SUBSCRIBER_RESETS
         logger.warning(
@@ -592,7 +606,9 @@ class Sfu:
         if p.left or self._closed or not p.subscribe:
             return
         if p.subscriber is None:
-            if not any(t.publisher != p.id for t in p.room.tracks.values()):
+            if not any(
+                t.publisher != p.id and self._receivable(p, t) for t in p.room.tracks.values()
+            ):
                 return  # lazy: no connection until there is something to send
             p.subscriber = _SubscriberLeg(self._new_pc(p, "subscriber"))
         leg = p.subscriber

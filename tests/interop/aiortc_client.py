@@ -70,7 +70,10 @@ async def main() -> None:
         transceiver.setCodecPreferences([
             c for c in RTCRtpSender.getCapabilities("video").codecs
             if c.mimeType.lower() == f"video/{args.codec.lower()}"
-            and (args.codec != "H264" or c.parameters.get("packetization-mode") == "1")
+            # H.264: constrained baseline, packetization-mode 1 (what the SFU forwards)
+            and (args.codec != "H264" or (
+                c.parameters.get("packetization-mode") == "1" and c.parameters.get("profile-level-id") == "42e01f"
+            ))
         ][:1])
         await publisher.setLocalDescription(await publisher.createOffer())
         send({"type": "publish", "sdp": publisher.localDescription.sdp})

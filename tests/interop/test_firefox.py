@@ -87,26 +87,39 @@ async def _sent_fps(who: object) -> float:
     return float((await hook("framesSent()") - start) / WINDOW)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
-    reason="not reproduced yet: this Firefox ESR does not answer the aiortc H.264 m-line with port 0 "
-    "(no track-unavailable arrives); the rejection path has no real-stack test yet",
-    strict=False,
-)
 async def test_firefox_rejecting_h264_still_gets_later_publishers(
     firefox: FirefoxFactory, media_clients: MediaFactory
 ) -> None:
     """Failure 4 of issue 16: a Firefox without OpenH264 rejects an H.264 m-line; the SFU used to
     refuse the whole answer and never offer that subscriber anything again. Now the track is
-    ``track-unavailable`` and a later VP8 publisher still arrives. (``codecs=off``: the page
-    announces no receive codecs, as an older client would, so the SFU does offer H.264.)"""
+    ``track-unavailable`` and later publishers still arrive. (``codecs=off``: the page announces
+    no receive codecs, as an older client would, so the SFU does offer H.264.)"""
     room = room_name("ff-h264")
     fox = await firefox(room, "fox", codecs="off")
+    first = await media_clients("gst", room, "vp8-first", "--publish", "--no-audio")
+    await fox.wait_video_from(first.peer_id, 1.0)
     h264 = await media_clients("aiortc", room, "h264-pub", "--publish", "--codec", "H264")
     await fox.wait_for("sb.unavailable.length === 1", what="track-unavailable for the H.264 track")
     unavailable = await fox.hook("unavailable")
     assert unavailable[0]["reason"] == "rejected" and unavailable[0]["track"]["peer"] == h264.peer_id
-    vp8 = await media_clients("gst", room, "vp8-pub", "--publish", "--no-audio")
+    later = await media_clients("aiortc", room, "vp8-later", "--publish", "--codec", "VP8")
+    await fox.wait_video_from(later.peer_id, 1.0)
+    await fox.wait_video_from(first.peer_id, 1.0)
+
+
+@pytest.mark.slow
+async def test_firefox_rejecting_its_only_m_line_gets_a_fresh_connection(
+    firefox: FirefoxFactory, media_clients: MediaFactory
+) -> None:
+    """The first subscriber offer holds only an H.264 track, which Firefox rejects: no transport
+    at all on its side. The leg starts over (``media-failed``, ``target: "subscriber"``), and a
+    later VP8 publisher arrives on the new connection."""
+    room = room_name("ff-h264-only")
+    fox = await firefox(room, "fox", codecs="off")
+    h264 = await media_clients("aiortc", room, "h264-pub", "--publish", "--codec", "H264")
+    await fox.wait_for("sb.unavailable.length === 1", what="track-unavailable for the H.264 track")
+    assert (await fox.hook("unavailable"))[0]["track"]["peer"] == h264.peer_id
+    vp8 = await media_clients("aiortc", room, "vp8-pub", "--publish", "--codec", "VP8")
     await fox.wait_video_from(vp8.peer_id, 1.0)
 
 
