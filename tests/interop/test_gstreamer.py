@@ -17,6 +17,7 @@ async def test_gst_publisher_to_gst_subscriber_video_and_audio(media_clients: Me
     subscriber = await media_clients("gst", room, "gst-sub", "--subscribe")
     await subscriber.wait(lambda s: s.video_frames() > FLOWING, 60, "video decoded")
     await subscriber.wait(lambda s: s.audio_buffers() > FLOWING, 30, "audio decoded")
+    print(f"gst->gst: fps={await subscriber.fps(3.0):.1f} first_frame_ms={subscriber.first_frame_ms()}")
     kinds = sorted(m["track"]["kind"] for m in subscriber.messages if m.get("type") == "track-published")
     assert kinds == ["audio", "video"]
     assert not publisher.errors() and not subscriber.errors(), (publisher.errors(), subscriber.errors())
