@@ -63,6 +63,8 @@ class Connection:
         self._liveness = Liveness(config.heartbeat.timeout, self._loop.time())
         #: The close code the server chose, or None while open / when the client closed first.
         self.close_code: CloseCode | None = None
+        #: The code of the client's close frame, echoed in our answer to it.
+        self._peer_close_code: int | None = None
         self.close_reason = ""
         #: Session bound to this connection by the hub once ``join`` succeeded.
         self.session_id: str | None = None
@@ -152,6 +154,8 @@ class Connection:
                 if not self._ws.closed and self.close_code is not None:
                     reason = self.close_reason.encode()[:120]
                     await self._ws.close(code=self.close_code.code, message=reason)
+                elif not self._ws.closed and self._peer_close_code is not None:
+                    await self._ws.close(code=_echo(self._peer_close_code))
         except TimeoutError:
             log.info("close handshake with %s timed out; aborting", self.remote)
             self._abort()
@@ -209,6 +213,8 @@ class Connection:
                     log.info("websocket error from %s: %r", self.remote, ws.exception())
                     return
                 else:  # CLOSE, CLOSING, CLOSED: the peer is gone or going.
+                    if msg.type is WSMsgType.CLOSE:
+                        self._peer_close_code = msg.data if isinstance(msg.data, int) else None
                     return
         finally:
             # Reader done: the connection cannot continue. If nobody chose a code, the client
@@ -275,3 +281,11 @@ class Connection:
         """RTT proven by a pong echoing ``t_ms``."""
         return rtt_from_pong(t_ms, self._loop.time() * 1000, self._config.heartbeat.timeout * 1000)
 
+
+
+def _echo(code: int) -> int:
+    """The code to answer a client's close frame with: its own when we may send it (RFC 6455
+    section 7.4: 1000-1003, 1007-1011, 3000-4999), else 1000."""
+    if 1000 <= code <= 1003 or 1007 <= code <= 1011 or 3000 <= code <= 4999:
+        return code
+    return 1000
