@@ -97,6 +97,8 @@ _CALLABLES: list[tuple[object, str, tuple[str, ...] | None]] = [
     (RTCRtpSender, "_retransmit", ("sequence_number",)),
     # Egress: SRTP-protect and send one datagram.
     (RTCDtlsTransport, "_send_rtp", ("data",)),
+    # DTLS role before answering (the SFU as DTLS server: see answer_as_dtls_server).
+    (RTCDtlsTransport, "_set_role", ("role",)),
     # Host candidate gathering (host address restriction, port range).
     (_aioice_ice.Connection, "get_component_candidates", ("component", "addresses", "timeout")),
     (_aioice_ice, "get_host_addresses", ("use_ipv4", "use_ipv6")),
@@ -635,6 +637,31 @@ class SenderTap:
         kept = self._sender._RTCRtpSender__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)
         self._events.on_retransmit(kept is not None and kept.sequence_number == sequence_number)
         await self._original_retransmit(sequence_number)
+
+
+# ---------------------------------------------------------------------------------------------
+# DTLS role of the answers the SFU writes.
+# ---------------------------------------------------------------------------------------------
+
+
+def answer_as_dtls_server(pc: RTCPeerConnection) -> None:
+    """Make the next ``createAnswer`` say ``a=setup:passive`` (the SFU is the DTLS server).
+
+    Touches ``RTCDtlsTransport._role`` (read, ``"auto"`` until a role is known) and
+    ``_set_role``. aiortc answers an ``actpass`` offer with ``active`` and so becomes the DTLS
+    client; its DTLS stack offers only ``ECDHE-ECDSA`` ciphers, which a server with an RSA
+    certificate (GStreamer webrtcbin's default) cannot pick: ``no shared cipher``. As the server
+    aiortc chooses with its own ECDSA key, and any client certificate works (RFC 5763 section 5
+    lets the answerer take either role). Call after ``setRemoteDescription`` of an offer that
+    says ``a=setup:actpass``: a ``passive`` offer leaves the role ``"auto"`` too, but there the
+    SFU must be the client (``sfu.sdp_info.MediaSection.setup`` tells them apart).
+    """
+    for transceiver in pc.getTransceivers():
+        for transport in (transceiver.receiver.transport, transceiver.sender.transport):
+            t: Any = transport
+            _require(t, ("_role",))
+            if t._role == "auto":
+                t._set_role("server")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Final, Literal
 
 ErrorCode = Literal[
-    "bad-sdp", "unknown-track", "not-joined", "sfu-error", "candidate-refused", "too-many-tracks"
+    "bad-sdp", "unknown-track", "not-joined", "sfu-error", "candidate-refused", "too-many-tracks",
+    "media-failed",
 ]
 
 #: The SDP (or ICE candidate) a client sent cannot be used: unparsable, no codec we forward, no
@@ -26,6 +27,10 @@ NOT_JOINED: Final = "not-joined"
 CANDIDATE_REFUSED: Final = "candidate-refused"
 #: A publisher offer sends more tracks than one participant (per kind) or the room may have.
 TOO_MANY_TRACKS: Final = "too-many-tracks"
+#: One of the participant's peer connections with the SFU failed (ICE or DTLS), or the SFU
+#: reset its subscriber connection after answers it could not apply. Sent by the SFU on its own
+#: (``error {code, message, target}``), never as the refusal of a request.
+MEDIA_FAILED: Final = "media-failed"
 #: Anything else the SFU refused: wrong negotiation state, closed SFU, internal failure.
 SFU_ERROR: Final = "sfu-error"
 

@@ -47,6 +47,14 @@ class ForwardingCounters:
     remb_from_subscribers: int = 0
     remb_sent_upstream: int = 0
     remb_clamped_upstream: int = 0
+    #: Peer connections that failed (ICE/DTLS), each told to its client as ``media-failed``.
+    pc_failures: int = 0
+    #: Subscriber answers the SFU could not apply (the leg was re-offered or reset).
+    answers_refused: int = 0
+    #: Subscriber connections closed and offered anew (after failures or refused answers).
+    subscriber_resets: int = 0
+    #: ``track-unavailable`` sent: a track a subscriber cannot receive (codec, rejected m-line).
+    tracks_unavailable: int = 0
     delays: DelayReservoir = field(default_factory=DelayReservoir)
 
     def as_dict(self) -> dict[str, object]:

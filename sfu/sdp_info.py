@@ -43,11 +43,24 @@ class MediaSection:
     #: Payload types in m-line order (the offerer's preference order).
     formats: list[int] = field(default_factory=list)
     codecs: list[OfferedCodec] = field(default_factory=list)
+    #: ``a=bundle-only``: port 0 then means "bundled", not "rejected" (RFC 8843 section 6).
+    bundle_only: bool = False
+    #: ``a=setup`` value (``actpass``, ``active``, ``passive``), if any.
+    setup: str | None = None
+
+    @property
+    def rejected(self) -> bool:
+        """Port 0 without ``a=bundle-only``: the m-line is rejected (RFC 3264 section 6)."""
+        return self.port == 0 and not self.bundle_only
 
     @property
     def sending(self) -> bool:
-        """The remote side sends media on this m-line (and did not reject it with port 0)."""
-        return self.port != 0 and self.direction in SENDING_DIRECTIONS
+        """The remote side sends media on this m-line (and did not reject it).
+
+        webrtcbin's ``max-bundle`` offers put ``port 0`` and ``a=bundle-only`` on every m-line
+        but the first: an active bundled section (RFC 8843 section 6), not a rejected one.
+        """
+        return not self.rejected and self.direction in SENDING_DIRECTIONS
 
 
 @dataclass(slots=True)
@@ -90,6 +103,10 @@ def parse_session(sdp: str) -> SessionInfo:
             continue
         elif line.startswith("a=mid:"):
             current.mid = line[6:].strip()
+        elif line == "a=bundle-only":
+            current.bundle_only = True
+        elif line.startswith("a=setup:"):
+            current.setup = line[8:].strip()
         elif line[2:] in _DIRECTIONS and line.startswith("a="):
             current.direction = line[2:]
         elif line.startswith("a=msid:"):
@@ -253,3 +270,108 @@ def parse_candidate(text: str) -> CandidateFields:
         )
     except ValueError as exc:
         raise SdpError(f"malformed candidate: {text!r}") from exc
+
+
+# -- rejected m-lines (RFC 3264 section 6) ----------------------------------------------------
+
+#: Transport attributes a rejected section of an answer gets from an accepted one.
+_TRANSPORT_PREFIXES = ("a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:", "a=setup:")
+
+
+def _split(sdp: str) -> tuple[list[str], list[list[str]]]:
+    """Session-level lines and the lines of each m-section (line endings dropped)."""
+    head: list[str] = []
+    sections: list[list[str]] = []
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            sections.append([line])
+        elif sections:
+            sections[-1].append(line)
+        elif line:
+            head.append(line)
+    return head, sections
+
+
+def _join(head: list[str], sections: list[list[str]]) -> str:
+    lines = head + [line for section in sections for line in section if line]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _mid_of(section: list[str]) -> str | None:
+    return next((line[6:].strip() for line in section if line.startswith("a=mid:")), None)
+
+
+def _is_rejected(section: list[str]) -> bool:
+    parts = section[0].split(" ")
+    return len(parts) > 1 and parts[1].split("/")[0] == "0" and "a=bundle-only" not in section
+
+
+def _with_port(m_line: str, port: int) -> str:
+    parts = m_line.split(" ")
+    parts[1] = str(port)
+    return " ".join(parts)
+
+
+def substitute_rejected(answer: str, offer: str) -> tuple[str, list[str]]:
+    """An answer aiortc accepts although it rejects some m-lines; and the rejected mids.
+
+    A rejected section (port 0, e.g. Firefox without OpenH264 refusing H.264) carries no ICE
+    credentials nor codecs, and aiortc refuses the whole answer for it. Each one is replaced by
+    our own offer's section for that mid, made ``a=inactive``, with the transport attributes of
+    an accepted section and without candidates, and its mid goes last in the BUNDLE group (so an
+    accepted mid stays the group's transport). When the answer rejects every m-line there is no
+    transport to borrow: the SDP returned is ``""`` (nothing to apply, every mid rejected).
+    """
+    head, sections = _split(answer)
+    _, offered = _split(offer)
+    by_mid = {_mid_of(s): s for s in offered}
+    accepted = [s for s in sections if not _is_rejected(s)]
+    rejected_mids = [mid for s in sections if _is_rejected(s) and (mid := _mid_of(s)) is not None]
+    if not rejected_mids:
+        return answer, []
+    if not accepted:
+        return "", rejected_mids
+    transport = [line for line in accepted[0] if line.startswith(_TRANSPORT_PREFIXES)]
+    out: list[list[str]] = []
+    for section in sections:
+        mid = _mid_of(section)
+        if mid not in rejected_mids:
+            out.append(section)
+            continue
+        ours = by_mid.get(mid)
+        if ours is None:
+            raise SdpError(f"the answer rejects m-line {mid}, which the offer does not have")
+        kept = [
+            line for line in ours[1:]
+            if not line.startswith((*_TRANSPORT_PREFIXES, "a=candidate:", "a=end-of-candidates"))
+            and line[2:] not in _DIRECTIONS
+        ]
+        out.append([_with_port(ours[0], 9), *kept, *transport, "a=inactive"])
+    accepted_mids = [_mid_of(s) for s in accepted]
+    head = [
+        "a=group:BUNDLE " + " ".join([m for m in accepted_mids if m] + rejected_mids)
+        if line.startswith("a=group:BUNDLE") else line
+        for line in head
+    ]
+    return _join(head, out), rejected_mids
+
+
+def reject_in_offer(sdp: str, mids: set[str]) -> str:
+    """Our offer with the m-lines of ``mids`` rejected (port 0, out of the BUNDLE group).
+
+    A client that rejected an m-line stopped its transceiver; offering the mid again with a
+    port would ask it to revive it, which JSEP forbids.
+    """
+    if not mids:
+        return sdp
+    head, sections = _split(sdp)
+    out = [
+        [_with_port(s[0], 0), *s[1:]] if _mid_of(s) in mids else s
+        for s in sections
+    ]
+    head = [
+        "a=group:BUNDLE " + " ".join(m for m in line[len("a=group:BUNDLE") :].split() if m not in mids)
+        if line.startswith("a=group:BUNDLE") else line
+        for line in head
+    ]
+    return _join(head, out)

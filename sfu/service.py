@@ -38,6 +38,7 @@ from sfu.config import SfuConfig
 from sfu.errors import (
     BAD_SDP,
     CANDIDATE_REFUSED,
+    MEDIA_FAILED,
     NOT_JOINED,
     SFU_ERROR,
     TOO_MANY_TRACKS,
@@ -58,6 +59,8 @@ from sfu.sdp_info import (
     is_msid_token,
     parse_candidate,
     parse_session,
+    reject_in_offer,
+    substitute_rejected,
 )
 from sfu.tasks import TaskRegistry
 
@@ -76,6 +79,15 @@ OnRecording = Callable[[dict[str, Any]], None]
 _RECORDED_HISTORY = 100
 
 _MEDIA_KINDS = ("audio", "video")
+#: Subscriber answers in a row the SFU cannot apply before it resets the leg (the first one is
+#: answered with a fresh offer on the same connection).
+_ANSWER_FAILURES_BEFORE_RESET = 2
+#: Subscriber connections the SFU builds anew for one participant before it gives up on
+#: sending it media (each reset follows a failure; a client that fails every time must not
+#: make the SFU loop).
+_MAX_SUBSCRIBER_RESETS = 3
+#: The msid of a recycled slot while it carries nothing (see ``_reconcile_slots``).
+_IDLE_STREAM = "switchboard-idle"
 
 
 class _PublisherLeg:
@@ -99,15 +111,32 @@ class _SubscriberLeg:
         self.pending = False
         #: Slot assignments announced by the outstanding offer.
         self.offered: dict[Slot, PublishedTrack | None] = {}
+        #: Mids the client rejected (port 0): their slots are dead, offered with port 0 again.
+        self.rejected_mids: set[str] = set()
+        #: Answers in a row that could not be applied.
+        self.answer_failures = 0
 
 
 class _Participant:
-    def __init__(self, room: _Room, participant_id: str, subscribe: bool = True) -> None:
+    def __init__(
+        self,
+        room: _Room,
+        participant_id: str,
+        subscribe: bool = True,
+        codecs: frozenset[str] | None = None,
+    ) -> None:
         self.room = room
         self.id = participant_id
         #: Receives the room's media. A publish-only participant hears track-published but is
         #: never offered a subscriber connection.
         self.subscribe = subscribe
+        #: Codec names (lower case) the client said it can receive; ``None``: not announced,
+        #: every codec is offered.
+        self.codecs = codecs
+        #: Tracks told ``track-unavailable``: never offered to this participant again.
+        self.unavailable: set[str] = set()
+        #: Subscriber connections reset so far (bounded by ``_MAX_SUBSCRIBER_RESETS``).
+        self.subscriber_resets = 0
         self.publisher: _PublisherLeg | None = None
         self.subscriber: _SubscriberLeg | None = None
         #: A WHEP player's connection: the client offered, slots are filled without
@@ -186,13 +215,25 @@ class Sfu:
         await asyncio.gather(*(self._close_pc(pc) for pc in pcs))
         await self._tasks.close()
 
-    async def join(self, room: str, participant: str, *, subscribe: bool = True) -> None:
-        """Add ``participant`` to ``room``; a subscriber is offered the room's tracks (if any)."""
+    async def join(
+        self,
+        room: str,
+        participant: str,
+        *,
+        subscribe: bool = True,
+        codecs: tuple[str, ...] | None = None,
+    ) -> None:
+        """Add ``participant`` to ``room``; a subscriber is offered the room's tracks (if any).
+
+        ``codecs``: the codec names the client can receive (``RTCRtpReceiver.getCapabilities``);
+        a track in any other codec is not offered to it (``track-unavailable``).
+        """
         self._check_open()
         joined = self._rooms.setdefault(room, _Room(room))
         if participant in joined.participants:
             return
-        p = _Participant(joined, participant, subscribe)
+        receivable = frozenset(c.lower() for c in codecs) if codecs is not None else None
+        p = _Participant(joined, participant, subscribe, receivable)
         joined.participants[participant] = p
         tracks = list(joined.tracks.values())
         for track in tracks:
@@ -226,25 +267,52 @@ class Sfu:
         leg = p.subscriber
         if leg is None:
             raise SfuError(SFU_ERROR, "no subscriber offer was sent to this participant")
+        refused: SfuError | None = None
+        everything_rejected = False
         async with leg.lock:
             self._check_participant(p)
             if not leg.awaiting_answer:
                 raise SfuError(SFU_ERROR, "no subscriber offer is awaiting an answer")
             try:
-                await leg.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+                usable, rejected = substitute_rejected(sdp, leg.pc.localDescription.sdp)
+                if usable:
+                    await leg.pc.setRemoteDescription(RTCSessionDescription(sdp=usable, type="answer"))
+                else:
+                    # Every m-line rejected: the client has no transport at all. Firefox then
+                    # fails ICE on the next offer that adds one, so start the leg over instead.
+                    everything_rejected = True
             except Exception as exc:  # aiortc raises many types for bad SDP
                 self._check_participant(p)
-                raise SfuError(BAD_SDP, f"subscriber answer rejected: {exc}") from exc
-            self._check_participant(p)
-            leg.awaiting_answer = False
-            for slot, track in leg.offered.items():
-                slot.negotiated = track
-            leg.offered = {}
-            for slot in list(leg.slots):
-                await slot.try_attach()
-            if leg.pending:
-                leg.pending = False
-                await self._offer_locked(p, leg)
+                # Never leave the leg waiting for an answer that will not come: offer again
+                # (or, after repeated failures, start the connection over).
+                leg.awaiting_answer = False
+                leg.answer_failures += 1
+                self._counters.answers_refused += 1
+                refused = SfuError(BAD_SDP, f"subscriber answer rejected: {exc}")
+                if leg.answer_failures < _ANSWER_FAILURES_BEFORE_RESET:
+                    await self._offer_locked(p, leg, force=True)
+                    raise refused from exc
+            else:
+                self._check_participant(p)
+                leg.awaiting_answer = False
+                leg.answer_failures = 0
+                for slot, track in leg.offered.items():
+                    slot.negotiated = track
+                leg.offered = {}
+                self._apply_rejections(p, leg, rejected)
+                for slot in list(leg.slots):
+                    await slot.try_attach()
+                if leg.pending:
+                    leg.pending = False
+                    await self._offer_locked(p, leg)
+        if refused is not None:
+            await self._reset_subscriber(p, leg, f"answers refused twice ({refused})")
+            raise refused
+        if everything_rejected:
+            await self._reset_subscriber(
+                p, leg, "the answer rejected every m-line; the next offer comes on a new connection",
+                count=False,
+            )
 
     async def add_candidate(
         self,
@@ -653,6 +721,8 @@ class Sfu:
             self._prepare_transceivers(leg, sections)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             self._check_participant(p)
+            if not any(section.setup == "passive" for section in sections):
+                aiortc_hooks.answer_as_dtls_server(pc)
             aiortc_hooks.configure_ice(pc, self._config.host_addresses, self._config.port_range)
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # aiortc raises many types for bad SDP
@@ -791,6 +861,69 @@ class Sfu:
 
     # -- subscriber negotiation ---------------------------------------------------------------
 
+    def _apply_rejections(self, p: _Participant, leg: _SubscriberLeg, mids: list[str]) -> None:
+        """The client rejected these m-lines: their slots die, their tracks are unavailable."""
+        for mid in mids:
+            if mid in leg.rejected_mids:
+                continue
+            leg.rejected_mids.add(mid)
+            slot = next((s for s in leg.slots if s.transceiver.mid == mid), None)
+            if slot is None:
+                continue
+            track = slot.track
+            slot.track = None
+            slot.negotiated = None
+            slot.close()
+            slot.transceiver.direction = "inactive"
+            if track is not None:
+                self._unavailable(p, track, "rejected")
+
+    def _unavailable(self, p: _Participant, track: PublishedTrack, reason: str) -> None:
+        if track.id in p.unavailable:
+            return
+        p.unavailable.add(track.id)
+        self._counters.tracks_unavailable += 1
+        self._emit(
+            p.id,
+            {"type": "track-unavailable", "track": track.public, "reason": reason},
+        )
+
+    def _receivable(self, p: _Participant, track: PublishedTrack) -> bool:
+        if track.id in p.unavailable:
+            return False
+        if p.codecs is not None and track.codec.lower() not in p.codecs:
+            self._unavailable(p, track, "codec")
+            return False
+        return True
+
+    async def _reset_subscriber(
+        self, p: _Participant, leg: _SubscriberLeg, why: str, *, count: bool = True
+    ) -> None:
+        """Close the subscriber connection, tell the client, offer a fresh one (bounded: a
+        reset caused by a failure counts towards ``_MAX_SUBSCRIBER_RESETS``)."""
+        if p.left or self._closed or p.subscriber is not leg:
+            return
+        for slot in leg.slots:
+            slot.close()
+        p.subscriber = None
+        await self._close_unless_closing(leg.pc)
+        p.subscriber_resets += count
+        self._counters.subscriber_resets += 1
+        giving_up = p.subscriber_resets > _MAX_SUBSCRIBER_RESETS
+        logger.warning(
+            "subscriber connection of %s in %s reset (%s)%s",
+            p.id, p.room.name, why, "; giving up" if giving_up else "",
+        )
+        message = f"the subscriber connection was reset: {why}"
+        if giving_up:
+            p.subscribe = False
+            message += "; no more media will be offered to this session"
+        self._emit(
+            p.id,
+            {"type": "error", "code": MEDIA_FAILED, "message": message, "target": "subscriber"},
+        )
+        await self._renegotiate(p)
+
     async def _renegotiate_others(self, room: _Room, exclude: str) -> None:
         await self._refill_players(room)
         for other in list(room.participants.values()):
@@ -806,7 +939,9 @@ class Sfu:
         if p.left or self._closed or not p.subscribe:
             return
         if p.subscriber is None:
-            if not any(t.publisher != p.id for t in p.room.tracks.values()):
+            if not any(
+                t.publisher != p.id and self._receivable(p, t) for t in p.room.tracks.values()
+            ):
                 return  # lazy: no connection until there is something to send
             p.subscriber = _SubscriberLeg(self._new_pc(p, "subscriber"))
         leg = p.subscriber
@@ -818,8 +953,8 @@ class Sfu:
                 return
             await self._offer_locked(p, leg)
 
-    async def _offer_locked(self, p: _Participant, leg: _SubscriberLeg) -> None:
-        if not self._reconcile_slots(p, leg):
+    async def _offer_locked(self, p: _Participant, leg: _SubscriberLeg, force: bool = False) -> None:
+        if not self._reconcile_slots(p, leg) and not force:
             return
         pc = leg.pc
         try:
@@ -831,19 +966,29 @@ class Sfu:
             return
         leg.awaiting_answer = True
         leg.offered = {slot: slot.track for slot in leg.slots}
-        self._emit(
-            p.id, {"type": "subscriber-offer", "sdp": self._outgoing_sdp(pc.localDescription.sdp)}
-        )
+        sdp = reject_in_offer(pc.localDescription.sdp, leg.rejected_mids)
+        self._emit(p.id, {"type": "subscriber-offer", "sdp": self._outgoing_sdp(sdp)})
 
     def _reconcile_slots(self, p: _Participant, leg: _SubscriberLeg) -> bool:
-        """Assign the room's tracks to slots; return True if the next offer differs."""
-        wanted = [t for t in p.room.tracks.values() if t.publisher != p.id]
+        """Assign the room's tracks to slots; return True if the next offer differs.
+
+        Slot policy: a slot whose track went away stays ``sendonly`` and silent (its msid
+        becomes ``switchboard-idle <n>``) until a new track of its kind and codec takes it.
+        Making it ``inactive`` in between would be a direction change on an existing m-line,
+        which GStreamer 1.22's webrtcbin refuses ("transceiver direction changes are not
+        implemented"), after which it never decodes the new track. So the number of m-lines
+        is the largest number of tracks per (kind, codec) the participant ever received at
+        once (plus m-lines the client rejected), however long the session lives.
+        """
+        wanted = [
+            t for t in p.room.tracks.values() if t.publisher != p.id and self._receivable(p, t)
+        ]
         changed = False
-        for slot in leg.slots:
+        for index, slot in enumerate(leg.slots):
             if slot.track is not None and slot.track not in wanted:
                 slot.track = None
                 slot.detach()
-                slot.transceiver.direction = "inactive"
+                slot.tap.set_msid(_IDLE_STREAM, f"idle-{index}")
                 changed = True
         carried = {slot.track for slot in leg.slots if slot.track is not None}
         for track in wanted:
@@ -853,7 +998,10 @@ class Sfu:
                 (
                     s
                     for s in leg.slots
-                    if s.track is None and s.kind == track.kind and s.codec == track.codec
+                    if s.track is None
+                    and not s.closed
+                    and s.kind == track.kind
+                    and s.codec == track.codec
                 ),
                 None,
             )
@@ -892,7 +1040,11 @@ class Sfu:
 
     async def _on_pc_down(self, p: _Participant, pc: RTCPeerConnection, role: str) -> None:
         """A connection failed or the client closed it: drop what depended on it."""
-        logger.info("%s connection of %s in %s is %s", role, p.id, p.room.name, pc.connectionState)
+        failed = pc.connectionState == "failed"
+        logger.log(
+            logging.WARNING if failed else logging.INFO,
+            "%s connection of %s in %s is %s", role, p.id, p.room.name, pc.connectionState,
+        )
         if p.left:
             return
         if role == "publisher" and p.publisher is not None and p.publisher.pc is pc:
@@ -903,6 +1055,12 @@ class Sfu:
                 route.assign(None)
             self._announce(p.room, [], removed)
             await self._close_unless_closing(pc)
+            if failed:
+                self._counters.pc_failures += 1
+                self._emit(p.id, {
+                    "type": "error", "code": MEDIA_FAILED, "target": "publisher",
+                    "message": "the publisher connection failed (ICE or DTLS); publish again",
+                })
             await self._renegotiate_others(p.room, exclude=p.id)
         elif role == "player" and p.player is not None and p.player.pc is pc:
             for slot in p.player.slots:
@@ -910,6 +1068,10 @@ class Sfu:
             p.player = None
             await self._close_unless_closing(pc)
         elif role == "subscriber" and p.subscriber is not None and p.subscriber.pc is pc:
+            if failed:
+                self._counters.pc_failures += 1
+                await self._reset_subscriber(p, p.subscriber, "the connection failed (ICE or DTLS)")
+                return
             for slot in p.subscriber.slots:
                 slot.close()
             p.subscriber = None

@@ -90,6 +90,8 @@ class ErrorReceived:
     code: str
     message: str
     cseq: int | None
+    #: ``media-failed`` only: ``"publisher"`` or ``"subscriber"``.
+    target: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,7 @@ class Client:
         name: str = "",
         token: str | TokenProvider | None = None,
         subscribe: bool = True,
+        codecs: Sequence[str] | None = None,
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
         ack_every: int = 16,
@@ -190,6 +193,8 @@ class Client:
         self.room = room
         self.name = name
         self.subscribe = subscribe
+        #: Codec names this client can receive, announced at join (``None``: not announced).
+        self.codecs = list(codecs) if codecs is not None else None
         self._token = token
         self._backoff = backoff or Backoff()
         self._connect_timeout = connect_timeout
@@ -407,6 +412,8 @@ class Client:
 
     async def _join(self, ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any] | _Outcome:
         join: dict[str, Any] = {"type": "join", "room": self.room, "subscribe": self.subscribe}
+        if self.codecs is not None:
+            join["codecs"] = self.codecs
         if self.name:
             join["name"] = self.name
         token = await self._token_value()
@@ -532,7 +539,7 @@ class Client:
                     outcome.retry_after = message["retry_after_ms"] / 1000
                 outcome.reason = f"{message.get('code')}: {message.get('message')}"
                 if message.get("code") != "replay-overflow":
-                    await self._events.put(ErrorReceived(message["code"], message["message"], message.get("cseq")))
+                    await self._events.put(ErrorReceived(message["code"], message["message"], message.get("cseq"), message.get("target")))
             elif kind == "reconnect" and message.get("scope", "session") == "session":
                 outcome.reconnect_mode = message["mode"]
                 outcome.reconnect_delay = message["delay_ms"] / 1000

@@ -101,6 +101,7 @@ class Err:
     UNKNOWN_TRACK = ErrorCode("unknown-track", False, "No such track of yours.")
     TOO_MANY_TRACKS = ErrorCode("too-many-tracks", False, "The publisher offer sends more tracks than allowed: per participant and kind (default 4 audio, 4 video) or in the room (default 250). Nothing of it was applied.")
     CANDIDATE_REFUSED = ErrorCode("candidate-refused", False, "The ICE candidate names an address the SFU does not contact (private, loopback, link-local, CGNAT, multicast, metadata or an mDNS name, unless the operator allows it); it is ignored, the connection goes on.")
+    MEDIA_FAILED = ErrorCode("media-failed", True, "One of your peer connections with the SFU failed or was reset (`target` says which): publish again, or answer the fresh `subscriber-offer` on a new connection.")
     SHUTTING_DOWN = ErrorCode("shutting-down", True, "The node is draining and takes no new sessions.")
     INTERNAL = ErrorCode("internal", True, "The server failed while handling the message.")
 

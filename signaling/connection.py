@@ -63,6 +63,8 @@ class Connection:
         self._liveness = Liveness(config.heartbeat.timeout, self._loop.time())
         #: The close code the server chose, or None while open / when the client closed first.
         self.close_code: CloseCode | None = None
+        #: The code of the client's close frame, echoed in our answer to it.
+        self._peer_close_code: int | None = None
         self.close_reason = ""
         #: Session bound to this connection by the hub once ``join`` succeeded.
         self.session_id: str | None = None
@@ -151,6 +153,8 @@ class Connection:
                     writer.cancel()
                 if not self._ws.closed and self.close_code is not None:
                     await self._ws.close(code=self.close_code.code, message=close_reason(self.close_reason))
+                elif not self._ws.closed and self._peer_close_code is not None:
+                    await self._ws.close(code=_echo(self._peer_close_code))
         except TimeoutError:
             log.info("close handshake with %s timed out; aborting", self.remote)
             self._abort()
@@ -223,6 +227,8 @@ class Connection:
                     log.info("websocket error from %s: %r", self.remote, ws.exception())
                     return
                 else:  # CLOSE, CLOSING, CLOSED: the peer is gone or going.
+                    if msg.type is WSMsgType.CLOSE:
+                        self._peer_close_code = msg.data if isinstance(msg.data, int) else None
                     return
         except Exception:
             # A bug of ours (a handler raised): this connection fails with 1011 and the client
@@ -300,3 +306,10 @@ def close_reason(reason: str, limit: int = 120) -> bytes:
     allows 123), cut on a character boundary; unencodable characters are replaced."""
     data = reason.encode("utf-8", "replace")[:limit]
     return data.decode("utf-8", "ignore").encode("utf-8")
+
+def _echo(code: int) -> int:
+    """The code to answer a client's close frame with: its own when we may send it (RFC 6455
+    section 7.4: 1000-1003, 1007-1011, 3000-4999), else 1000."""
+    if 1000 <= code <= 1003 or 1007 <= code <= 1011 or 3000 <= code <= 4999:
+        return code
+    return 1000

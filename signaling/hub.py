@@ -494,7 +494,12 @@ class Hub:
         log.info("peer %s joined room %s", session.peer_id, session.room, extra=self._log_ids(session))
         if self.media is not None:
             # Every participant may publish (grants permitting); only subscribers get offers.
-            await self._media_call(self.media.join(session.room, session.peer_id, subscribe=live.subscribe))
+            if join.codecs is None:
+                await self._media_call(self.media.join(session.room, session.peer_id, subscribe=live.subscribe))
+            else:
+                await self._media_call(
+                    self.media.join(session.room, session.peer_id, subscribe=live.subscribe, codecs=join.codecs)
+                )
 
     def _resume_authorized(self, conn: Connection, join: Join) -> bool:
         """With access tokens, a resume presents one too (the SDKs send the one they hold or a
@@ -861,6 +866,8 @@ class Hub:
         """The SFU's outbound channel (synchronous, as the SFU calls it)."""
         live = self._by_peer.get(peer_id)
         if live is not None:
+            if message.get("type") == "error":
+                self.metrics.errors.labels(message["code"]).inc()
             self._emit(live, message)
 
     def _emit(self, live: Live, message: dict[str, Any], source: str = "") -> None:

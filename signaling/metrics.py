@@ -52,6 +52,7 @@ class MediaCollector:
         "candidates_refused",
         "recordings_started", "recordings_finished", "recordings_failed", "recording_bytes_written",
         "recording_packets_dropped",
+        "pc_failures", "answers_refused", "subscriber_resets", "tracks_unavailable",
     )
 
     def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:

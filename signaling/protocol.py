@@ -55,6 +55,8 @@ class Join:
     token: str | None = None
     subscribe: bool = True
     resume: Resume | None = None
+    #: Codec names the client can receive (``RTCRtpReceiver.getCapabilities``); ``None``: any.
+    codecs: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +267,7 @@ def _build(kind: str, obj: JSON, max_signal_bytes: int | None) -> ClientMessage:
                 name=obj.get("name", ""),
                 token=obj.get("token"),
                 subscribe=obj.get("subscribe", True),
+                codecs=tuple(obj["codecs"]) if "codecs" in obj else None,
                 resume=Resume(resume["session"], resume["token"], resume["last_seq"]) if resume else None,
             )
         case "signal":

@@ -340,13 +340,20 @@ class RemoteMedia:
 
     # -- MediaPort ------------------------------------------------------------------------------
 
-    async def join(self, room: str, participant: str, *, subscribe: bool = True) -> None:
+    async def join(
+        self, room: str, participant: str, *, subscribe: bool = True, codecs: tuple[str, ...] | None = None
+    ) -> None:
+        """``codecs`` reaches the SFU node of this join; a failover re-join elsewhere offers every
+        codec (the client rejects what it cannot decode, and gets ``track-unavailable``)."""
         async with self._using(room) as state:
             try:
                 # Placement first: a move it triggers concerns the participants already here.
                 node = await self._follow(room, state)
                 state.participants[participant] = subscribe
-                pending = await self._send(node, "join", room, participant, {"subscribe": subscribe})
+                args: dict[str, Any] = {"subscribe": subscribe}
+                if codecs is not None:
+                    args["codecs"] = list(codecs)
+                pending = await self._send(node, "join", room, participant, args)
             except RemoteMediaError:
                 # Remembered anyway: once a node can take the room (or Redis is back), the
                 # watcher joins it there and tells it to (re)do media.

@@ -287,6 +287,10 @@ async def _serve_websocket(request: web.Request, hub: Hub, config: ServerConfig)
         max_msg_size=config.limits.hard_max_message_bytes,
         timeout=config.limits.close_timeout,
         autoping=True,
+        # The connection answers a client's close itself, echoing its code (RFC 6455 section
+        # 5.5.1): aiohttp would answer 1000, which tells a browser SDK "session over" while
+        # the server only detached the session.
+        autoclose=False,
     )
     try:
         await ws.prepare(request)

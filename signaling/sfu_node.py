@@ -147,7 +147,11 @@ class RpcExecutor:
         try:
             match request.op:
                 case "join":
-                    await media.join(room, participant, subscribe=args["subscribe"])
+                    codecs = args.get("codecs")
+                    if codecs is None:
+                        await media.join(room, participant, subscribe=args["subscribe"])
+                    else:
+                        await media.join(room, participant, subscribe=args["subscribe"], codecs=tuple(codecs))
                     self._hosted(room, participant, True)
                 case "publish":
                     result = await media.publish(room, participant, args["sdp"])

@@ -90,6 +90,9 @@ def check_args(op: str, args: Any) -> dict[str, Any]:
         case "join":
             if not isinstance(args.get("subscribe"), bool):
                 raise RpcFormatError("join: subscribe must be a boolean")
+            codecs = args.get("codecs")
+            if codecs is not None and not (isinstance(codecs, list) and all(isinstance(c, str) for c in codecs)):
+                raise RpcFormatError("join: codecs must be a list of strings")
         case "publish" | "subscriber_answer":
             _str(args, "sdp")
         case "add_candidate":

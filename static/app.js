@@ -67,6 +67,7 @@ const now = () => performance.now();
  * @property {MediaStream | null} stream
  * @property {FrameStats} frames
  * @property {number} lastDecoded
+ * @property {number} presented  frames presented (requestVideoFrameCallback), where supported
  * @property {number} lastTime
  * @property {Map<string, {bytes: number, at: number}>} rates
  */
@@ -94,6 +95,8 @@ const app = {
   stateLog: [],
   /** @type {{t: number, code: string | number | null, message: string}[]} */
   errors: [],
+  /** @type {{track: {id: string, peer: string, kind: string}, reason: string}[]} tracks the SFU will not send us */
+  unavailable: [],
   joinStartedAt: /** @type {number | null} */ (null),
   joinedAt: /** @type {number | null} */ (null),
   leaving: false,
@@ -229,8 +232,19 @@ function createTile(peer, name, local) {
     status: /** @type {HTMLElement} */ (el.querySelector('.tile-status')),
     statsButton, statsList, stream: null,
     frames: { frames: 0, firstFrameAt: null, lastFrameAt: null, maxGapMs: 0, longGaps: [] },
-    lastDecoded: 0, lastTime: 0, rates: new Map(),
+    lastDecoded: 0, presented: 0, lastTime: 0, rates: new Map(),
   };
+  // Frames as presented: Firefox's getVideoPlaybackQuality().totalVideoFrames stays 0 for live
+  // streams, so without this its counter only saw currentTime move (one frame per sample).
+  const anyVideo = /** @type {any} */ (video);
+  if (typeof anyVideo.requestVideoFrameCallback === 'function') {
+    /** @param {number} _now @param {{presentedFrames: number}} meta */
+    const onFrame = (_now, meta) => {
+      tile.presented = meta.presentedFrames;
+      anyVideo.requestVideoFrameCallback(onFrame);
+    };
+    anyVideo.requestVideoFrameCallback(onFrame);
+  }
   statsButton.addEventListener('click', () => {
     const open = statsButton.getAttribute('aria-expanded') !== 'true';
     statsButton.setAttribute('aria-expanded', String(open));
@@ -299,7 +313,8 @@ function sampleFrames() {
   const t = now();
   for (const tile of app.tiles.values()) {
     const v = tile.video;
-    const decoded = typeof v.getVideoPlaybackQuality === 'function' ? v.getVideoPlaybackQuality().totalVideoFrames : 0;
+    const quality = typeof v.getVideoPlaybackQuality === 'function' ? v.getVideoPlaybackQuality().totalVideoFrames : 0;
+    const decoded = Math.max(quality, tile.presented);
     const advanced = decoded > tile.lastDecoded || (v.currentTime > tile.lastTime && v.videoWidth > 0);
     if (advanced && v.videoWidth > 0) {
       const f = tile.frames;
@@ -548,6 +563,10 @@ function startSfu() {
       showNotice(`Media problem (${code ?? op}): ${message}`, { kind: 'warning' });
     }
   });
+  room.on('track-unavailable', (/** @type {any} */ e) => {
+    app.unavailable.push(e);
+    showNotice(`Cannot receive a ${e.track.kind} track of ${e.track.peer} (${e.reason === 'codec' ? 'unsupported codec' : 'refused by this browser'}).`, { kind: 'warning' });
+  });
   room.on('subscriber-failed', () => showNotice('Lost the incoming media connection; waiting for the server to restore it.', { kind: 'warning' }));
   publishToSfu();
 }
@@ -739,7 +758,9 @@ async function join() {
   setBadge('connecting');
   setLocalStream(await acquireMedia());
 
-  const client = new SignalingClient({ url: wsUrl(), room: roomName, name, subscribe: app.requestedMode !== 'p2p' });
+  // ?codecs=off: announce no receive codecs (an old client; the SFU then offers everything).
+  const codecs = params.get('codecs') === 'off' ? { codecs: null } : {};
+  const client = new SignalingClient({ url: wsUrl(), room: roomName, name, subscribe: app.requestedMode !== 'p2p', ...codecs });
   app.client = client;
   wireClient(client);
   try {
@@ -862,8 +883,29 @@ Object.defineProperty(window, 'switchboard', {
     get resumes() { return app.client?.resumes ?? 0; },
     get rejoins() { return app.client?.rejoins ?? 0; },
     get errors() { return app.errors.map((e) => ({ ...e })); },
+    get unavailable() { return app.unavailable.map((e) => ({ ...e })); },
     get notice() { return ui.notice.hidden ? null : ui.noticeText.textContent; },
     get rttMs() { return app.rttMs; },
+    /** Video frames our publisher connection sent so far (0 without one). */
+    async framesSent() {
+      const pc = app.room?.publisher;
+      if (!pc) return 0;
+      let sent = 0;
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === 'outbound-rtp' && s.kind === 'video') sent += s.framesSent ?? 0;
+      });
+      return sent;
+    },
+    /** Video frames decoded on the subscriber connection so far (every remote video). */
+    async framesDecoded() {
+      const pc = app.room?.subscriber;
+      if (!pc) return 0;
+      let decoded = 0;
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') decoded += s.framesDecoded ?? 0;
+      });
+      return decoded;
+    },
     /** Inbound audio through the SFU (packets and decoded samples), for tests and debugging. */
     async audioStats() {
       const pc = app.room?.subscriber;

@@ -239,6 +239,9 @@ export class Backoff {
  * @property {string | null | (() => (string | null | Promise<string | null>))} [token]
  *   Access token, or a function fetching a fresh one for every connection attempt.
  * @property {boolean} [subscribe=true]  Receive room media from the SFU.
+ * @property {string[] | null} [codecs]  Codec names this client can receive, sent with `join`
+ *   so the SFU offers no track it cannot decode (`track-unavailable` instead). Default: from
+ *   `RTCRtpReceiver.getCapabilities` where it exists; `null` announces nothing.
  * @property {(url: string) => WebSocketLike} [createWebSocket]
  * @property {Clock} [clock]
  * @property {() => number} [random]  Used by the default backoff.
@@ -306,6 +309,8 @@ export class SignalingClient extends Emitter {
     this.room = options.room;
     this.name = options.name ?? '';
     this.subscribe = options.subscribe ?? true;
+    /** @type {string[] | null} */
+    this.codecs = options.codecs === undefined ? receiveCodecs() : options.codecs;
     this._token = options.token ?? null;
     this._createWebSocket = options.createWebSocket ?? ((url) => /** @type {WebSocketLike} */ (new WebSocket(url)));
     this._clock = options.clock ?? realClock;
@@ -540,6 +545,7 @@ export class SignalingClient extends Emitter {
     /** @type {Record<string, any>} */
     const join = { type: 'join', room: this.room, subscribe: this.subscribe };
     if (this.name) join.name = this.name;
+    if (this.codecs) join.codecs = this.codecs;
     if (conn.resuming) {
       join.resume = { session: this.sessionId, token: this._resumeToken, last_seq: this.lastSeq };
     }
@@ -758,6 +764,7 @@ export class SignalingClient extends Emitter {
             message: message.message,
             cseq: message.cseq ?? null,
             retryAfterMs: message.retry_after_ms ?? null,
+            target: message.target ?? null,
           });
         }
         break;
@@ -965,6 +972,25 @@ export class SignalingClient extends Emitter {
 // -- SDP helpers --------------------------------------------------------------------------------
 
 /**
+ * The media codec names this browser can receive (`VP8`, `H264`, `opus`, …), for `join`;
+ * `null` where `RTCRtpReceiver.getCapabilities` does not exist (node, old browsers).
+ * Not codecs: RTX, RED, FEC and comfort noise.
+ * @returns {string[] | null}
+ */
+export function receiveCodecs() {
+  const receiver = /** @type {any} */ (globalThis).RTCRtpReceiver;
+  if (!receiver || typeof receiver.getCapabilities !== 'function') return null;
+  const names = new Set();
+  for (const kind of ['audio', 'video']) {
+    for (const codec of receiver.getCapabilities(kind)?.codecs ?? []) {
+      const name = String(codec.mimeType).split('/')[1];
+      if (name && !/^(rtx|red|ulpfec|flexfec-03|CN|telephone-event)$/i.test(name)) names.add(name);
+    }
+  }
+  return names.size > 0 ? [...names].slice(0, 32) : null;
+}
+
+/**
  * The `a=msid` of every m-section of an SDP, by mid: `{stream, track}`.
  * The SFU names them after the protocol (see {@link Room}): stream = publishing peer id,
  * track = `track.id` of `track-published`.
@@ -1044,8 +1070,11 @@ export function candidateInit(candidate) {
  * expected to re-offer (ICE restart) or send `reconnect {scope: "media"}`.
  *
  * Events: `track` (RemoteTrack), `track-removed` (RemoteTrack), `track-published`
- * `{id, peer, kind}`, `track-unpublished`, `published` `{cseq}`, `error` `{code, message, op}`,
- * `connection-state` `{target, state}`, `subscriber-failed`, `media-reset` `{reason}`.
+ * `{id, peer, kind}`, `track-unpublished`, `track-unavailable` `{track, reason}` (a track this
+ * client will not receive: codec not announced, or its m-line rejected), `published` `{cseq}`,
+ * `error` `{code, message, op}`, `connection-state` `{target, state}`, `subscriber-failed`,
+ * `media-reset` `{reason}`. On `error media-failed` with `target: "subscriber"` the subscriber
+ * connection is closed: the SFU's next `subscriber-offer` builds a new one.
  */
 export class Room extends Emitter {
   /**
@@ -1111,6 +1140,7 @@ export class Room extends Emitter {
         this.emit('track-published', m.track);
       }),
       c.on('track-unpublished', (m) => this._onTrackUnpublished(m.track)),
+      c.on('track-unavailable', (m) => this.emit('track-unavailable', { track: m.track, reason: m.reason })),
       c.on('peer-left', (e) => this._dropPeer(e.peer)),
       c.on('resumed', () => {
         if (this._restartPending) this._restartPublisherIce();
@@ -1241,8 +1271,13 @@ export class Room extends Emitter {
     waiter.resolve(message);
   }
 
-  /** @param {{code: string, message: string, cseq: number | null}} error */
+  /** @param {{code: string, message: string, cseq: number | null, target?: string | null}} error */
   _onError(error) {
+    if (error.code === 'media-failed' && error.target === 'subscriber') {
+      // The SFU closed its end and offers a new connection: answer it on a fresh one.
+      this._dropSubscriber();
+      return;
+    }
     if (error.cseq == null) return;
     const waiter = this._answers.get(error.cseq);
     if (!waiter) return;
@@ -1311,7 +1346,35 @@ export class Room extends Emitter {
       this._held.subscriber = null;
       for (const c of held ?? []) this._sendCandidate('subscriber', c);
     }
+    this._adoptRecycled(pc);
     this._pruneRemote(pc);
+  }
+
+  /**
+   * The SFU recycles an m-line for a new track by changing its msid, without a direction
+   * change, so no `track` event fires: map such transceivers to their new track here.
+   * @param {RTCPeerConnection} pc
+   */
+  _adoptRecycled(pc) {
+    if (pc !== this.subscriber) return;
+    for (const t of pc.getTransceivers()) {
+      const msid = t.mid ? this._msids.get(t.mid) : undefined;
+      if (!t.mid || !msid?.track || !this.published.has(msid.track)) continue;
+      if (t.currentDirection !== 'recvonly' && t.currentDirection !== 'sendrecv') continue;
+      if (this.remote.get(t.mid)?.trackId === msid.track) continue;
+      this._onTrack(pc, /** @type {any} */ ({ track: t.receiver.track, transceiver: t, receiver: t.receiver, streams: [] }));
+    }
+  }
+
+  /** Close the subscriber connection (its remote tracks go); the next offer builds a new one. */
+  _dropSubscriber() {
+    const pc = this.subscriber;
+    if (!pc) return;
+    for (const key of [...this.remote.keys()]) this._removeRemote(key);
+    pc.onicecandidate = pc.ontrack = pc.onconnectionstatechange = null;
+    pc.close();
+    this.subscriber = null;
+    this._held.subscriber = null;
   }
 
   /**

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { Backoff, ClientAction, closeAction, SignalingClient } from '../switchboard.js';
+import { Backoff, ClientAction, closeAction, receiveCodecs, SignalingClient } from '../switchboard.js';
 import { flush, harness, HEARTBEAT, joined, welcome } from './fakes.mjs';
 
 describe('join', () => {
@@ -28,6 +28,28 @@ describe('join', () => {
     assert.deepEqual(h.client.heartbeat, { intervalMs: 1000, timeoutMs: 3000 });
     assert.deepEqual(h.ofType('state').map((s) => s.state), ['connected']);
     assert.equal(h.ofType('joined').length, 1);
+  });
+
+  test('receive codecs from RTCRtpReceiver.getCapabilities go out with join', async () => {
+    const codecs = {
+      audio: [{ mimeType: 'audio/opus' }, { mimeType: 'audio/telephone-event' }, { mimeType: 'audio/CN' }],
+      video: [{ mimeType: 'video/VP8' }, { mimeType: 'video/rtx' }, { mimeType: 'video/H264' }, { mimeType: 'video/H264' }, { mimeType: 'video/ulpfec' }],
+    };
+    const g = /** @type {any} */ (globalThis);
+    g.RTCRtpReceiver = { getCapabilities: (kind) => ({ codecs: codecs[kind] }) };
+    try {
+      assert.deepEqual(receiveCodecs(), ['opus', 'VP8', 'H264']);
+      const h = harness();
+      const done = h.client.connect();
+      const ws = h.socket();
+      ws.open();
+      assert.deepEqual(ws.sent[0].codecs, ['opus', 'VP8', 'H264']);
+      ws.receive(welcome());
+      await done;
+    } finally {
+      delete g.RTCRtpReceiver;
+    }
+    assert.equal(receiveCodecs(), null, 'nothing to announce outside a browser');
   });
 
   test('a token provider is asked for a fresh token on every attempt', async () => {

@@ -32,7 +32,7 @@ async function setup() {
   const ws = await joined(h, { tracks: [{ id: 't_video_c', peer: 'p_c', kind: 'video' }] });
   const room = new Room(h.client, { RTCPeerConnection: /** @type {any} */ (FakePeerConnection), MediaStream: /** @type {any} */ (FakeMediaStream), clock: h.clock });
   const events = [];
-  for (const type of ['track', 'track-removed', 'published', 'error', 'subscriber-failed', 'media-reset']) {
+  for (const type of ['track', 'track-removed', 'published', 'error', 'subscriber-failed', 'media-reset', 'track-unavailable']) {
     room.on(type, (d) => events.push([type, d]));
   }
   const of = (type) => events.filter(([t]) => t === type).map(([, d]) => d);
@@ -92,6 +92,45 @@ describe('Room', () => {
     s.ws.receive({ type: 'error', seq: 2, code: 'sfu-unavailable', message: 'no SFU', cseq: publish.cseq });
     await assert.rejects(done, (e) => e.code === 'sfu-unavailable');
     assert.equal(s.ws.ofType('candidate').length, 0, 'a refused publish sends no candidates');
+  });
+
+  test('a recycled m-line (new msid, no track event) is mapped to its new track', async () => {
+    s.ws.receive({ type: 'track-published', seq: 2, track: { id: 't_video_b', peer: 'p_b', kind: 'video' } });
+    s.ws.receive({ type: 'subscriber-offer', seq: 3, sdp: SUBSCRIBER_OFFER });
+    await flush();
+    const pc = FakePeerConnection.instances[0];
+    const receiverTrack = new FakeTrack('video', 'browser-id');
+    pc.fireTrack('1', receiverTrack, 'p_b');
+    s.ws.receive({ type: 'track-unpublished', seq: 4, track: { id: 't_video_b', peer: 'p_b', kind: 'video' } });
+    s.ws.receive({ type: 'track-published', seq: 5, track: { id: 't_video_d', peer: 'p_d', kind: 'video' } });
+    // The browser keeps its receiver (and fires no track event); only the msid changed.
+    pc.transceivers = [
+      { mid: '0', currentDirection: 'recvonly', receiver: { track: new FakeTrack('audio', 'a') } },
+      { mid: '1', currentDirection: 'recvonly', receiver: { track: receiverTrack } },
+    ];
+    const recycled = SUBSCRIBER_OFFER.replace('a=msid:p_b t_video_b', 'a=msid:p_d t_video_d');
+    s.ws.receive({ type: 'subscriber-offer', seq: 6, sdp: recycled });
+    await flush();
+    await flush();
+    const tracks = s.of('track');
+    assert.deepEqual(tracks.map((t) => [t.peer, t.trackId]), [['p_b', 't_video_b'], ['p_d', 't_video_d']]);
+    assert.equal(tracks[1].track, receiverTrack);
+  });
+
+  test('track-unavailable is an event; media-failed for the subscriber drops its connection', async () => {
+    s.ws.receive({ type: 'subscriber-offer', seq: 2, sdp: SUBSCRIBER_OFFER });
+    await flush();
+    const first = FakePeerConnection.instances[0];
+    const track = { id: 't_h264', peer: 'p_b', kind: 'video' };
+    s.ws.receive({ type: 'track-unavailable', seq: 3, track, reason: 'rejected' });
+    assert.deepEqual(s.of('track-unavailable'), [{ track, reason: 'rejected' }]);
+    s.ws.receive({ type: 'error', seq: 4, code: 'media-failed', message: 'reset', target: 'subscriber' });
+    assert.equal(first.closed, true);
+    assert.equal(s.room.subscriber, null);
+    s.ws.receive({ type: 'subscriber-offer', seq: 5, sdp: SUBSCRIBER_OFFER });
+    await flush();
+    assert.equal(FakePeerConnection.instances.length, 2, 'the next offer is answered on a new connection');
+    assert.equal(FakePeerConnection.instances[1].remoteDescription.sdp, SUBSCRIBER_OFFER);
   });
 
   test('subscriber: answers the offer and maps tracks to peers by msid', async () => {

@@ -278,3 +278,19 @@ async def test_sdk_learns_its_rtt_from_pings(start_server: ServerFactory) -> Non
         await eventually(lambda: client.rtt_ms is not None)
         assert client.rtt_ms is not None
         assert 0 <= client.rtt_ms < 1000
+
+
+async def test_server_echoes_a_client_close_code_and_keeps_the_session(server: RunningServer) -> None:
+    """Issue 16: a page closing its socket with 3000 got aiohttp's answer 1000 ("normal": the
+    browser SDK reported the session over) while the server kept the session detached for its
+    grace period. The server now echoes the client's code, so the SDK resumes (3000 is
+    resume-backoff for it) and both sides agree that the session lives."""
+    alice = await Raw.joined(server.url, "room", "alice")
+    await alice.ws.close(code=3000)
+    assert alice.ws.close_code == 3000
+    await eventually(lambda: server.hub.sessions()[0].conn is None)
+    again = await Raw.connect(server.url)
+    await again.send(resume_join(alice, last_seq=1))
+    assert (await again.expect("welcome"))["resumed"] is True
+    await again.close()
+    await alice.close()

@@ -135,3 +135,34 @@ async def test_plain_client_connection_for_reference() -> None:
         assert all(" 127.0.0.1 " in c and " typ host" in c for c in candidates)
     finally:
         await pc.close()
+
+
+async def test_refused_answers_never_leave_the_subscriber_leg_waiting(env: SfuEnv) -> None:
+    """Issue 14 finding 4 / issue 16 failure 4: an answer the SFU cannot apply used to leave
+    ``awaiting_answer`` set, so no offer was ever sent again. Now: a fresh offer; after a
+    second refusal in a row, the leg is reset and the client told (``media-failed``)."""
+    manual = await env.subscriber("bob", auto_answer=False)
+    publisher = env.publisher("alice", audio=False)
+    await env.sfu.join("room", "alice")
+    await publisher.publish()
+    assert len(manual.offers()) == 1
+    await raises("bad-sdp", env.sfu.subscriber_answer("room", "bob", "v=0\r\nnonsense"))
+    assert len(manual.offers()) == 2, "a refused answer must be followed by a new offer"
+    await raises("bad-sdp", env.sfu.subscriber_answer("room", "bob", "v=0\r\nnonsense"))
+    errors = [m for m in manual.messages if m["type"] == "error"]
+    assert [(e["code"], e["target"]) for e in errors] == [("media-failed", "subscriber")]
+    assert len(manual.offers()) == 3, "the reset leg offers again on a new connection"
+    stats = env.sfu.stats()
+    assert (stats["answers_refused"], stats["subscriber_resets"]) == (2, 1)
+
+
+async def test_tracks_in_codecs_a_subscriber_did_not_announce_are_not_offered(env: SfuEnv) -> None:
+    client = await env.subscriber("bob", join=False)
+    await env.sfu.join("room", "bob", codecs=("opus", "H264"))
+    publisher = env.publisher("alice")
+    await env.sfu.join("room", "alice")
+    await publisher.publish()
+    await client.wait_for(lambda: any(r.kind == "audio" and r.frames > 10 for r in client.received.values()), 20)
+    assert [s.kind for s in parse_session(client.offers()[-1]).sections] == ["audio"]
+    unavailable = [m for m in client.messages if m["type"] == "track-unavailable"]
+    assert [(m["track"]["kind"], m["reason"]) for m in unavailable] == [("video", "codec")]

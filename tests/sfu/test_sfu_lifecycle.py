@@ -20,6 +20,10 @@ def directions(offer: str) -> list[str]:
     return [s.direction for s in parse_session(offer).sections]
 
 
+def msid_streams(offer: str) -> list[str | None]:
+    return [s.msid_stream for s in parse_session(offer).sections]
+
+
 async def published_and_flowing(subscriber: SubscriberClient, frames: int = 5) -> None:
     await subscriber.wait_for(
         lambda: (
@@ -46,7 +50,9 @@ async def test_unpublish_withdraws_the_track_and_renegotiates(env: SfuEnv) -> No
         {"type": "track-unpublished", "track": {"id": video_id, "peer": "alice", "kind": "video"}}
     ]
     await subscriber.wait_for(lambda: subscriber.offers_answered == 2, 10)
-    assert directions(subscriber.offers()[-1]) == ["inactive", "sendonly"]
+    # The freed slot stays sendonly (webrtcbin refuses direction changes) and carries nothing.
+    assert directions(subscriber.offers()[-1]) == ["sendonly", "sendonly"]
+    assert msid_streams(subscriber.offers()[-1]) == ["switchboard-idle", "alice"]
     assert [t["kind"] for t in subscriber.published()] == ["audio"]
     assert env.sfu.stats()["tracks"] == 1
     # The client's next offer still sends on that m-line: not published again until it stops.
@@ -71,7 +77,8 @@ async def test_leave_withdraws_tracks_and_closes_connections(env: SfuEnv) -> Non
     )
     assert kinds == ["audio", "video"]
     await subscriber.wait_for(lambda: subscriber.offers_answered == 2, 10)
-    assert directions(subscriber.offers()[-1]) == ["inactive", "inactive"]
+    assert directions(subscriber.offers()[-1]) == ["sendonly", "sendonly"]
+    assert msid_streams(subscriber.offers()[-1]) == ["switchboard-idle", "switchboard-idle"]
     stats = env.sfu.stats()
     assert (stats["participants"], stats["tracks"], stats["peer_connections"]) == (1, 0, 1)
     await env.sfu.leave("room", "alice")  # idempotent
@@ -101,6 +108,13 @@ async def test_offers_are_coalesced_while_one_is_unanswered(env: SfuEnv) -> None
     )
     # Publishers see each other's tracks, never their own.
     assert [t["peer"] for t in first.messages_published()] == ["carol"]
+
+
+def own_threads() -> int:
+    """Threads other than the loop's default executor (a bounded pool that grows lazily: with
+    recycled slots staying sendonly, decoders no longer stop and start, and the pool's second
+    worker may first appear after the baseline)."""
+    return sum(not t.name.startswith("asyncio_") for t in threading.enumerate())
 
 
 def live_peer_connections() -> int:
@@ -135,7 +149,7 @@ async def run_cycles(env: SfuEnv, cycles: int) -> None:
     await one_cycle(env, subscriber, 0)
     await subscriber.wait_for(lambda: subscriber.offers_answered == len(subscriber.offers()), 10)
     tasks_before = len(asyncio.all_tasks())
-    threads_before = threading.active_count()
+    threads_before = own_threads()
     pcs_before = live_peer_connections()
     started = time.monotonic()
     for cycle in range(1, cycles):
@@ -150,7 +164,7 @@ async def run_cycles(env: SfuEnv, cycles: int) -> None:
     assert stats["tasks"] == 0
     assert stats["transcoding"]["frames_to_decoder"] == stats["transcoding"]["encoder_calls"] == 0
     await eventually(lambda: len(asyncio.all_tasks()) <= tasks_before, 10)
-    await eventually(lambda: threading.active_count() <= threads_before, 10)
+    await eventually(lambda: own_threads() <= threads_before, 10)
     await eventually(lambda: live_peer_connections() <= pcs_before, 10)
     print(f"{cycles} join/publish/leave cycles in {elapsed:.1f} s")
 

@@ -14,6 +14,8 @@ from sfu.sdp_info import (
     is_msid_token,
     parse_candidate,
     parse_session,
+    reject_in_offer,
+    substitute_rejected,
 )
 
 CHROME_LIKE_OFFER = "\r\n".join(
@@ -147,3 +149,66 @@ def test_config_validation() -> None:
         SfuConfig(port_range=(5000, 4000))
     with pytest.raises(ValueError, match="urls"):
         SfuConfig(ice_servers=({"username": "x"},))
+
+
+WEBRTCBIN_MAX_BUNDLE_OFFER = "\r\n".join([
+    "v=0", "o=- 1 0 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BUNDLE video0 audio1",
+    "m=video 9 UDP/TLS/RTP/SAVPF 96", "c=IN IP4 0.0.0.0", "a=setup:actpass", "a=ice-ufrag:u",
+    "a=ice-pwd:p", "a=rtcp-mux", "a=sendrecv", "a=rtpmap:96 VP8/90000", "a=mid:video0",
+    "m=audio 0 UDP/TLS/RTP/SAVPF 111", "c=IN IP4 0.0.0.0", "a=setup:actpass", "a=ice-ufrag:u",
+    "a=ice-pwd:p", "a=bundle-only", "a=rtcp-mux", "a=sendrecv", "a=rtpmap:111 OPUS/48000/2",
+    "a=mid:audio1", "",
+])
+
+
+def test_port_zero_with_bundle_only_is_a_bundled_sending_section() -> None:
+    """RFC 8843 section 6: webrtcbin's max-bundle offer (issue 16, failure 2)."""
+    video, audio = parse_session(WEBRTCBIN_MAX_BUNDLE_OFFER).sections
+    assert audio.port == 0 and audio.bundle_only and not audio.rejected and audio.sending
+    assert video.sending and video.setup == "actpass"
+    rejected = parse_session(WEBRTCBIN_MAX_BUNDLE_OFFER.replace("a=bundle-only\r\n", "")).sections[1]
+    assert rejected.rejected and not rejected.sending
+
+
+OUR_OFFER = "\r\n".join([
+    "v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BUNDLE 0 1",
+    "m=video 40000 UDP/TLS/RTP/SAVPF 97", "c=IN IP4 127.0.0.1", "a=sendonly", "a=mid:0",
+    "a=msid:alice h264-track", "a=rtcp-mux", "a=rtpmap:97 H264/90000",
+    "a=candidate:1 1 udp 1 127.0.0.1 40000 typ host", "a=ice-ufrag:sfu", "a=ice-pwd:sfupwd",
+    "a=fingerprint:sha-256 AA", "a=setup:actpass",
+    "m=video 40000 UDP/TLS/RTP/SAVPF 96", "c=IN IP4 127.0.0.1", "a=sendonly", "a=mid:1",
+    "a=msid:carol vp8-track", "a=rtcp-mux", "a=rtpmap:96 VP8/90000", "a=ice-ufrag:sfu",
+    "a=ice-pwd:sfupwd", "a=fingerprint:sha-256 AA", "a=setup:actpass", "",
+])
+FIREFOX_LIKE_ANSWER = "\r\n".join([
+    "v=0", "o=mozilla 1 0 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BUNDLE 1",
+    "m=video 0 UDP/TLS/RTP/SAVPF 120", "c=IN IP4 0.0.0.0", "a=inactive", "a=mid:0",
+    "m=video 9 UDP/TLS/RTP/SAVPF 96", "c=IN IP4 0.0.0.0", "a=recvonly", "a=mid:1",
+    "a=rtcp-mux", "a=rtpmap:96 VP8/90000", "a=ice-ufrag:fox", "a=ice-pwd:foxpwd",
+    "a=fingerprint:sha-256 BB", "a=setup:active", "",
+])
+
+
+def test_a_rejected_section_is_replaced_by_ours_with_the_accepted_transport() -> None:
+    usable, rejected = substitute_rejected(FIREFOX_LIKE_ANSWER, OUR_OFFER)
+    assert rejected == ["0"]
+    session = parse_session(usable)
+    assert session.bundle == ["1", "0"]  # an accepted mid stays the transport
+    first = usable.split("m=")[1]
+    assert "a=ice-ufrag:fox" in first and "a=setup:active" in first and "a=inactive" in first
+    assert "a=candidate" not in first and "a=ice-ufrag:sfu" not in first and "a=sendonly" not in first
+    assert [c.name for c in session.sections[0].codecs] == ["H264"]  # codecs aiortc knows
+
+
+def test_answers_without_rejections_pass_unchanged_and_all_rejected_yields_nothing() -> None:
+    assert substitute_rejected(OUR_OFFER, OUR_OFFER) == (OUR_OFFER, [])
+    everything = FIREFOX_LIKE_ANSWER.replace("m=video 9 ", "m=video 0 ")
+    assert substitute_rejected(everything, OUR_OFFER) == ("", ["0", "1"])
+
+
+def test_rejected_mids_stay_rejected_in_later_offers() -> None:
+    offer = reject_in_offer(OUR_OFFER, {"0"})
+    sections = parse_session(offer).sections
+    assert [s.port for s in sections] == [0, 40000]
+    assert parse_session(offer).bundle == ["1"]
+    assert reject_in_offer(OUR_OFFER, set()) == OUR_OFFER

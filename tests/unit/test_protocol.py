@@ -103,3 +103,13 @@ def test_schema_is_valid_and_served_document_is_the_shipped_one() -> None:
     jsonschema.Draft202012Validator.check_schema(protocol.schema())
     shipped = json.loads((ROOT / "signaling" / "schema" / "protocol-v1.json").read_text())
     assert protocol.schema() == shipped
+
+
+def test_join_announces_receive_codecs() -> None:
+    message = parse('{"type":"join","room":"r","codecs":["VP8","opus"]}')
+    assert message == Join(room="r", codecs=("VP8", "opus"))
+    assert parse('{"type":"join","room":"r"}') == Join(room="r", codecs=None)
+    for bad in ('["VP8","VP8"]', '["a b"]', '[""]', '"VP8"', json.dumps(["x"] * 33)):
+        with pytest.raises(ProtocolError) as raised:
+            parse('{"type":"join","room":"r","codecs":' + bad + "}")
+        assert raised.value.error is Err.BAD_MESSAGE, bad

@@ -1,0 +1,103 @@
+// A native libwebrtc (M106, @roamhq/wrtc) media client for the interop tests, speaking the JSON
+// lines of tests/interop/gst_client.py: server messages in on stdin (publish-answer,
+// subscriber-offer, ...), client messages out on stdout (publish, subscriber-answer, candidate,
+// without cseq), plus {"type": "x-stats"} reports of decoded frames per subscriber mid.
+// --publish: a synthetic 320x240 I420 video at 30 fps and a 48 kHz tone; --subscribe: counts
+// frames delivered by the decoder (RTCVideoSink) and audio callbacks (RTCAudioSink).
+import readline from 'node:readline';
+import wrtc from '@roamhq/wrtc';
+
+const { RTCPeerConnection, nonstandard } = wrtc;
+const args = new Set(process.argv.slice(2));
+const send = (m) => process.stdout.write(JSON.stringify(m) + '\n');
+const timers = [];
+const video = {};
+const audio = {};
+const first = {};
+
+function trickle(pc, target) {
+  /** Candidates gathered before our SDP went out are held (the SFU drops those). */
+  let held = [];
+  pc.onicecandidate = (e) => {
+    const candidate = e.candidate ? { candidate: e.candidate.candidate, sdpMid: e.candidate.sdpMid, sdpMLineIndex: e.candidate.sdpMLineIndex } : null;
+    if (held) held.push(candidate);
+    else send({ type: 'candidate', target, candidate });
+  };
+  pc.onconnectionstatechange = () => send({ type: 'x-state', target, state: pc.connectionState });
+  return () => {
+    for (const candidate of held) send({ type: 'candidate', target, candidate });
+    held = null;
+  };
+}
+
+let publisher = null;
+if (args.has('--publish')) {
+  publisher = new RTCPeerConnection({ iceServers: [] });
+  const release = trickle(publisher, 'publisher');
+  const source = new nonstandard.RTCVideoSource();
+  const track = source.createTrack();
+  const stream = new wrtc.MediaStream([track]);
+  publisher.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+  const width = 320, height = 240;
+  const data = new Uint8ClampedArray(width * height * 1.5);
+  let n = 0;
+  timers.push(setInterval(() => {
+    data.fill((n++ * 4) % 256, 0, width * height);
+    source.onFrame({ width, height, data });
+  }, 1000 / 30));
+  const tone = new nonstandard.RTCAudioSource();
+  const toneTrack = tone.createTrack();
+  publisher.addTransceiver(toneTrack, { direction: 'sendonly', streams: [stream] });
+  const samples = new Int16Array(480);
+  let phase = 0;
+  timers.push(setInterval(() => {
+    for (let i = 0; i < samples.length; i++) samples[i] = Math.round(8000 * Math.sin((phase++ * 2 * Math.PI * 440) / 48000));
+    tone.onData({ samples, sampleRate: 48000, bitsPerSample: 16, channelCount: 1, numberOfFrames: samples.length });
+  }, 10));
+  await publisher.setLocalDescription(await publisher.createOffer());
+  send({ type: 'publish', sdp: publisher.localDescription.sdp });
+  release();
+}
+
+let subscriber = null;
+let releaseSubscriber = null;
+if (args.has('--subscribe')) {
+  subscriber = new RTCPeerConnection({ iceServers: [] });
+  releaseSubscriber = trickle(subscriber, 'subscriber');
+  subscriber.ontrack = (e) => {
+    const mid = e.transceiver?.mid ?? e.track.id;
+    if (e.track.kind === 'video') {
+      const sink = new nonstandard.RTCVideoSink(e.track);
+      sink.onframe = () => { video[mid] = (video[mid] ?? 0) + 1; first[mid] ??= Date.now() / 1000; };
+    } else {
+      const sink = new nonstandard.RTCAudioSink(e.track);
+      sink.ondata = () => { audio[mid] = (audio[mid] ?? 0) + 1; };
+    }
+  };
+}
+
+timers.push(setInterval(() => send({ type: 'x-stats', video, audio, first_frame: first, t: Date.now() / 1000 }), 250));
+send({ type: 'x-ready' });
+
+const lines = readline.createInterface({ input: process.stdin });
+let chain = Promise.resolve();
+for await (const line of lines) {
+  if (!line.trim()) continue;
+  const m = JSON.parse(line);
+  if (m.type === 'x-quit') break;
+  chain = chain.then(async () => {
+    if (m.type === 'publish-answer' && publisher) {
+      await publisher.setRemoteDescription({ type: 'answer', sdp: m.sdp });
+    } else if (m.type === 'subscriber-offer' && subscriber) {
+      await subscriber.setRemoteDescription({ type: 'offer', sdp: m.sdp });
+      await subscriber.setLocalDescription(await subscriber.createAnswer());
+      send({ type: 'subscriber-answer', sdp: subscriber.localDescription.sdp });
+      releaseSubscriber?.();
+      releaseSubscriber = null;
+    }
+  }).catch((e) => send({ type: 'x-log', text: String(e?.stack ?? e) }));
+}
+for (const t of timers) clearInterval(t);
+publisher?.close();
+subscriber?.close();
+process.exit(0);
