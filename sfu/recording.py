@@ -224,8 +224,9 @@ class MediaClock:
     (arrival time of a frame) for publishers that never send reports.
     """
 
-    #: Seconds of offset change that mean "another timeline", not send jitter.
-    REANCHOR = 5.0
+    #: Seconds of offset change that mean "another timeline" (a restarted sender's random RTP
+    #: base is hours away), not send delay (an overloaded sender was seen 5+ s behind).
+    REANCHOR = 60.0
 
     def __init__(self, clock_rate: int) -> None:
         self.clock_rate = clock_rate

@@ -107,7 +107,7 @@ async def test_h264_high_is_accepted_forwarded_and_recorded(start_server: Server
             assert (video.codec_context.width, video.codec_context.height) == (320, 240)
             packets = [p for p in container.demux(video) if p.size]
             decoded = sum(len(p.decode()) for p in packets)
-        assert len(packets) > 2 * FPS and decoded == len(packets)
+        assert len(packets) > FPS and decoded == len(packets)  # the first keyframe may take 1 s (GOP)
         stats = server.hub.media.stats() if server.hub.media else {}
         assert stats["transcoding"]["frames_to_decoder"] == 0 and stats["transcoding"]["encoder_calls"] == 0
     finally:
