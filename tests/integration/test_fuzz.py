@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from signaling.codes import Close, Err
-from signaling.config import SessionConfig
+from signaling.config import HeartbeatConfig, SessionConfig
 from signaling.protocol import loads_strict
 from tests.backend.conftest import RedisServer, prefix, redis_server
 from tests.conftest import UNIT, RunningServer, ServerFactory, eventually, make_config
@@ -260,7 +260,10 @@ def draw(count: int) -> list[Example]:
 
 @pytest.fixture(params=["memory", "redis"])
 async def fuzz_server(request: pytest.FixtureRequest, start_server: ServerFactory) -> RunningServer:
-    config = make_config(session=SessionConfig(grace_period=10 * UNIT, reconnecting_notice_after=5 * UNIT))
+    # The watched peers speak only between examples (raw clients do not answer pings): a heartbeat
+    # timeout far above one example's duration, so a starved CI box cannot close them with 4013.
+    config = make_config(session=SessionConfig(grace_period=10 * UNIT, reconnecting_notice_after=5 * UNIT),
+                         heartbeat=HeartbeatConfig(interval=20 * UNIT, timeout=1000 * UNIT))
     if request.param == "redis":
         redis: RedisServer = request.getfixturevalue("redis_server")
         config = replace(config, redis_url=redis.url, redis_prefix=request.getfixturevalue("prefix"))
