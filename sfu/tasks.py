@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import weakref
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -128,21 +129,34 @@ class TaskInfo:
     owner: str
     #: Seconds since it was spawned (``None`` for unlabelled tasks: their start is unknown).
     age: float | None
-    #: Where it is suspended: ``file:line function`` of its innermost coroutine frame.
+    #: Where it is suspended: ``file:line function`` of its innermost coroutine frame outside asyncio.
     where: str
+    #: Its await chain, outermost first (``file:line function`` per coroutine frame).
+    stack: tuple[str, ...] = ()
 
 
-def _where(task: asyncio.Task[Any]) -> str:
+_ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
+
+
+def _stack(task: asyncio.Task[Any]) -> tuple[str, ...]:
+    """The task's await chain, outermost first, as ``file:line function`` per coroutine frame."""
+    frames = []
     coro: Any = task.get_coro()
-    frame_info = ""
-    # Follow the await chain to the innermost coroutine that still has a frame.
     while coro is not None:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
         if frame is None:
             break
-        frame_info = f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}"
+        frames.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    return frame_info or "-"
+    return tuple(frames)
+
+
+def _where(stack: tuple[str, ...]) -> str:
+    """The innermost frame outside asyncio itself (``Event.wait`` says less than who waits)."""
+    for line in reversed(stack):
+        if not line.startswith(_ASYNCIO_DIR + os.sep):
+            return line
+    return stack[-1] if stack else "-"
 
 
 def snapshot(now: float | None = None) -> list[TaskInfo]:
@@ -154,10 +168,12 @@ def snapshot(now: float | None = None) -> list[TaskInfo]:
         if task.done():
             continue
         label = _labels.get(task)
+        stack = _stack(task)
         if label is None:
-            out.append(TaskInfo(task.get_name(), OwnerKind.OTHER, "unowned", None, _where(task)))
+            out.append(TaskInfo(task.get_name(), OwnerKind.OTHER, "unowned", None, _where(stack), stack))
         else:
-            out.append(TaskInfo(task.get_name(), label.kind, label.owner, round(now - label.started, 3), _where(task)))
+            age = round(now - label.started, 3)
+            out.append(TaskInfo(task.get_name(), label.kind, label.owner, age, _where(stack), stack))
     out.sort(key=lambda t: (t.kind.value, t.owner, t.name))
     return out
 

@@ -44,7 +44,7 @@ def _session_json(live: Live) -> dict[str, Any]:
 
 
 def _task_json(t: TaskInfo) -> dict[str, Any]:
-    return {"name": t.name, "age_s": t.age, "where": t.where}
+    return {"name": t.name, "age_s": t.age, "where": t.where, "stack": list(t.stack)}
 
 
 def tasks_json(tasks: list[TaskInfo], leaks: LeakWatch) -> dict[str, Any]:

@@ -722,6 +722,14 @@ def debug() -> None:
     """Debugging views of this node: live tasks and the leak alarm."""
 
 
+def short_where(where: Any) -> str | None:
+    """``/long/path/pkg/file.py:12 fn`` → ``pkg/file.py:12 fn`` (the JSON keeps the full path)."""
+    if not isinstance(where, str):
+        return None
+    path, sep, rest = where.partition(":")
+    return "/".join(path.split("/")[-2:]) + sep + rest
+
+
 def task_tables(data: dict[str, Any]) -> list[Table]:
     """The tables of ``admin debug tasks``: one row per live task grouped by owner, then the
     leak alarm (pure: built from the JSON of ``GET /admin/debug/tasks``)."""
@@ -729,7 +737,8 @@ def task_tables(data: dict[str, Any]) -> list[Table]:
     rows = []
     for group in owners:
         for task in group.get("tasks", []):
-            rows.append([group.get("kind"), group.get("owner"), task.get("name"), task.get("age_s"), task.get("where")])
+            rows.append([group.get("kind"), group.get("owner"), task.get("name"), task.get("age_s"),
+                         short_where(task.get("where"))])
     tables = [_table(f"{plural(data.get('total', len(rows)), 'task')} of {plural(len(owners), 'owner')}",
                      ["kind", "owner", "task", "age_s", "where"], rows)]
     alarm = data.get("leak_alarm") or {}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import pytest
 from rich.console import Console
 
 from signaling.admin import tasks_json
@@ -70,8 +72,9 @@ async def test_spawned_tasks_carry_their_owner_and_show_where_they_wait() -> Non
         assert tasks["grace:s1"].owner == "session:s1"
         assert tasks["grace:s1"].kind is OwnerKind.SESSION
         assert tasks["grace:s1"].age is not None and tasks["grace:s1"].age >= 0
-        # the innermost frame: asyncio's Event.wait, reached through _parked
-        assert tasks["grace:s1"].where.endswith(" wait"), tasks["grace:s1"].where
+        # where: the innermost frame outside asyncio (_parked, not Event.wait); the stack has both
+        assert tasks["grace:s1"].where.endswith(" _parked"), tasks["grace:s1"].where
+        assert tasks["grace:s1"].stack[-1].endswith(" wait") and len(tasks["grace:s1"].stack) == 2
         # this test's own task was spawned by nobody here: counted as other
         counts = count_by_kind(snapshot())
         assert counts[OwnerKind.SESSION] == 1 and counts[OwnerKind.HUB] == 1 and counts[OwnerKind.OTHER] >= 1
@@ -87,7 +90,7 @@ async def test_spawn_if_open_discards_after_close() -> None:
     assert registry.spawn_if_open(_parked(asyncio.Event())) is None
 
 
-async def test_watch_captures_a_snapshot_naming_the_leaked_owner() -> None:
+async def test_watch_captures_a_snapshot_naming_the_leaked_owner(caplog: pytest.LogCaptureFixture) -> None:
     live: set[str] = {"s1"}
     watch = LeakWatch(lambda: live, interval=1.0, alarm=LeakAlarm(k=0.5, h=1.0))
     leaky = TaskRegistry("leaky", OwnerKind.SESSION)
@@ -100,6 +103,9 @@ async def test_watch_captures_a_snapshot_naming_the_leaked_owner() -> None:
         assert alert.report.owners == [("session:s1", 1)]
         assert any(t.name == "forgotten" for t in alert.tasks)
         assert watch.alerts == 1
+        warnings = [r for r in caplog.records if r.name == "signaling.leakwatch" and r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "session:s1 (1)" in warnings[0].getMessage()
+        assert "forgotten" in warnings[0].getMessage()  # the snapshot is in the log line
         body = tasks_json(snapshot(), watch)
         assert body["leak_alarm"]["last_alert"]["owners"] == [{"owner": "session:s1", "tasks": 1}]
         assert any(g["kind"] == "session" and g["owner"] == "session:s1" for g in body["owners"])
