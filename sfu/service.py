@@ -886,7 +886,8 @@ class Sfu:
         @pc.on("connectionstatechange")
         def on_state() -> None:
             if pc.connectionState in ("failed", "closed") and not p.left and not self._closed:
-                self._tasks.spawn_if_open(self._on_pc_down(p, pc, role), name=f"sfu-{role}-down-{p.id}")
+                self._tasks.spawn_if_open(self._on_pc_down(p, pc, role), name=f"sfu-{role}-down-{p.id}",
+                                         owner=f"room:{p.room.name}")
 
         return pc
 

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from signaling.tasks import OwnerKind, TaskInfo, snapshot
+from signaling.tasks import OwnerKind, TaskInfo, live_labels, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,11 @@ class LeakWatch:
         self.alerts = 0
 
     def sample(self, wall_time: float) -> LeakAlert | None:
-        tasks = snapshot()
-        owners = [t.owner for t in tasks if t.kind is OwnerKind.SESSION]
+        owners = [label.owner for label in live_labels() if label is not None and label.kind is OwnerKind.SESSION]
         report = self.alarm.observe(self._live_sessions(), owners)
         if report is None:
             return None
+        tasks = snapshot()  # stacks are walked only when the alarm fires
         alert = LeakAlert(report, wall_time, tasks)
         self.last_alert = alert
         self.alerts += 1

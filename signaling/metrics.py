@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from signaling.tasks import OwnerKind, count_by_kind, snapshot
+from signaling.tasks import OwnerKind, count_live_by_kind
 
 
 class Metrics:
@@ -53,7 +53,7 @@ class TaskCollector:
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily("switchboard_tasks", "Live asyncio tasks by owner kind", labels=["owner"])
         try:
-            counts = count_by_kind(snapshot())
+            counts = count_live_by_kind()
         except RuntimeError:  # scraped outside the event loop: nothing to count
             counts = dict.fromkeys(OwnerKind, 0)
         for kind, n in counts.items():

@@ -12,8 +12,10 @@ from sfu.tasks import (
     TaskRegistry,
     adopt,
     count_by_kind,
+    count_live_by_kind,
     label_of,
+    live_labels,
     snapshot,
 )
 
-__all__ = ["OwnerKind", "TaskInfo", "TaskLabel", "TaskRegistry", "adopt", "count_by_kind", "label_of", "snapshot"]
+__all__ = ["OwnerKind", "TaskInfo", "TaskLabel", "TaskRegistry", "adopt", "count_by_kind", "count_live_by_kind", "label_of", "live_labels", "snapshot"]
