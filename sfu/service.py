@@ -62,7 +62,7 @@ from sfu.sdp_info import (
     reject_in_offer,
     substitute_rejected,
 )
-from sfu.tasks import TaskRegistry
+from sfu.tasks import OwnerKind, TaskRegistry
 
 __all__ = ["Emit", "Sfu", "SfuError"]
 
@@ -178,7 +178,7 @@ class Sfu:
         #: Observer of track changes, once per track (webhooks), not once per recipient.
         self._on_track = on_track
         self._rooms: dict[str, _Room] = {}
-        self._tasks = TaskRegistry()
+        self._tasks = TaskRegistry("sfu", OwnerKind.SFU)
         self._counters = ForwardingCounters()
         self._probe = TranscodingProbe()
         self._closed_tracks = IngestCounters()
@@ -1034,7 +1034,8 @@ class Sfu:
         @pc.on("connectionstatechange")
         def on_state() -> None:
             if pc.connectionState in ("failed", "closed") and not p.left and not self._closed:
-                self._tasks.spawn(self._on_pc_down(p, pc, role), name=f"sfu-{role}-down-{p.id}")
+                self._tasks.spawn_if_open(self._on_pc_down(p, pc, role), name=f"sfu-{role}-down-{p.id}",
+                                         owner=f"room:{p.room.name}")
 
         return pc
 

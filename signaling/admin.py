@@ -17,8 +17,10 @@ from aiohttp import web
 
 from signaling import __version__
 from signaling.hub import Hub, Live
+from signaling.leakwatch import LeakWatch
 from signaling.media import MediaPort
 from signaling.ratelimit import FailureThrottle
+from signaling.tasks import TaskInfo, count_by_kind, snapshot
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -38,6 +40,39 @@ def _session_json(live: Live) -> dict[str, Any]:
         "last_cseq": s.last_cseq,
         "rtt_ms": round(live.rtt * 1000, 2) if live.rtt is not None else None,
         "joined_at": live.joined_at,
+    }
+
+
+def _task_json(t: TaskInfo) -> dict[str, Any]:
+    return {"name": t.name, "age_s": t.age, "where": t.where, "stack": list(t.stack)}
+
+
+def tasks_json(tasks: list[TaskInfo], leaks: LeakWatch) -> dict[str, Any]:
+    """The body of ``GET /admin/debug/tasks``: owners sorted by kind then name, and the alarm."""
+    owners: dict[tuple[str, str], list[TaskInfo]] = {}
+    for t in tasks:
+        owners.setdefault((t.kind.value, t.owner), []).append(t)
+    alert = leaks.last_alert
+    return {
+        "total": len(tasks),
+        "by_kind": {kind.value: n for kind, n in count_by_kind(tasks).items()},
+        "owners": [
+            {"kind": kind, "owner": owner, "tasks": [_task_json(t) for t in group]}
+            for (kind, owner), group in sorted(owners.items())
+        ],
+        "leak_alarm": {
+            "score": round(leaks.alarm.score, 3),
+            "threshold": leaks.alarm.h,
+            "samples": leaks.alarm.samples,
+            "alerts": leaks.alerts,
+            "last_alert": None if alert is None else {
+                "at": alert.at,
+                "score": alert.report.score,
+                "per_session": alert.report.per_session,
+                "owners": [{"owner": o, "tasks": n} for o, n in alert.report.owners],
+                "snapshot": [{"kind": t.kind.value, "owner": t.owner, **_task_json(t)} for t in alert.tasks],
+            },
+        },
     }
 
 
@@ -194,7 +229,12 @@ def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:
         request.app[DRAIN_REQUESTED].set()
         return web.json_response({"draining": True})
 
+    async def debug_tasks(request: web.Request) -> web.Response:
+        """Live tasks grouped by owner, with where each is suspended and its age; the leak alarm."""
+        return web.json_response(tasks_json(snapshot(), hub.leaks))
+
     r = app.router
+    r.add_get("/admin/debug/tasks", guarded(debug_tasks))
     r.add_get("/admin/info", guarded(info))
     r.add_get("/admin/nodes", guarded(nodes))
     r.add_get("/admin/rooms", guarded(rooms))

@@ -714,6 +714,60 @@ def sessions_disconnect(ctx: click.Context, session: str) -> None:
     _run(ctx, work)
 
 
+# debug -------------------------------------------------------------------------------------------
+
+
+@admin.group()
+def debug() -> None:
+    """Debugging views of this node: live tasks and the leak alarm."""
+
+
+def short_where(where: Any) -> str | None:
+    """``/long/path/pkg/file.py:12 fn`` → ``pkg/file.py:12 fn`` (the JSON keeps the full path)."""
+    if not isinstance(where, str):
+        return None
+    path, sep, rest = where.partition(":")
+    return "/".join(path.split("/")[-2:]) + sep + rest
+
+
+def task_tables(data: dict[str, Any]) -> list[Table]:
+    """The tables of ``admin debug tasks``: one row per live task grouped by owner, then the
+    leak alarm (pure: built from the JSON of ``GET /admin/debug/tasks``)."""
+    owners = data.get("owners", [])
+    rows = []
+    for group in owners:
+        for task in group.get("tasks", []):
+            rows.append([group.get("kind"), group.get("owner"), task.get("name"), task.get("age_s"),
+                         short_where(task.get("where"))])
+    tables = [_table(f"{plural(data.get('total', len(rows)), 'task')} of {plural(len(owners), 'owner')}",
+                     ["kind", "owner", "task", "age_s", "where"], rows)]
+    alarm = data.get("leak_alarm") or {}
+    alert = alarm.get("last_alert")
+    summary = [[alarm.get("score"), alarm.get("threshold"), alarm.get("samples"), alarm.get("alerts"),
+                _when(alert.get("at")) if alert else None,
+                ", ".join(f"{o.get('owner')} ({o.get('tasks')})" for o in alert.get("owners", [])) if alert else None]]
+    tables.append(_table("leak alarm", ["score", "threshold", "samples", "alerts", "last alert", "owners"], summary))
+    return tables
+
+
+@debug.command("tasks")
+@_json_option
+@click.pass_context
+def debug_tasks(ctx: click.Context) -> None:
+    """Live asyncio tasks grouped by owner (where each waits, its age) and the leak alarm."""
+
+    async def work(api: AdminClient, obj: Ctx) -> None:
+        data = await api.call("GET", "/admin/debug/tasks")
+        if obj.json:
+            _emit_json(data)
+            return
+        console = _console()
+        for table in task_tables(data):
+            console.print(table)
+
+    _run(ctx, work)
+
+
 # nodes -------------------------------------------------------------------------------------------
 
 

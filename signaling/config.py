@@ -36,6 +36,8 @@ class SessionConfig:
     replay_max_messages: int = 512
     #: Most bytes of unacknowledged server→client messages kept for replay.
     replay_max_bytes: int = 1024 * 1024
+    #: Seconds between samples of the task-leak alarm (tasks outliving their session); 0 turns it off.
+    leak_sample_interval: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)

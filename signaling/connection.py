@@ -26,6 +26,7 @@ from signaling.heartbeat import HeartbeatPolicy, Liveness, rtt_from_pong
 from signaling.metrics import Metrics
 from signaling.protocol import ClientMessage, ProtocolError
 from signaling.ratelimit import TokenBucket
+from signaling.tasks import OwnerKind, adopt
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ class Connection:
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = self._loop.create_task(coro, name=f"{name}:{self.remote}")
+        adopt(task, OwnerKind.CONNECTION, f"connection:{self.remote}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -134,6 +136,8 @@ class Connection:
         self._metrics.connections.inc()
         writer = self._loop.create_task(self._write_loop(), name=f"writer:{self.remote}")
         reader = self._loop.create_task(self._read_loop(handler), name=f"reader:{self.remote}")
+        for task in (writer, reader):
+            adopt(task, OwnerKind.CONNECTION, f"connection:{self.remote}")
         try:
             await self._close_requested.wait()
             await self._close(writer)

@@ -23,6 +23,7 @@ from signaling.codes import Close, Err, ErrorCode
 from signaling.config import ServerConfig
 from signaling.connection import Connection
 from signaling.heartbeat import HeartbeatPolicy
+from signaling.leakwatch import LeakWatch
 from signaling.media import MediaPort
 from signaling.metrics import Metrics
 from signaling.protocol import (
@@ -48,7 +49,7 @@ from signaling.session import (
     SessionState,
     Stamped,
 )
-from signaling.tasks import TaskRegistry
+from signaling.tasks import OwnerKind, TaskRegistry, adopt
 from signaling.webhooks import WebhookSender
 
 if TYPE_CHECKING:  # the registry (and redis-py) is loaded only by cluster nodes
@@ -127,7 +128,9 @@ class Hub:
         #: Sessions per room on this node (for the rooms-per-node limit).
         self._rooms: dict[str, int] = {}
         self._connections: set[Connection] = set()
-        self._tasks = TaskRegistry("hub")
+        self._tasks = TaskRegistry("hub", OwnerKind.HUB)
+        #: The task-leak alarm; its last alert is shown by ``GET /admin/debug/tasks``.
+        self.leaks = LeakWatch(lambda: self._sessions.keys(), config.session.leak_sample_interval)
         #: Cluster: session writes for cross-node resume (None: sessions live and die here).
         self._ledger: SessionLedger | None = None
         #: Cluster: resumes from another node in flight, and what arrived meanwhile for peers
@@ -161,6 +164,8 @@ class Hub:
             self._tasks.spawn(self._reaper(), name="reaper")
         if self.webhooks is not None:
             self.webhooks.start()
+        if self.leaks.interval > 0:
+            self._tasks.spawn(self.leaks.run(), name="leak-watch")
 
     async def close(self) -> None:
         """Close every connection (1001) and stop every task; sessions die with the node."""
@@ -208,6 +213,8 @@ class Hub:
 
     async def run_connection(self, conn: Connection) -> None:
         self._connections.add(conn)
+        if (handler := asyncio.current_task()) is not None:
+            adopt(handler, OwnerKind.CONNECTION, f"connection:{conn.remote}")
         try:
             await conn.run(self)
         finally:
@@ -740,7 +747,8 @@ class Hub:
                 s.room, peer=s.peer_id, name=s.name, session=s.id,
                 grace_period=self.config.session.grace_period, identity=live.identity,
             )
-        live.grace = self._tasks.spawn(self._grace(live), name=f"grace:{live.session.id}")
+        live.grace = self._tasks.spawn(self._grace(live), name=f"grace:{live.session.id}",
+                                      owner=f"session:{live.session.id}", kind=OwnerKind.SESSION)
 
     async def _reaper(self, interval: float = 2.0) -> None:
         """Members of nodes that died (cluster backends) are reported ``peer-left`` once; this
@@ -923,7 +931,8 @@ class Hub:
             conn.send_message(protocol.error(Err.REPLAY_OVERFLOW, why), force=True)
             conn.close(Close.SESSION_UNKNOWN, "replay-overflow")
         if self._mark_ended(live):
-            self._tasks.spawn(self._release(live, "replay-overflow", notify=True), name=f"lose:{live.session.id}")
+            self._tasks.spawn(self._release(live, "replay-overflow", notify=True), name=f"lose:{live.session.id}",
+                              owner=f"session:{live.session.id}", kind=OwnerKind.SESSION)
 
     async def _broadcast(self, live: Live, message: dict[str, Any]) -> None:
         for other in await self.backend.members(live.session.room):

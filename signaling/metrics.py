@@ -12,6 +12,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from signaling.tasks import OwnerKind, count_live_by_kind
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -38,6 +40,25 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=r,
         )
+        r.register(TaskCollector())
+
+
+class TaskCollector:
+    """``switchboard_tasks{owner}``: live asyncio tasks of this process by owner kind, read when
+    scraped (see :mod:`signaling.tasks`; tasks spawned outside a registry count as ``other``)."""
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("switchboard_tasks", "Live asyncio tasks by owner kind", labels=["owner"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("switchboard_tasks", "Live asyncio tasks by owner kind", labels=["owner"])
+        try:
+            counts = count_live_by_kind()
+        except RuntimeError:  # scraped outside the event loop: nothing to count
+            counts = dict.fromkeys(OwnerKind, 0)
+        for kind, n in counts.items():
+            family.add_metric([kind.value], n)
+        yield family
 
 
 class MediaCollector:

@@ -55,7 +55,7 @@ from signaling.sfu_rpc import (
     reply_stream,
     request_stream,
 )
-from signaling.tasks import TaskRegistry
+from signaling.tasks import OwnerKind, TaskRegistry
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ class RemoteMedia:
         self._reader = StreamReader(
             self._reader_redis, reply_stream(key_prefix, node_id), self._on_reply, block=block, op_timeout=op_timeout
         )
-        self._tasks = TaskRegistry("remote-media")
+        self._tasks = TaskRegistry("remote-media", OwnerKind.CLUSTER)
         self._rooms: dict[str, _Room] = {}
         self._pending: dict[str, _Pending] = {}
         #: Request ids are unique per incarnation: a restarted node never takes an old reply.
@@ -572,7 +572,7 @@ class RemoteMedia:
                 log.warning("room %s: joining %s on %s failed: %s", room, participant, node, exc)
                 state.unjoined.add(participant)
         if joins:
-            self._tasks.spawn(self._await_joins(room, joins), name=f"sfu-join:{room}")
+            self._tasks.spawn(self._await_joins(room, joins), name=f"sfu-join:{room}", owner=f"room:{room}", kind=OwnerKind.ROOM)
 
     async def _await_joins(self, room: str, joins: list[tuple[str, _Pending]]) -> None:
         results = await asyncio.gather(*(self._wait(p) for _, p in joins), return_exceptions=True)

@@ -206,6 +206,8 @@ def validate(config: ServerConfig) -> None:
     for key in ("replay_max_messages", "replay_max_bytes"):
         if getattr(config.session, key) <= 0:
             problems.append(f"session.{key}: must be positive")
+    if not (config.session.leak_sample_interval >= 0 and math.isfinite(config.session.leak_sample_interval)):
+        problems.append("session.leak_sample_interval: must be a finite number >= 0 (0: no leak alarm)")
     if config.limits.max_message_bytes > config.limits.hard_max_message_bytes:
         problems.append("limits.max_message_bytes: must not exceed limits.hard_max_message_bytes")
     if config.ice.port_range:

@@ -42,7 +42,7 @@ from signaling.backend.registry import NodeInfo, NodeRegistry
 from signaling.backoff import Backoff
 from signaling.config import ServerConfig
 from signaling.media import Emit, MediaPort
-from signaling.metrics import MediaCollector
+from signaling.metrics import MediaCollector, TaskCollector
 from signaling.remote_media import StreamReader, append
 from signaling.sfu_rpc import (
     CODES,
@@ -53,7 +53,7 @@ from signaling.sfu_rpc import (
     reply_stream,
     request_stream,
 )
-from signaling.tasks import TaskRegistry
+from signaling.tasks import OwnerKind, TaskRegistry
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,8 @@ class RpcExecutor:
         if lane is None:
             lane = self._lanes[key] = deque()
             lane.append(request)
-            self._tasks.spawn(self._drain(key, lane), name=f"sfu-lane:{request.room}:{request.participant}")
+            self._tasks.spawn(self._drain(key, lane), name=f"sfu-lane:{request.room}:{request.participant}",
+                              owner=f"room:{request.room}", kind=OwnerKind.ROOM)
             return True
         if len(lane) >= self._lane_size:
             self.refused["busy"] += 1
@@ -229,9 +230,9 @@ class SfuNode:
         self._outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=cluster.emit_queue_size)
         self.media = (media_factory or _aiortc_sfu(config))(self.emit)
         #: The reader, the lanes and placement releases.
-        self._tasks = TaskRegistry("sfu-node")
+        self._tasks = TaskRegistry("sfu-node", OwnerKind.CLUSTER)
         #: The outbox task: stopped last, after the SFU said its last word.
-        self._outbox_tasks = TaskRegistry("sfu-node-outbox")
+        self._outbox_tasks = TaskRegistry("sfu-node-outbox", OwnerKind.CLUSTER)
         self.executor = RpcExecutor(
             self.media, self._send_reply, tasks=self._tasks, lane_size=cluster.lane_size, on_rooms=self._rooms_changed
         )
@@ -364,7 +365,7 @@ class SfuNode:
         if not self.executor.rooms:
             self._emptied.set()
         if not self._closed:
-            self._tasks.spawn(self._release(room), name=f"sfu-release:{room}")
+            self._tasks.spawn(self._release(room), name=f"sfu-release:{room}", owner=f"room:{room}", kind=OwnerKind.ROOM)
 
     async def _release(self, room: str) -> None:
         """The room ended here: free its placement (if it is still ours and still empty)."""
@@ -443,6 +444,7 @@ def build_sfu_app(node: SfuNode) -> web.Application:
     registry = CollectorRegistry()
     registry.register(MediaCollector(node.media.stats))
     registry.register(node)
+    registry.register(TaskCollector())
     app = web.Application()
     app[NODE] = node
     app[METRICS_REGISTRY] = registry

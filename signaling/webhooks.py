@@ -39,6 +39,8 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from signaling.tasks import OwnerKind, adopt
+
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Switchboard-Signature"
@@ -161,6 +163,7 @@ class WebhookSender:
         if self._worker is not None or self._closing:
             raise RuntimeError("WebhookSender.start() called twice or after close()")
         self._worker = asyncio.get_running_loop().create_task(self._run(), name="webhooks")
+        adopt(self._worker, OwnerKind.WEBHOOKS, "node:webhooks")
 
     async def close(self, deadline: float) -> None:
         """Stop taking events, deliver what is queued within ``deadline`` seconds, then cancel.

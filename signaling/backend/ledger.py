@@ -46,7 +46,7 @@ from signaling.backend.base import BackendUnavailable
 from signaling.backend.durable import ReplicaWait
 from signaling.backend.redis import bounded
 from signaling.backoff import Backoff
-from signaling.tasks import TaskRegistry
+from signaling.tasks import OwnerKind, TaskRegistry
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ class SessionLedger:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._tasks = TaskRegistry("session-ledger")
+        self._tasks = TaskRegistry("session-ledger", OwnerKind.LEDGER)
         self._backoff = Backoff(base=0.05, cap=1.0)
         self.healthy = True
 

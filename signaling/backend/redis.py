@@ -51,7 +51,7 @@ from signaling.backend.base import (
 from signaling.backend.connect import make_client as make_client
 from signaling.backend.durable import ReplicaWait
 from signaling.backoff import Backoff
-from signaling.tasks import TaskRegistry
+from signaling.tasks import OwnerKind, TaskRegistry
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
@@ -328,7 +328,7 @@ class RedisBackend(Backend):
         self._rooms = self._redis.register_script(_ROOMS)
         self._resync = self._reader_redis.register_script(_RESYNC)
         self._reap = self._redis.register_script(_REAP)
-        self._tasks = TaskRegistry("redis-backend")
+        self._tasks = TaskRegistry("redis-backend", OwnerKind.BACKEND)
         self._node_id: str | None = None
         self._deliver: Delivery | None = None
         #: Members this node added, with their join seq: the source of truth for a resync.

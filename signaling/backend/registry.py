@@ -31,7 +31,7 @@ from typing import Literal, cast
 from signaling.backend.base import BackendUnavailable
 from signaling.backend.redis import bounded, make_client
 from signaling.backoff import Backoff
-from signaling.tasks import TaskRegistry
+from signaling.tasks import OwnerKind, TaskRegistry
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ class NodeRegistry:
         self._commit = self._redis.register_script(_COMMIT)
         self._release = self._redis.register_script(_RELEASE)
         self._heartbeat = self._redis.register_script(_HEARTBEAT)
-        self._tasks = TaskRegistry("node-registry")
+        self._tasks = TaskRegistry("node-registry", OwnerKind.CLUSTER)
         self._info: NodeInfo | None = None
         #: Whether the last heartbeat reached Redis.
         self._published = False

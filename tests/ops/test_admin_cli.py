@@ -130,6 +130,21 @@ async def test_sessions_list_and_disconnect_resumes(admin_server: RunningServer)
         await eventually(lambda: dora.resumes == 1, what="the client resumed")
 
 
+async def test_debug_tasks_lists_owners_and_the_leak_alarm(admin_server: RunningServer) -> None:
+    async with clients(admin_server, ("r", "gus")):
+        result = await admin_cmd(admin_server, "debug", "tasks", "--json")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        kinds = {group["kind"] for group in data["owners"]}
+        assert "connection" in kinds, data
+        assert data["by_kind"]["connection"] >= 3  # reader, writer, heartbeat (and the handler)
+        assert data["leak_alarm"]["alerts"] == 0 and data["leak_alarm"]["last_alert"] is None
+        table = await admin_cmd(admin_server, "debug", "tasks")
+        assert table.exit_code == 0, table.output
+        assert "connection:127.0.0.1" in table.stdout and "leak alarm" in table.stdout
+        assert "_write_loop" in table.stdout, table.stdout  # where the writer waits
+
+
 # -- acting ---------------------------------------------------------------------------------------
 
 
