@@ -237,7 +237,7 @@ def validate(config: ServerConfig) -> None:
         if getattr(cluster, key) < 1:
             problems.append(f"cluster.{key}: must be at least 1")
     if config.redis_url and (problem := check_redis_url(config.redis_url)):
-        problems.append(f"redis_url: {problem}")
+        problems.append(f"redis_url: malformed Redis URL: {problem} (--redis or {env_name('redis_url')})")
     if cluster.ledger_wait_replicas is not None and cluster.ledger_wait_replicas < 0:
         problems.append("cluster.ledger_wait_replicas: must be 0 or more (empty: automatic)")
     if not 0 < cluster.ledger_wait_timeout < 2:
