@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from signaling import protocol
 from signaling.auth import DEV_IDENTITY_GRANTS, AuthError, TokenVerifier
 from signaling.backend import Backend, BackendUnavailable, Member, SessionMoved
+from signaling.backend.base import Written
 from signaling.codes import Close, Err, ErrorCode
 from signaling.config import ServerConfig
 from signaling.connection import Connection
@@ -792,20 +793,24 @@ class Hub:
         self.metrics.messages_out.labels(message["type"]).inc()
         ledger = self._ledger
         if ledger is None:
-            self._durable(live, stamped, True)
+            self._durable(live, stamped, Written.OK)
             return
         queued = ledger.frames(
             session.id, meta=live.meta, tok=live.token_hash, frames=[(stamped.seq, stamped.frame)],
             last_cseq=live.settled_cseq, acked=session.acked_seq, src=source,
-            done=lambda ok: self._durable(live, stamped, ok),
+            done=lambda written: self._durable(live, stamped, written),
         )
         if not queued:
             self._lose(live, "session ledger queue full")
 
-    def _durable(self, live: Live, stamped: Stamped, ok: bool) -> None:
-        """A stamped frame is safe to show the client (``ok``), or another node owns the session."""
-        if not ok:
+    def _durable(self, live: Live, stamped: Stamped, written: Written) -> None:
+        """A stamped frame is safe to show the client (OK), another node owns the session
+        (FENCED), or the frame can never be stored (FAILED: the session's stream has a hole)."""
+        if written is Written.FENCED:
             self._moved(live)
+            return
+        if written is Written.FAILED:
+            self._lose(live, f"frame {stamped.seq} could not be stored", code=Err.INTERNAL, reason="internal-error")
             return
         live.durable_seq = max(live.durable_seq, stamped.seq)
         conn = live.conn
@@ -813,16 +818,20 @@ class Hub:
             conn.send(stamped.frame)
             live.sent_seq = stamped.seq
 
-    def _lose(self, live: Live, why: str) -> None:
-        """The replay buffer overflowed: the session cannot be resumed. Say so, end it."""
-        self.metrics.replay_overflows.inc()
-        log.warning("session %s lost: %s", live.session.id, why, extra=self._log_ids(live.session))
+    def _lose(self, live: Live, why: str, *, code: ErrorCode = Err.REPLAY_OVERFLOW, reason: str = "replay-overflow") -> None:
+        """The session cannot go on (its replay buffer overflowed, or a frame of it could not be
+        stored): it cannot be resumed either. Say so, end it; other sessions are not touched."""
+        if code is Err.REPLAY_OVERFLOW:
+            self.metrics.replay_overflows.inc()
+            log.warning("session %s lost: %s", live.session.id, why, extra=self._log_ids(live.session))
+        else:
+            log.error("session %s lost: %s", live.session.id, why, extra=self._log_ids(live.session))
         conn = live.conn
         if conn is not None:
-            conn.send_message(protocol.error(Err.REPLAY_OVERFLOW, why), force=True)
-            conn.close(Close.SESSION_UNKNOWN, "replay-overflow")
+            conn.send_message(protocol.error(code, why), force=True)
+            conn.close(Close.SESSION_UNKNOWN, reason)
         if self._mark_ended(live):
-            self._tasks.spawn(self._release(live, "replay-overflow", notify=True), name=f"lose:{live.session.id}")
+            self._tasks.spawn(self._release(live, reason, notify=True), name=f"lose:{live.session.id}")
 
     async def _broadcast(self, live: Live, message: dict[str, Any]) -> None:
         for other in await self.backend.members(live.session.room):

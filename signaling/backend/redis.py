@@ -428,8 +428,11 @@ class RedisBackend(Backend):
             await self._redis.aclose()
 
     async def ready(self) -> bool:
-        """True when started, the reader is in sync, and Redis answers a PING in time."""
+        """True when started, the reader is in sync, the session ledger can write, and Redis
+        answers a PING in time."""
         if self._deliver is None or not self._healthy:
+            return False
+        if self._ledger is not None and not self._ledger.working():
             return False
         try:
             return bool(await bounded(self._redis.ping(), self.op_timeout, "ping"))
