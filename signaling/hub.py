@@ -10,6 +10,8 @@ works alone in memory or as one node of a Redis cluster.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +22,7 @@ from signaling import protocol
 from signaling.auth import DEV_IDENTITY_GRANTS, AuthError, TokenVerifier
 from signaling.backend import Backend, BackendUnavailable, Member, SessionMoved
 from signaling.backend.base import Written
+from signaling.backoff import Backoff
 from signaling.codes import Close, Err, ErrorCode
 from signaling.config import ServerConfig
 from signaling.connection import Connection
@@ -91,6 +94,22 @@ class Live:
     token_hash: str = ""
 
 
+@dataclass(eq=False, slots=True)
+class _Release:
+    """How far the end of a session got: a release repeated after a Redis failure goes on
+    from there (no second webhook, no second peer-left)."""
+
+    live: Live
+    reason: str
+    notify: bool
+    #: A removal attempt failed: it may have landed, so "not there" afterwards means "ours".
+    uncertain: bool = False
+    removed: bool = False
+    #: Members still to be told ``peer-left`` (None: nobody, or done).
+    remaining: list[Member] | None = None
+    media_left: bool = False
+
+
 class Hub:
     def __init__(
         self,
@@ -147,7 +166,7 @@ class Hub:
                          capacity=cfg.security.max_rooms)
             )
         if self.backend.clustered:
-            self._tasks.spawn(self._reaper(), name="reaper")
+            self._tasks.spawn(self._reaper(self.config.cluster.heartbeat_interval), name="reaper")
         if self.webhooks is not None:
             self.webhooks.start()
 
@@ -159,7 +178,7 @@ class Hub:
         await self._tasks.close()
         for live in list(self._sessions.values()):
             try:
-                await self._end(live, "shutdown", notify=False)
+                await self._end(live, "shutdown", notify=False, patient=False)
             except BackendUnavailable as exc:
                 # Redis is gone: the members expire with this node (the reaper of another node).
                 log.warning("shutdown: could not remove %s: %s", live.session.peer_id, exc)
@@ -614,11 +633,39 @@ class Hub:
             self.backend.forget(session.peer_id)
 
     async def _control(self, fields: dict[str, str]) -> None:
-        """A control entry of this node's inbox (cluster)."""
+        """A control entry of this node's inbox (cluster), or ``reaped`` from the backend."""
         if fields.get("c") == "moved":
             live = self._sessions.get(fields.get("s", ""))
             if live is not None:
                 self._moved(live)
+        elif fields.get("c") == "reaped":
+            self._fence(fields.get("peers", "").split())
+
+    def _fence(self, peers: list[str]) -> None:
+        """The cluster reaped this node while it was stalled or cut off: these members are gone
+        and their rooms were told ``peer-left {reason: node-lost}``. End their sessions here too
+        (4011: the clients rejoin), so nothing is delivered as if nothing had happened."""
+        for peer in peers:
+            live = self._by_peer.get(peer)
+            if live is None:
+                continue
+            session = live.session
+            log.error("session %s ended: this node was reaped while it was away", session.id, extra=self._log_ids(session))
+            conn = live.conn
+            if conn is not None:
+                why = "this node was cut off from the cluster and its sessions ended; rejoin"
+                conn.send_message(protocol.error(Err.INTERNAL, why), force=True)
+                conn.close(Close.SESSION_UNKNOWN, "node-lost")
+            if not self._mark_ended(live):
+                continue
+            if self._ledger is not None:
+                self._ledger.drop(session.id)
+            if self.webhooks is not None:
+                self.webhooks.participant_left(session.room, peer=session.peer_id, name=session.name, session=session.id,
+                                               reason="node-lost", identity=live.identity)
+            if self.media is not None:
+                self._tasks.spawn(self._media_call(self.media.leave(session.room, session.peer_id)),
+                                  name=f"fence:{session.id}")
 
     async def _flushed(self) -> None:
         """Wait (bounded) until every stamped frame is in the ledger and so on its socket."""
@@ -675,14 +722,30 @@ class Hub:
             except BackendUnavailable:
                 continue
             for member in gone:
-                for other in await self._members_or_empty(member.room):
-                    await self._send_or_log(other.peer_id, {"type": "peer-left", "peer": member.peer_id, "reason": "node-lost"})
+                # Only this call removed them: the room must hear it, however long Redis is away.
+                await self._until_done(functools.partial(self._tell_left, member, "node-lost"), "peer-left node-lost")
 
-    async def _send_or_log(self, peer_id: str, message: dict[str, Any]) -> None:
-        try:
-            await self.backend.send(peer_id, message)
-        except BackendUnavailable as exc:
-            log.warning("could not tell %s %s: %s", peer_id, message["type"], exc)
+    async def _tell_left(self, member: Member, reason: str, others: list[Member] | None = None) -> None:
+        """``peer-left`` to every other member of ``member``'s room (read now unless given).
+        Safe to repeat: each (leaver, recipient) pair is delivered once, whoever sends it."""
+        if others is None:
+            others = await self.backend.members(member.room)
+        message = {"type": "peer-left", "peer": member.peer_id, "reason": reason}
+        for other in others:
+            if other.peer_id != member.peer_id:
+                await self.backend.send(other.peer_id, message, once=f"peer-left:{member.peer_id}:{other.peer_id}")
+
+    async def _until_done(self, step: Callable[[], Awaitable[None]], what: str) -> None:
+        """Run ``step`` until the backend stops failing: an outage delays the job, never drops it."""
+        backoff = Backoff(base=0.05, cap=2.0)
+        while True:
+            try:
+                await step()
+                return
+            except BackendUnavailable as exc:
+                if backoff.attempt == 0:
+                    log.warning("%s: %s; retrying until redis is back", what, exc)
+                await asyncio.sleep(backoff.next_delay())
 
     async def _members_or_empty(self, room: str) -> list[Member]:
         try:
@@ -692,18 +755,24 @@ class Hub:
 
     async def _grace(self, live: Live) -> None:
         cfg = self.config.session
-        notice = min(cfg.reconnecting_notice_after, cfg.grace_period)
-        await asyncio.sleep(notice)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cfg.grace_period
+        await asyncio.sleep(min(cfg.reconnecting_notice_after, cfg.grace_period))
         live.reconnecting_announced = True
-        await self._broadcast(live, {"type": "peer-reconnecting", "peer": live.session.peer_id})
-        await asyncio.sleep(cfg.grace_period - notice)
+        notice = {"type": "peer-reconnecting", "peer": live.session.peer_id}
+        # Through a Redis outage the notice keeps trying, until the grace period is over.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                await self._until_done(functools.partial(self._broadcast, live, notice), "peer-reconnecting")
+        await asyncio.sleep(max(0.0, deadline - loop.time()))
         live.grace = None
         await self._end(live, "timeout")
 
-    async def _end(self, live: Live, reason: str, *, notify: bool = True) -> None:
-        """End a session once: leave the room, tell the others, release media."""
+    async def _end(self, live: Live, reason: str, *, notify: bool = True, patient: bool = True) -> None:
+        """End a session once: leave the room, tell the others, release media. ``patient``: if
+        Redis fails, a task finishes the job once it is back (else the error propagates)."""
         if self._mark_ended(live):
-            await self._release(live, reason, notify=notify)
+            await self._release(live, reason, notify=notify, patient=patient)
 
     def _mark_ended(self, live: Live) -> bool:
         """The synchronous half of ending: from here on nothing is stamped or delivered."""
@@ -723,24 +792,52 @@ class Hub:
             self._rooms.pop(session.room, None)
         return True
 
-    async def _release(self, live: Live, reason: str, *, notify: bool) -> None:
+    async def _release(self, live: Live, reason: str, *, notify: bool, patient: bool = True) -> None:
         session = live.session
         if self._ledger is not None:
             self._ledger.drop(session.id)
-        remaining = await self.backend.remove_member(session.room, session.peer_id)
-        if self.webhooks is not None and remaining is not None:
-            self.webhooks.participant_left(
-                session.room, peer=session.peer_id, name=session.name, session=session.id,
-                reason=reason, identity=live.identity,
-            )
-            if not remaining:
-                self.webhooks.room_finished(session.room)
-        if notify and remaining:
-            for other in remaining:
-                await self.backend.send(other.peer_id, {"type": "peer-left", "peer": session.peer_id, "reason": reason})
-        if self.media is not None:
+        job = _Release(live, reason, notify)
+        try:
+            await self._release_step(job)
+        except BackendUnavailable as exc:
+            if not patient:
+                raise
+            log.warning("peer %s left room %s (%s) while redis is unavailable (%s): finishing once it is back",
+                        session.peer_id, session.room, reason, exc, extra=self._log_ids(session))
+            try:
+                self._tasks.spawn(self._until_done(functools.partial(self._release_step, job), "release"),
+                                  name=f"release:{session.id}")
+            except RuntimeError:
+                log.warning("shutting down: peer %s is left to the reaper", session.peer_id)
+
+    async def _release_step(self, job: _Release) -> None:
+        """One attempt at the rest of a release; repeatable until it completes."""
+        live, session = job.live, job.live.session
+        if not job.removed:
+            try:
+                remaining = await self.backend.remove_member(session.room, session.peer_id)
+            except BackendUnavailable:
+                job.uncertain = True
+                raise
+            if remaining is None and job.uncertain:
+                # An earlier attempt may have landed (or a resync removed it): it was ours.
+                remaining = [m for m in await self.backend.members(session.room) if m.peer_id != session.peer_id]
+            job.removed, job.remaining = True, remaining
+            if self.webhooks is not None and remaining is not None:
+                self.webhooks.participant_left(
+                    session.room, peer=session.peer_id, name=session.name, session=session.id,
+                    reason=job.reason, identity=live.identity,
+                )
+                if not remaining:
+                    self.webhooks.room_finished(session.room)
+        if job.notify and job.remaining:
+            member = Member(session.peer_id, session.name, session.room, self.config.node_id)
+            await self._tell_left(member, job.reason, job.remaining)
+            job.remaining = None
+        if self.media is not None and not job.media_left:
+            job.media_left = True
             await self._media_call(self.media.leave(session.room, session.peer_id))
-        log.info("peer %s left room %s (%s)", session.peer_id, session.room, reason, extra=self._log_ids(session))
+        log.info("peer %s left room %s (%s)", session.peer_id, session.room, job.reason, extra=self._log_ids(session))
 
     async def _media_call(self, call: Awaitable[None]) -> None:
         """Run an SFU bookkeeping call (join, leave) whose failure must not break signaling:

@@ -66,9 +66,11 @@ def build_app(
         from signaling.backend.redis import RedisBackend
         from signaling.backend.registry import NodeRegistry
 
-        if backend is None:
-            backend = RedisBackend(config.redis_url, key_prefix=config.redis_prefix)
         cluster = config.cluster
+        if backend is None:
+            # A node is alive (and reaped when not) on the same clock as its registry entry.
+            backend = RedisBackend(config.redis_url, key_prefix=config.redis_prefix,
+                                   alive_interval=cluster.heartbeat_interval, alive_ttl=cluster.node_ttl)
         registry = NodeRegistry(
             config.redis_url, key_prefix=config.redis_prefix,
             heartbeat_interval=cluster.heartbeat_interval, ttl=cluster.node_ttl,

@@ -95,13 +95,16 @@ class Backend(ABC):
 
     @abstractmethod
     async def send(
-        self, peer_id: str, message: dict[str, Any], *, origin: tuple[str, int] | None = None, room: str | None = None
+        self, peer_id: str, message: dict[str, Any], *, origin: tuple[str, int] | None = None, room: str | None = None,
+        once: str | None = None,
     ) -> bool:
         """Deliver ``message`` to ``peer_id`` on whichever node holds it; False if unknown (or,
         with ``room``, a member of another room: checked in the same step as the delivery).
 
         ``origin`` is (sender session id, cseq) for a relayed client message: a cluster backend
         records the cseq atomically with the delivery (exactly once across node deaths).
+        ``once`` names a notification that is retried until it is confirmed (``peer-left``): a
+        cluster backend delivers it at most once per key, so the retries are exactly once.
         """
 
     async def reap(self, grace: float = 0.0) -> list[Member]:
