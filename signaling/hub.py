@@ -508,6 +508,10 @@ class Hub:
         if live is None and self._ledger is not None:
             await self._resume_from_ledger(conn, join, self._ledger)
             return
+        # Read the room first: from the attach to the last replayed frame nothing may await (a
+        # frame sent meanwhile would overtake the welcome). The session may end during the read.
+        members = await self.backend.members(join.room) if live is not None else []
+        live = self._sessions.get(join.resume.session)
         try:
             if live is None or live.session.room != join.room:
                 raise ResumeRefused("unknown or expired session")
@@ -528,7 +532,6 @@ class Hub:
         if self._ledger is not None:
             self._ledger.frames(live.session.id, meta=live.meta, tok=live.token_hash, frames=[],
                                 last_cseq=live.settled_cseq, acked=live.session.acked_seq)
-        members = await self.backend.members(live.session.room)
         # Frames not yet in the ledger follow from its writer, as they would have anyway.
         frames = [f for f in frames if f.seq <= live.durable_seq]
         welcome = self._welcome(live, members, resumed=True)
@@ -757,14 +760,28 @@ class Hub:
         cfg = self.config.session
         loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.grace_period
+        me = asyncio.current_task()
+
+        def current() -> bool:
+            # A resume cancels this task, but redis-py can swallow a cancellation that races a
+            # completing call (Python 3.11): check, rather than end a session that came back.
+            return live.grace is me and live.session.state is SessionState.DETACHED
+
+        async def announce() -> None:
+            if current():
+                await self._broadcast(live, {"type": "peer-reconnecting", "peer": live.session.peer_id})
+
         await asyncio.sleep(min(cfg.reconnecting_notice_after, cfg.grace_period))
+        if not current():
+            return
         live.reconnecting_announced = True
-        notice = {"type": "peer-reconnecting", "peer": live.session.peer_id}
         # Through a Redis outage the notice keeps trying, until the grace period is over.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout_at(deadline):
-                await self._until_done(functools.partial(self._broadcast, live, notice), "peer-reconnecting")
+                await self._until_done(announce, "peer-reconnecting")
         await asyncio.sleep(max(0.0, deadline - loop.time()))
+        if not current():
+            return
         live.grace = None
         await self._end(live, "timeout")
 

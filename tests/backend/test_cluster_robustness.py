@@ -6,6 +6,8 @@ that did nothing wrong must keep receiving.
 
 from __future__ import annotations
 
+import logging
+import random
 from dataclasses import replace
 
 import aiohttp
@@ -95,7 +97,6 @@ async def test_a_redis_outage_during_a_grace_period_still_ends_it_with_one_peer_
     comes back empty. The task must not die on the outage: alice hears ``peer-left`` for bob
     once the grace period is over, exactly once, and a later joiner does not see bob."""
     import asyncio
-    import logging
 
     from tests.backend.conftest import wait_for
     from tests.conftest import UNIT
@@ -140,7 +141,7 @@ async def test_a_redis_outage_during_a_grace_period_still_ends_it_with_one_peer_
 
 
 async def test_no_unknown_peer_for_live_peers_across_a_redis_restart(
-    redis_factory, prefix: str, start_server: ServerFactory  # type: ignore[no-untyped-def]
+    redis_factory, prefix: str, start_server: ServerFactory, caplog  # type: ignore[no-untyped-def]
 ) -> None:
     """Redis restarts empty under two nodes while signals flow (a cross-node pair and a
     same-node pair). Until every node has written its members back, a live peer is missing in
@@ -154,7 +155,10 @@ async def test_no_unknown_peer_for_live_peers_across_a_redis_restart(
 
     redis = redis_factory()
     one = await start_server(node_config("sig-1"), backend=fast_backend(redis.url, prefix))
-    two = await start_server(node_config("sig-2"), backend=fast_backend(redis.url, prefix))
+    # sig-2 retries Redis every 10 units (no jitter): it resyncs about that long after sig-1, as
+    # nodes do whose reconnect backoffs differ, while alice on sig-1 keeps signalling bob.
+    slow = Backoff(base=10 * UNIT, cap=10 * UNIT, rng=_Ceiling())
+    two = await start_server(node_config("sig-2"), backend=fast_backend(redis.url, prefix, backoff=slow))
 
     def client(url: str, name: str) -> Client:
         return Client(url, "room", name=name, backoff=Backoff(base=UNIT, cap=10 * UNIT))
@@ -163,6 +167,7 @@ async def test_no_unknown_peer_for_live_peers_across_a_redis_restart(
     pairs = [(alice, bob), (carol, dave)]
     received: dict[Client, list[int]] = {bob: [], dave: []}
     unknown: list[ErrorReceived] = []
+    lifecycle: list[tuple[str, object]] = []  # reconnects and the like, for a failure message
     progress = asyncio.Event()
 
     async def listen(c: Client) -> None:
@@ -171,6 +176,8 @@ async def test_no_unknown_peer_for_live_peers_across_a_redis_restart(
                 received[c].append(event.data["n"])
             elif isinstance(event, ErrorReceived) and event.code == "unknown-peer":
                 unknown.append(event)
+            elif not isinstance(event, SignalReceived):
+                lifecycle.append((c.name, event))
             progress.set()
 
     for c in (alice, bob, carol, dave):
@@ -191,19 +198,25 @@ async def test_no_unknown_peer_for_live_peers_across_a_redis_restart(
                     progress.clear()
                     await progress.wait()
         except TimeoutError:
-            raise AssertionError(f"signal {sent} stuck: received {[received[r][-3:] for _, r in pairs]}") from None
+            raise AssertionError(f"signal {sent} stuck: received {[received[r][-3:] for _, r in pairs]}; {lifecycle}") from None
 
     try:
         for _ in range(20):
             await round_trip()
+        caplog.set_level(logging.WARNING, logger="signaling.backend.redis")
         redis.kill()
         await wait_for(lambda: _both_unready(one, two), what="both nodes to notice the outage")
-        redis.start()
+        await wait_for(lambda: all(any(f"node {n}: lost redis" in r.getMessage() for r in caplog.records)
+                                   for n in ("sig-1", "sig-2")), what="both readers to lose redis")
+        # In a thread: the nodes keep running (and failing to reconnect) while Redis starts.
+        await asyncio.to_thread(redis.start)
         # Signals flow through the whole resync: until both nodes are ready, then 20 more.
         while not await _both_ready(one, two) and not unknown:
             await round_trip()
+        during = sent - 20
         for _ in range(20):
             await round_trip()
+        print(f"{2 * during} signals sent while the nodes resynced, {len(unknown)} unknown-peer")
         assert unknown == []
         for _, receiver in pairs:
             assert received[receiver] == list(range(1, sent + 1))
@@ -221,3 +234,10 @@ async def _both_unready(*servers: RunningServer) -> bool:
 
 async def _both_ready(*servers: RunningServer) -> bool:
     return all([await s.hub.backend.ready() for s in servers])
+
+
+class _Ceiling(random.Random):
+    """Backoff jitter that always draws the ceiling: reconnect delays without chance."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
