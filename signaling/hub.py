@@ -10,6 +10,8 @@ works alone in memory or as one node of a Redis cluster.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from signaling import protocol
 from signaling.auth import DEV_IDENTITY_GRANTS, AuthError, TokenVerifier
 from signaling.backend import Backend, BackendUnavailable, Member, SessionMoved
+from signaling.backend.base import Written
+from signaling.backoff import Backoff
 from signaling.codes import Close, Err, ErrorCode
 from signaling.config import ServerConfig
 from signaling.connection import Connection
@@ -103,6 +107,22 @@ class HeadlessRefused(Exception):
         self.reason = reason
 
 
+@dataclass(eq=False, slots=True)
+class _Release:
+    """How far the end of a session got: a release repeated after a Redis failure goes on
+    from there (no second webhook, no second peer-left)."""
+
+    live: Live
+    reason: str
+    notify: bool
+    #: A removal attempt failed: it may have landed, so "not there" afterwards means "ours".
+    uncertain: bool = False
+    removed: bool = False
+    #: Members still to be told ``peer-left`` (None: nobody, or done).
+    remaining: list[Member] | None = None
+    media_left: bool = False
+
+
 class Hub:
     def __init__(
         self,
@@ -161,7 +181,7 @@ class Hub:
                          capacity=cfg.security.max_rooms)
             )
         if self.backend.clustered:
-            self._tasks.spawn(self._reaper(), name="reaper")
+            self._tasks.spawn(self._reaper(self.config.cluster.heartbeat_interval), name="reaper")
         if self.webhooks is not None:
             self.webhooks.start()
         if self.leaks.interval > 0:
@@ -175,7 +195,7 @@ class Hub:
         await self._tasks.close()
         for live in list(self._sessions.values()):
             try:
-                await self._end(live, "shutdown", notify=False)
+                await self._end(live, "shutdown", notify=False, patient=False)
             except BackendUnavailable as exc:
                 # Redis is gone: the members expire with this node (the reaper of another node).
                 log.warning("shutdown: could not remove %s: %s", live.session.peer_id, exc)
@@ -579,6 +599,10 @@ class Hub:
         if live is None and self._ledger is not None:
             await self._resume_from_ledger(conn, join, self._ledger)
             return
+        # Read the room first: from the attach to the last replayed frame nothing may await (a
+        # frame sent meanwhile would overtake the welcome). The session may end during the read.
+        members = await self.backend.members(join.room) if live is not None else []
+        live = self._sessions.get(join.resume.session)
         try:
             if live is None or live.session.room != join.room:
                 raise ResumeRefused("unknown or expired session")
@@ -599,7 +623,6 @@ class Hub:
         if self._ledger is not None:
             self._ledger.frames(live.session.id, meta=live.meta, tok=live.token_hash, frames=[],
                                 last_cseq=live.settled_cseq, acked=live.session.acked_seq)
-        members = await self.backend.members(live.session.room)
         # Frames not yet in the ledger follow from its writer, as they would have anyway.
         frames = [f for f in frames if f.seq <= live.durable_seq]
         welcome = self._welcome(live, members, resumed=True)
@@ -704,11 +727,39 @@ class Hub:
             self.backend.forget(session.peer_id)
 
     async def _control(self, fields: dict[str, str]) -> None:
-        """A control entry of this node's inbox (cluster)."""
+        """A control entry of this node's inbox (cluster), or ``reaped`` from the backend."""
         if fields.get("c") == "moved":
             live = self._sessions.get(fields.get("s", ""))
             if live is not None:
                 self._moved(live)
+        elif fields.get("c") == "reaped":
+            self._fence(fields.get("peers", "").split())
+
+    def _fence(self, peers: list[str]) -> None:
+        """The cluster reaped this node while it was stalled or cut off: these members are gone
+        and their rooms were told ``peer-left {reason: node-lost}``. End their sessions here too
+        (4011: the clients rejoin), so nothing is delivered as if nothing had happened."""
+        for peer in peers:
+            live = self._by_peer.get(peer)
+            if live is None:
+                continue
+            session = live.session
+            log.error("session %s ended: this node was reaped while it was away", session.id, extra=self._log_ids(session))
+            conn = live.conn
+            if conn is not None:
+                why = "this node was cut off from the cluster and its sessions ended; rejoin"
+                conn.send_message(protocol.error(Err.INTERNAL, why), force=True)
+                conn.close(Close.SESSION_UNKNOWN, "node-lost")
+            if not self._mark_ended(live):
+                continue
+            if self._ledger is not None:
+                self._ledger.drop(session.id)
+            if self.webhooks is not None:
+                self.webhooks.participant_left(session.room, peer=session.peer_id, name=session.name, session=session.id,
+                                               reason="node-lost", identity=live.identity)
+            if self.media is not None:
+                self._tasks.spawn(self._media_call(self.media.leave(session.room, session.peer_id)),
+                                  name=f"fence:{session.id}")
 
     async def _flushed(self) -> None:
         """Wait (bounded) until every stamped frame is in the ledger and so on its socket."""
@@ -768,14 +819,30 @@ class Hub:
             except BackendUnavailable:
                 continue
             for member in gone:
-                for other in await self._members_or_empty(member.room):
-                    await self._send_or_log(other.peer_id, {"type": "peer-left", "peer": member.peer_id, "reason": "node-lost"})
+                # Only this call removed them: the room must hear it, however long Redis is away.
+                await self._until_done(functools.partial(self._tell_left, member, "node-lost"), "peer-left node-lost")
 
-    async def _send_or_log(self, peer_id: str, message: dict[str, Any]) -> None:
-        try:
-            await self.backend.send(peer_id, message)
-        except BackendUnavailable as exc:
-            log.warning("could not tell %s %s: %s", peer_id, message["type"], exc)
+    async def _tell_left(self, member: Member, reason: str, others: list[Member] | None = None) -> None:
+        """``peer-left`` to every other member of ``member``'s room (read now unless given).
+        Safe to repeat: each (leaver, recipient) pair is delivered once, whoever sends it."""
+        if others is None:
+            others = await self.backend.members(member.room)
+        message = {"type": "peer-left", "peer": member.peer_id, "reason": reason}
+        for other in others:
+            if other.peer_id != member.peer_id:
+                await self.backend.send(other.peer_id, message, once=f"peer-left:{member.peer_id}:{other.peer_id}")
+
+    async def _until_done(self, step: Callable[[], Awaitable[None]], what: str) -> None:
+        """Run ``step`` until the backend stops failing: an outage delays the job, never drops it."""
+        backoff = Backoff(base=0.05, cap=2.0)
+        while True:
+            try:
+                await step()
+                return
+            except BackendUnavailable as exc:
+                if backoff.attempt == 0:
+                    log.warning("%s: %s; retrying until redis is back", what, exc)
+                await asyncio.sleep(backoff.next_delay())
 
     async def _members_or_empty(self, room: str) -> list[Member]:
         try:
@@ -785,18 +852,38 @@ class Hub:
 
     async def _grace(self, live: Live) -> None:
         cfg = self.config.session
-        notice = min(cfg.reconnecting_notice_after, cfg.grace_period)
-        await asyncio.sleep(notice)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cfg.grace_period
+        me = asyncio.current_task()
+
+        def current() -> bool:
+            # A resume cancels this task, but redis-py can swallow a cancellation that races a
+            # completing call (Python 3.11): check, rather than end a session that came back.
+            return live.grace is me and live.session.state is SessionState.DETACHED
+
+        async def announce() -> None:
+            if current():
+                await self._broadcast(live, {"type": "peer-reconnecting", "peer": live.session.peer_id})
+
+        await asyncio.sleep(min(cfg.reconnecting_notice_after, cfg.grace_period))
+        if not current():
+            return
         live.reconnecting_announced = True
-        await self._broadcast(live, {"type": "peer-reconnecting", "peer": live.session.peer_id})
-        await asyncio.sleep(cfg.grace_period - notice)
+        # Through a Redis outage the notice keeps trying, until the grace period is over.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                await self._until_done(announce, "peer-reconnecting")
+        await asyncio.sleep(max(0.0, deadline - loop.time()))
+        if not current():
+            return
         live.grace = None
         await self._end(live, "timeout")
 
-    async def _end(self, live: Live, reason: str, *, notify: bool = True) -> None:
-        """End a session once: leave the room, tell the others, release media."""
+    async def _end(self, live: Live, reason: str, *, notify: bool = True, patient: bool = True) -> None:
+        """End a session once: leave the room, tell the others, release media. ``patient``: if
+        Redis fails, a task finishes the job once it is back (else the error propagates)."""
         if self._mark_ended(live):
-            await self._release(live, reason, notify=notify)
+            await self._release(live, reason, notify=notify, patient=patient)
 
     def _mark_ended(self, live: Live) -> bool:
         """The synchronous half of ending: from here on nothing is stamped or delivered."""
@@ -816,24 +903,52 @@ class Hub:
             self._rooms.pop(session.room, None)
         return True
 
-    async def _release(self, live: Live, reason: str, *, notify: bool) -> None:
+    async def _release(self, live: Live, reason: str, *, notify: bool, patient: bool = True) -> None:
         session = live.session
         if self._ledger is not None:
             self._ledger.drop(session.id)
-        remaining = await self.backend.remove_member(session.room, session.peer_id)
-        if self.webhooks is not None and remaining is not None:
-            self.webhooks.participant_left(
-                session.room, peer=session.peer_id, name=session.name, session=session.id,
-                reason=reason, identity=live.identity,
-            )
-            if not remaining:
-                self.webhooks.room_finished(session.room)
-        if notify and remaining:
-            for other in remaining:
-                await self.backend.send(other.peer_id, {"type": "peer-left", "peer": session.peer_id, "reason": reason})
-        if self.media is not None:
+        job = _Release(live, reason, notify)
+        try:
+            await self._release_step(job)
+        except BackendUnavailable as exc:
+            if not patient:
+                raise
+            log.warning("peer %s left room %s (%s) while redis is unavailable (%s): finishing once it is back",
+                        session.peer_id, session.room, reason, exc, extra=self._log_ids(session))
+            try:
+                self._tasks.spawn(self._until_done(functools.partial(self._release_step, job), "release"),
+                                  name=f"release:{session.id}")
+            except RuntimeError:
+                log.warning("shutting down: peer %s is left to the reaper", session.peer_id)
+
+    async def _release_step(self, job: _Release) -> None:
+        """One attempt at the rest of a release; repeatable until it completes."""
+        live, session = job.live, job.live.session
+        if not job.removed:
+            try:
+                remaining = await self.backend.remove_member(session.room, session.peer_id)
+            except BackendUnavailable:
+                job.uncertain = True
+                raise
+            if remaining is None and job.uncertain:
+                # An earlier attempt may have landed (or a resync removed it): it was ours.
+                remaining = [m for m in await self.backend.members(session.room) if m.peer_id != session.peer_id]
+            job.removed, job.remaining = True, remaining
+            if self.webhooks is not None and remaining is not None:
+                self.webhooks.participant_left(
+                    session.room, peer=session.peer_id, name=session.name, session=session.id,
+                    reason=job.reason, identity=live.identity,
+                )
+                if not remaining:
+                    self.webhooks.room_finished(session.room)
+        if job.notify and job.remaining:
+            member = Member(session.peer_id, session.name, session.room, self.config.node_id)
+            await self._tell_left(member, job.reason, job.remaining)
+            job.remaining = None
+        if self.media is not None and not job.media_left:
+            job.media_left = True
             await self._media_call(self.media.leave(session.room, session.peer_id))
-        log.info("peer %s left room %s (%s)", session.peer_id, session.room, reason, extra=self._log_ids(session))
+        log.info("peer %s left room %s (%s)", session.peer_id, session.room, job.reason, extra=self._log_ids(session))
 
     async def _media_call(self, call: Awaitable[None]) -> None:
         """Run an SFU bookkeeping call (join, leave) whose failure must not break signaling:
@@ -901,20 +1016,24 @@ class Hub:
         self.metrics.messages_out.labels(message["type"]).inc()
         ledger = self._ledger
         if ledger is None:
-            self._durable(live, stamped, True)
+            self._durable(live, stamped, Written.OK)
             return
         queued = ledger.frames(
             session.id, meta=live.meta, tok=live.token_hash, frames=[(stamped.seq, stamped.frame)],
             last_cseq=live.settled_cseq, acked=session.acked_seq, src=source,
-            done=lambda ok: self._durable(live, stamped, ok),
+            done=lambda written: self._durable(live, stamped, written),
         )
         if not queued:
             self._lose(live, "session ledger queue full")
 
-    def _durable(self, live: Live, stamped: Stamped, ok: bool) -> None:
-        """A stamped frame is safe to show the client (``ok``), or another node owns the session."""
-        if not ok:
+    def _durable(self, live: Live, stamped: Stamped, written: Written) -> None:
+        """A stamped frame is safe to show the client (OK), another node owns the session
+        (FENCED), or the frame can never be stored (FAILED: the session's stream has a hole)."""
+        if written is Written.FENCED:
             self._moved(live)
+            return
+        if written is Written.FAILED:
+            self._lose(live, f"frame {stamped.seq} could not be stored", code=Err.INTERNAL, reason="internal-error")
             return
         live.durable_seq = max(live.durable_seq, stamped.seq)
         conn = live.conn
@@ -922,16 +1041,20 @@ class Hub:
             conn.send(stamped.frame)
             live.sent_seq = stamped.seq
 
-    def _lose(self, live: Live, why: str) -> None:
-        """The replay buffer overflowed: the session cannot be resumed. Say so, end it."""
-        self.metrics.replay_overflows.inc()
-        log.warning("session %s lost: %s", live.session.id, why, extra=self._log_ids(live.session))
+    def _lose(self, live: Live, why: str, *, code: ErrorCode = Err.REPLAY_OVERFLOW, reason: str = "replay-overflow") -> None:
+        """The session cannot go on (its replay buffer overflowed, or a frame of it could not be
+        stored): it cannot be resumed either. Say so, end it; other sessions are not touched."""
+        if code is Err.REPLAY_OVERFLOW:
+            self.metrics.replay_overflows.inc()
+            log.warning("session %s lost: %s", live.session.id, why, extra=self._log_ids(live.session))
+        else:
+            log.error("session %s lost: %s", live.session.id, why, extra=self._log_ids(live.session))
         conn = live.conn
         if conn is not None:
-            conn.send_message(protocol.error(Err.REPLAY_OVERFLOW, why), force=True)
-            conn.close(Close.SESSION_UNKNOWN, "replay-overflow")
+            conn.send_message(protocol.error(code, why), force=True)
+            conn.close(Close.SESSION_UNKNOWN, reason)
         if self._mark_ended(live):
-            self._tasks.spawn(self._release(live, "replay-overflow", notify=True), name=f"lose:{live.session.id}",
+            self._tasks.spawn(self._release(live, reason, notify=True), name=f"lose:{live.session.id}",
                               owner=f"session:{live.session.id}", kind=OwnerKind.SESSION)
 
     async def _broadcast(self, live: Live, message: dict[str, Any]) -> None:

@@ -99,8 +99,10 @@ def build_app(
 
         cluster = config.cluster
         if backend is None:
+            # A node is alive (and reaped when not) on the same clock as its registry entry.
             backend = RedisBackend(
                 config.redis_url, key_prefix=config.redis_prefix,
+                alive_interval=cluster.heartbeat_interval, alive_ttl=cluster.node_ttl,
                 wait_replicas=resolve_wait_replicas(cluster.ledger_wait_replicas, config.redis_url),
                 wait_timeout=cluster.ledger_wait_timeout,
             )

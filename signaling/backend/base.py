@@ -7,6 +7,7 @@ finding the node. The memory backend is one node whose "bus" is a direct call.
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,6 +30,19 @@ class BackendUnavailable(Exception):
     it holds, so membership converges either way, and a ``send`` that raised was delivered at
     most once.
     """
+
+
+class Written(enum.Enum):
+    """What became of a queued write (passed to its ``done`` callback)."""
+
+    #: It is in Redis: the frames may reach the client.
+    OK = "ok"
+    #: Another node owns the session now (it resumed there): this node must let it go.
+    FENCED = "fenced"
+    #: This write cannot be stored, ever (a frame that is not valid UTF-8, an argument that
+    #: cannot be encoded): the session's stream has a hole, so the session must end. Other
+    #: sessions are not affected.
+    FAILED = "failed"
 
 
 class SessionMoved(Exception):
@@ -81,13 +95,16 @@ class Backend(ABC):
 
     @abstractmethod
     async def send(
-        self, peer_id: str, message: dict[str, Any], *, origin: tuple[str, int] | None = None, room: str | None = None
+        self, peer_id: str, message: dict[str, Any], *, origin: tuple[str, int] | None = None, room: str | None = None,
+        once: str | None = None,
     ) -> bool:
         """Deliver ``message`` to ``peer_id`` on whichever node holds it; False if unknown (or,
         with ``room``, a member of another room: checked in the same step as the delivery).
 
         ``origin`` is (sender session id, cseq) for a relayed client message: a cluster backend
         records the cseq atomically with the delivery (exactly once across node deaths).
+        ``once`` names a notification that is retried until it is confirmed (``peer-left``): a
+        cluster backend delivers it at most once per key, so the retries are exactly once.
         """
 
     async def reap(self, grace: float = 0.0) -> list[Member]:

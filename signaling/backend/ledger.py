@@ -42,7 +42,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from signaling.backend.base import BackendUnavailable
+from signaling.backend.base import BackendUnavailable, Written
 from signaling.backend.durable import ReplicaWait
 from signaling.backend.redis import bounded
 from signaling.backoff import Backoff
@@ -193,8 +193,8 @@ class Put:
     src: str = ""
     acked: int = 0
     drop: bool = False
-    #: Called after the write is durable (True) or was fenced (False), in queue order.
-    done: Callable[[bool], None] | None = None
+    #: Called once the write is settled (:class:`Written`), in queue order.
+    done: Callable[[Written], None] | None = None
 
 
 def group_writes(batch: list[Put]) -> list[list[int]]:
@@ -263,13 +263,14 @@ class SessionLedger:
         self._idle.set()
         self._tasks = TaskRegistry("session-ledger", OwnerKind.LEDGER)
         self._backoff = Backoff(base=0.05, cap=1.0)
+        self._task: asyncio.Task[None] | None = None
         self.healthy = True
 
     def _key(self, kind: str, session_id: str) -> str:
         return f"{self.prefix}{kind}:{session_id}"
 
     def start(self) -> None:
-        self._tasks.spawn(self._writer(), name=f"ledger:{self.node_id}")
+        self._task = self._tasks.spawn(self._writer(), name=f"ledger:{self.node_id}")
 
     async def close(self, deadline: float = 2.0) -> None:
         """Flush what is queued (up to ``deadline`` s), then stop the writer."""
@@ -294,12 +295,17 @@ class SessionLedger:
 
     def frames(
         self, session_id: str, *, meta: str, tok: str, frames: list[tuple[int, str]], last_cseq: int,
-        acked: int, src: str = "", done: Callable[[bool], None] | None = None,
+        acked: int, src: str = "", done: Callable[[Written], None] | None = None,
     ) -> bool:
         return self.put(Put(session_id, meta, tok, frames, last_cseq, src, acked, done=done))
 
     def drop(self, session_id: str) -> bool:
         return self.put(Put(session_id, "", "", drop=True))
+
+    def working(self) -> bool:
+        """False while writes fail (Redis unreachable) or if the writer task is gone: the node
+        can then show clients nothing new, so it must not look ready."""
+        return self.healthy and self._task is not None and not self._task.done()
 
     async def _writer(self) -> None:
         while True:
@@ -308,27 +314,54 @@ class SessionLedger:
                 self._wake.clear()
                 await self._wake.wait()
             batch, self._queue = self._queue, []
-            while True:
-                try:
-                    results = await self._write(batch)
-                    break
-                except BackendUnavailable as exc:
-                    if self.healthy:
-                        log.warning("session ledger of node %s: %s; retrying", self.node_id, exc)
-                    self.healthy = False
-                    await asyncio.sleep(self._backoff.next_delay())
-            if not self.healthy:
-                log.info("session ledger of node %s: writing again", self.node_id)
-                self.healthy = True
-                self._backoff.attempt = 0
-            for item, ok in zip(batch, results, strict=True):
+            results = await self._write_until_settled(batch)
+            for item, result in zip(batch, results, strict=True):
                 if item.done is not None:
                     try:
-                        item.done(ok)
+                        item.done(result)
                     except Exception:
-                        log.exception("session ledger: callback failed")
+                        log.exception("session ledger: callback of session %s failed", item.session_id)
 
-    async def _write(self, batch: list[Put]) -> list[bool]:
+    async def _write_until_settled(self, batch: list[Put]) -> list[Written]:
+        """Write ``batch``, retrying while Redis is unavailable; one result per item.
+
+        Nothing a write carries can stop the writer: a write that cannot be encoded fails on its
+        own (:attr:`Written.FAILED`), and any other unexpected error fails this batch only (each
+        session in it is ended loudly by its callback), logged with its traceback.
+        """
+        while True:
+            try:
+                results = await self._write(batch)
+                break
+            except BackendUnavailable as exc:
+                if self.healthy:
+                    log.warning("session ledger of node %s: %s; retrying", self.node_id, exc)
+                self.healthy = False
+                await asyncio.sleep(self._backoff.next_delay())
+            except Exception:
+                log.exception("session ledger of node %s: a batch of %d writes failed", self.node_id, len(batch))
+                return [Written.FAILED] * len(batch)
+        if not self.healthy:
+            log.info("session ledger of node %s: writing again", self.node_id)
+            self.healthy = True
+            self._backoff.attempt = 0
+        return results
+
+    def _args(self, items: list[Put], ttl: int) -> list[bytes | int]:
+        """One script call's arguments, encoded here: a string that is not valid UTF-8 (a lone
+        surrogate) raises for this group alone instead of inside redis-py's pipeline."""
+        first = items[0]
+        src = next((i.src for i in reversed(items) if i.src), "")
+        args: list[str | int] = [
+            self.node_id, first.meta, first.tok, max(i.last_cseq for i in items), src, ttl, self.maxlen,
+            max(i.acked for i in items),
+        ]
+        for item in items:
+            for seq, frame in item.frames:
+                args += [seq, frame]
+        return [a.encode("utf-8") if isinstance(a, str) else a for a in args]
+
+    async def _write(self, batch: list[Put]) -> list[Written]:
         """Write a batch; one result per item, in order.
 
         Consecutive writes of one session become one script call (its frames in order, the
@@ -338,31 +371,34 @@ class SessionLedger:
         """
         groups = group_writes(batch)
         ttl = round(self.ttl * 1000)
+        results = [Written.FAILED] * len(batch)
+        sent: list[list[int]] = []
         async with self._redis.pipeline(transaction=False) as pipe:
             for group in groups:
                 first = batch[group[0]]
                 keys = [self._key("sess", first.session_id), self._key("mbox", first.session_id)]
                 if first.drop:
                     await self._drop_script(keys=keys, args=[self.node_id], client=pipe)
+                    sent.append(group)
                     continue
-                items = [batch[i] for i in group]
-                src = next((i.src for i in reversed(items) if i.src), "")
-                args: list[str | int] = [
-                    self.node_id, first.meta, first.tok, max(i.last_cseq for i in items), src, ttl, self.maxlen,
-                    max(i.acked for i in items),
-                ]
-                for item in items:
-                    for seq, frame in item.frames:
-                        args += [seq, frame]
+                try:
+                    args = self._args([batch[i] for i in group], ttl)
+                except UnicodeError as exc:
+                    log.error("session ledger: session %s has a frame that cannot be stored (%s); ending it",
+                              first.session_id, exc)
+                    continue
                 await self._put_script(keys=keys, args=args, client=pipe)
-            extra = self.durable.add(pipe) if self.durable.enabled else 0
-            replies = await bounded(pipe.execute(), self.op_timeout * 2 + self.durable.timeout, "ledger write")
+                sent.append(group)
+            extra = self.durable.add(pipe) if self.durable.enabled and sent else 0
+            replies = (
+                await bounded(pipe.execute(), self.op_timeout * 2 + self.durable.timeout, "ledger write")
+                if sent else []
+            )
         if extra:
             self.durable.check(replies, extra, "ledger write")
-        results = [False] * len(batch)
-        for group, reply in zip(groups, replies, strict=True):
+        for group, reply in zip(sent, replies, strict=True):
             for index in group:
-                results[index] = bool(int(reply))
+                results[index] = Written.OK if int(reply) else Written.FENCED
         return results
 
     async def refresh(self, session_ids: list[str]) -> None:

@@ -52,7 +52,8 @@ class MemoryBackend(Backend):
         return {name: len(members) for name, members in self._rooms.items()}
 
     async def send(
-        self, peer_id: str, message: dict[str, Any], *, origin: tuple[str, int] | None = None, room: str | None = None
+        self, peer_id: str, message: dict[str, Any], *, origin: tuple[str, int] | None = None, room: str | None = None,
+        once: str | None = None,
     ) -> bool:
         # One process: the hub has already de-duplicated ``origin``'s cseq, nothing to record.
         member = self._members.get(peer_id)

@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from redis.exceptions import RedisError
@@ -73,6 +73,28 @@ async def bounded(call: Awaitable[T], seconds: float, what: str) -> T:
             return await call
     except REDIS_ERRORS as exc:
         raise BackendUnavailable(f"redis {what} failed: {exc!r}") from exc
+
+
+#: What a send script answers while the cluster resyncs: try again shortly.
+_WAIT = "wait"
+
+
+async def send_settled(call: Callable[[], Awaitable[T]], *, op_timeout: float, patience: float) -> T | None:
+    """Run a send script; while it answers ``'wait'`` (the peer is unknown but the cluster is
+    still writing members back after Redis lost data), call it again, up to ``patience``
+    seconds; then the peer is unknown (None)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    pause = 0.01
+    while True:
+        reply = await bounded(call(), op_timeout, "send")
+        if reply != _WAIT:
+            return reply
+        if loop.time() >= deadline:
+            return None
+        await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+        pause = min(pause * 2, 0.25)
+
 
 
 def member_json(member: Member, join_seq: int = 0) -> str:
@@ -132,18 +154,29 @@ if #rest == 0 then redis.call('SREM', KEYS[3], ARGV[2]) end
 return rest
 """
 
-# KEYS: peers index, origin session hash ('' key name when none)
+# KEYS: peers index, origin session hash ('' key name when none), resync-until, reaped tombstone of
+#       the sender node
 # ARGV: peer id, payload, sender node, inbox prefix, maxlen, inbox ttl ms, origin cseq (0: none),
-#       room the peer must be in ('' any)
+#       room the peer must be in ('' any), once key ('' none), once ttl ms
 # Appends to the inbox of the node holding the peer, always (the node's own included: that inbox is
 # what a resume elsewhere reads what this node had not stamped yet). With an origin, the sender's
 # relayed cseq (``rcseq``) advances in the same step, so a client's resend after its node died is a
-# duplicate.
+# duplicate. With a once key, a second send under the same key (a retry whose first attempt landed
+# but whose reply was lost) is a duplicate too.
 # Returns the node, false for an unknown peer, 'dup' for a duplicate, 'moved' when the origin
-# session is owned by another node now.
+# session is owned by another node now, 'wait' when the peer is unknown while the cluster resyncs
+# after Redis lost data (the peer may be about to be written back), 'reaped' when the sender node
+# was reaped (it must fence itself before it sends anything).
 _SEND = """
+if redis.call('EXISTS', KEYS[4]) == 1 then return 'reaped' end
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return false end
+if not raw then
+  local u = redis.call('GET', KEYS[3])
+  if not u then return 'wait' end
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) < tonumber(u) then return 'wait' end
+  return false
+end
 local m = cjson.decode(raw)
 if ARGV[8] ~= '' and m['room'] ~= ARGV[8] then return false end
 local cseq = tonumber(ARGV[7])
@@ -155,11 +188,23 @@ if cseq > 0 then
     redis.call('HSET', KEYS[2], 'rcseq', cseq)
   end
 end
+if ARGV[9] ~= '' and not redis.call('SET', ARGV[9], '1', 'NX', 'PX', ARGV[10]) then return 'dup' end
 local node = m['node_id']
 local inbox = ARGV[4] .. node
 redis.call('XADD', inbox, 'MAXLEN', '~', ARGV[5], '*', 'p', ARGV[1], 'm', ARGV[2])
 redis.call('PEXPIRE', inbox, ARGV[6])
 return node
+"""
+
+# Milliseconds until the cluster counts as resynced (0: it is; -1: Redis holds no resync marker:
+# it restarted empty and no node has written its members back yet). KEYS: resync-until.
+_UNSETTLED = """
+local u = redis.call('GET', KEYS[1])
+if not u then return -1 end
+local t = redis.call('TIME')
+local left = tonumber(u) - (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+if left < 0 then return 0 end
+return left
 """
 
 # KEYS: rooms set. Returns a flat list room, count, ...; drops names whose hash vanished.
@@ -177,12 +222,42 @@ end
 return out
 """
 
-# Make Redis hold exactly ``members`` for this node (after an outage or at start).
-# KEYS: node-peers set of this node, peers index, rooms set, member-nodes, joinseq
-# ARGV: node id, room prefix, then member JSONs
+# Make Redis hold exactly ``members`` for this node (after an outage or at start), and refresh its
+# alive key in the same step (so a reaper never runs between the two).
+# KEYS: node-peers set of this node, peers index, rooms set, member-nodes, joinseq, resync-until,
+#       reaped tombstone of this node, alive key of this node
+# ARGV: node id, room prefix, resync window ms, alive ttl ms, '1' on this incarnation's first sync,
+#       then member JSONs
+# Returns {'reaped'} when this node was reaped while it was away (stalled or cut off): nothing is
+# written back, its members stay gone, and the node must end the sessions it holds. Otherwise
+# {'ok', members written back}. Writing back a member Redis had lost opens the resync window
+# (``resync-until``): until it closes, an unknown peer may be one whose node has not resynced yet.
 _RESYNC = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[8], '1', 'PX', ARGV[4])
+if redis.call('EXISTS', KEYS[7]) == 1 then
+  redis.call('DEL', KEYS[7])
+  if ARGV[5] ~= '1' then
+    for _, peer in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+      local raw = redis.call('HGET', KEYS[2], peer)
+      if raw and cjson.decode(raw)['node_id'] == ARGV[1] then
+        local m = cjson.decode(raw)
+        local room = ARGV[2] .. m['room']
+        redis.call('HDEL', room, peer)
+        redis.call('HDEL', KEYS[2], peer)
+        if redis.call('HLEN', room) == 0 then redis.call('SREM', KEYS[3], m['room']) end
+      end
+    end
+    redis.call('DEL', KEYS[1])
+    redis.call('SREM', KEYS[4], ARGV[1])
+    if not redis.call('GET', KEYS[6]) then redis.call('SET', KEYS[6], now) end
+    return {'reaped'}
+  end
+end
 local keep = {}
-for i = 3, #ARGV do
+local restored = 0
+for i = 6, #ARGV do
   local m = cjson.decode(ARGV[i])
   keep[m['peer_id']] = true
   local room = ARGV[2] .. m['room']
@@ -193,6 +268,7 @@ for i = 3, #ARGV do
     redis.call('HSET', KEYS[2], m['peer_id'], ARGV[i])
     redis.call('SADD', KEYS[3], m['room'])
     redis.call('SADD', KEYS[1], m['peer_id'])
+    restored = restored + 1
   end
 end
 for _, peer in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -215,14 +291,23 @@ if redis.call('SCARD', KEYS[1]) == 0 then
 else
   redis.call('SADD', KEYS[4], ARGV[1])
 end
-return #ARGV - 2
+local until_ms = tonumber(redis.call('GET', KEYS[6]) or '-1')
+if restored > 0 and until_ms < now + tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[6], now + tonumber(ARGV[3]))
+elseif until_ms < 0 then
+  redis.call('SET', KEYS[6], now)
+end
+return {'ok', restored}
 """
 
 # Remove every member of a node whose alive key expired ``grace`` ms ago or more. Re-checks
 # liveness inside the script. The first call that finds the node dead only notes the time: its
 # clients have the grace period to resume on another node (which moves their membership there).
-# KEYS: alive key, node-peers set, peers index, rooms set, member-nodes, inbox, dead-since key
-# ARGV: node id, room prefix, grace ms. Returns the removed member JSONs.
+# The reaped node gets a tombstone (``reaped:<node>``): if it was only stalled or cut off, it finds
+# the tombstone at its next resync and ends its sessions instead of writing them back (fencing).
+# KEYS: alive key, node-peers set, peers index, rooms set, member-nodes, inbox, dead-since key,
+#       tombstone
+# ARGV: node id, room prefix, grace ms, tombstone ttl ms. Returns the removed member JSONs.
 _REAP = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('DEL', KEYS[7])
@@ -255,6 +340,7 @@ for _, peer in ipairs(redis.call('SMEMBERS', KEYS[2])) do
 end
 redis.call('DEL', KEYS[2], KEYS[6], KEYS[7])
 redis.call('SREM', KEYS[5], ARGV[1])
+redis.call('SET', KEYS[8], now, 'PX', ARGV[4])
 return removed
 """
 
@@ -289,6 +375,8 @@ class RedisBackend(Backend):
         replay_maxlen: int = 1024,
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
+        resync_window: float | None = None,
+        tombstone_ttl: float = 86_400.0,
     ) -> None:
         """
         :param op_timeout: deadline of every Redis call (seconds).
@@ -307,6 +395,12 @@ class RedisBackend(Backend):
         :param wait_replicas: durable before confirmed: every session-ledger batch and every
             ``send`` waits for this many replicas (fewer if fewer are connected; see
             ``durable.py`` and ``cluster.ledger_wait_replicas``); 0 does not wait.
+        :param resync_window: after a node writes back members Redis had lost, for this long an
+            unknown peer may be one whose node has not resynced yet: ``send`` waits (up to twice
+            this) instead of reporting it unknown, and membership reads wait for the window to
+            close (default ``alive_ttl``: a live node notices the loss and resyncs well within it).
+        :param tombstone_ttl: how long a reaped node's tombstone is kept (a node stalled longer
+            than this would not learn it was reaped).
         """
         self.url = url
         self.prefix = key_prefix
@@ -344,8 +438,13 @@ class RedisBackend(Backend):
         self._closed = False
         self.session_ttl = session_ttl
         self.replay_maxlen = replay_maxlen
+        self.resync_window = alive_ttl if resync_window is None else resync_window
+        self.tombstone_ttl = tombstone_ttl
+        self._unsettled = self._redis.register_script(_UNSETTLED)
         self._ledger: SessionLedger | None = None
         self.durable = ReplicaWait(wait_replicas, wait_timeout)
+        #: This incarnation has synced once (an old tombstone of its node id is not about it).
+        self._synced_once = False
 
     # -- keys -----------------------------------------------------------------------------------
 
@@ -420,12 +519,12 @@ class RedisBackend(Backend):
             await self._redis.aclose()
 
     async def ready(self) -> bool:
-        """True when started, the reader is in sync, the session ledger is writing (a demoted
+        """True when started, the reader is in sync, the session ledger can write (a demoted
         primary refuses writes with READONLY: that counts as unavailable) and Redis answers a
         PING in time."""
         if self._deliver is None or not self._healthy:
             return False
-        if self._ledger is not None and not self._ledger.healthy:
+        if self._ledger is not None and not self._ledger.working():
             return False
         try:
             return bool(await bounded(self._redis.ping(), self.op_timeout, "ping"))
@@ -454,6 +553,7 @@ class RedisBackend(Backend):
             self._membership.release()
 
     async def add_member(self, member: Member, *, max_members: int | None = None) -> list[Member] | None:
+        await self._settle()  # the members a joiner is told about must be complete
         async with self._membership_change():
             try:
                 reply = await bounded(
@@ -498,10 +598,16 @@ class RedisBackend(Backend):
             except BackendUnavailable:
                 self._dirty = True
                 raise
-            return None if rest is None else members_in_join_order(rest)
+        if rest is None:
+            return None
+        if await self._settle():
+            # The others' nodes were still writing their members back: read the room again.
+            return [m for m in await self.members(room) if m.peer_id != peer_id]
+        return members_in_join_order(rest)
 
     async def members(self, room: str) -> list[Member]:
         self._check_open()
+        await self._settle()
         raws = await bounded(self._redis.hvals(self._key("room", room)), self.op_timeout, "members")
         return members_in_join_order(cast("list[str]", raws))
 
@@ -518,9 +624,16 @@ class RedisBackend(Backend):
     # -- delivery -------------------------------------------------------------------------------
 
     async def send(
-        self, peer_id: str, message: dict[str, Any], *, origin: tuple[str, int] | None = None, room: str | None = None
+        self, peer_id: str, message: dict[str, Any], *, origin: tuple[str, int] | None = None, room: str | None = None,
+        once: str | None = None,
     ) -> bool:
         """Deliver ``message`` to ``peer_id``; False if no node holds that peer.
+
+        While the cluster resyncs after Redis lost data, a peer that is not (yet) in Redis is
+        waited for (bounded by twice ``resync_window``) rather than reported unknown: its node
+        may not have written it back yet. With ``once``, a send repeated under the same key
+        (within ``session_ttl``) is not delivered again: retries of one notification are
+        exactly once.
 
         Every message goes through the holder's inbox stream, this node's own included, so a
         resume on another node finds what this node had not stamped yet. With ``origin``
@@ -532,17 +645,27 @@ class RedisBackend(Backend):
         message was then delivered at most once (never retried here).
         """
         self._check_open()
-        if self._deliver is None or self._node_id is None:
+        node_id = self._node_id
+        if self._deliver is None or node_id is None:
             return False
         payload = json.dumps(message, separators=(",", ":"))
         sender, cseq = origin if origin is not None else ("", 0)
-        keys = [self._key("peers"), self._key("sess", sender) if sender else self._key("none")]
-        args: list[str | int] = [peer_id, payload, self._node_id, self._key("inbox", ""), self.inbox_maxlen,
-                round(self.inbox_ttl * 1000), cseq, room or ""]
+        keys = [self._key("peers"), self._key("sess", sender) if sender else self._key("none"),
+                self._key("resync-until"), self._key("reaped", node_id)]
+        args: list[str | int] = [peer_id, payload, node_id, self._key("inbox", ""), self.inbox_maxlen,
+                round(self.inbox_ttl * 1000), cseq, room or "", self._key("once", once) if once else "",
+                round(self.session_ttl * 1000)]
         # Durable before confirmed: the sender's cseq is confirmed once this returns.
-        node = await self._durable_call(self._send, keys, args, "send")
+        node = await send_settled(
+            lambda: self._durable_call(self._send, keys, args, "send"),
+            op_timeout=self.op_timeout + self.durable.timeout, patience=2 * self.resync_window,
+        )
         if node == "moved":
             raise SessionMoved(sender)
+        if node == "reaped":
+            # The cluster reaped this node while it was away: resync at once (which fences it).
+            self._dirty = True
+            raise BackendUnavailable("this node was reaped while it was away; fencing")
         return node is not None
 
     async def _durable_call(self, script: AsyncScript, keys: list[str], args: list[str | int], what: str) -> Any:
@@ -581,8 +704,9 @@ class RedisBackend(Backend):
                         self._key("member-nodes"),
                         self.inbox_key(node),
                         self._key("dead-since", node),
+                        self._key("reaped", node),
                     ],
-                    args=[node, self._key("room", ""), round(grace * 1000)],
+                    args=[node, self._key("room", ""), round(grace * 1000), round(self.tombstone_ttl * 1000)],
                 ),
                 self.op_timeout,
                 "reap",
@@ -606,14 +730,20 @@ class RedisBackend(Backend):
     # -- the reader -----------------------------------------------------------------------------
 
     async def _sync(self) -> None:
-        """Bring Redis in line with this node: members, liveness, stream position."""
+        """Bring Redis in line with this node: members, liveness, stream position.
+
+        If the cluster reaped this node while it was away (stalled, or cut off from Redis for
+        longer than the reaping grace), its members stay gone: it forgets them and hands their
+        peer ids to the hub (control entry ``reaped``), which ends their sessions.
+        """
         node = self._node_id
         assert node is not None
+        reaped: list[str] | None = None
         async with self._membership_change():
             self._dirty = False
             mine = [member_json(m, j) for m, j in self._local.values() if m.node_id == node]
             try:
-                await bounded(
+                reply = await bounded(
                     self._resync(
                         keys=[
                             self._key("node-peers", node),
@@ -621,8 +751,12 @@ class RedisBackend(Backend):
                             self._key("rooms"),
                             self._key("member-nodes"),
                             self._key("joinseq"),
+                            self._key("resync-until"),
+                            self._key("reaped", node),
+                            self.alive_key(node),
                         ],
-                        args=[node, self._key("room", ""), *mine],
+                        args=[node, self._key("room", ""), round(self.resync_window * 1000), round(self.alive_ttl * 1000),
+                              "0" if self._synced_once else "1", *mine],
                     ),
                     self.op_timeout,
                     "resync",
@@ -630,24 +764,41 @@ class RedisBackend(Backend):
             except BackendUnavailable:
                 self._dirty = True
                 raise
-        await self._refresh_alive()
+            self._synced_once = True
+            if reply[0] == "reaped":
+                reaped = [peer for peer, (m, _j) in self._local.items() if m.node_id == node]
+                self._local.clear()
+        if reaped is not None:
+            log.error("redis backend of node %s: the cluster reaped this node while it was away; ending its %d sessions",
+                      node, len(reaped))
+            if self.control is not None:
+                try:
+                    await self.control({"c": "reaped", "peers": " ".join(reaped)})
+                except Exception:
+                    log.exception("redis backend: fencing after reaping failed")
         newest = await bounded(self._reader_redis.xrevrange(self.inbox_key(node), count=1), self.op_timeout, "xrevrange")
         newest_id = cast("str", newest[0][0]) if newest else None
         if self._last_id is None:
             # First start: whatever is there was sent to an earlier incarnation of this node id.
             self._last_id = newest_id or "0-0"
         elif newest_id is None or stream_id(newest_id) < stream_id(self._last_id):
-            # The stream is gone or was recreated (Redis restarted empty, inbox expired): every
-            # entry in it is new to us.
+            # The stream is gone or was recreated (Redis restarted empty, inbox expired, this node
+            # was reaped): every entry in it is new to us.
             self._last_id = "0-0"
 
-    async def _refresh_alive(self) -> None:
-        assert self._node_id is not None
-        await bounded(
-            self._reader_redis.set(self.alive_key(self._node_id), "1", px=round(self.alive_ttl * 1000)),
-            self.op_timeout,
-            "alive",
-        )
+    async def _settle(self) -> bool:
+        """Wait (bounded by twice ``resync_window``) while the cluster resyncs after Redis lost
+        data, so membership read now is complete; True if it had to wait."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2 * self.resync_window
+        waited = False
+        while True:
+            left = int(await bounded(self._unsettled(keys=[self._key("resync-until")]), self.op_timeout, "settle"))
+            if left == 0 or loop.time() >= deadline:
+                return waited
+            waited = True
+            pause = left / 1000 if left > 0 else self.alive_interval / 4
+            await asyncio.sleep(max(0.001, min(pause, deadline - loop.time())))
 
     async def _touch_alive(self) -> bool:
         """Refresh the ``alive`` key if it still exists (``SET XX``); False if it was gone."""
@@ -742,12 +893,14 @@ class PeerSender:
     """
 
     def __init__(self, url: str, *, key_prefix: str = "sb:", sender_id: str = "", op_timeout: float = 2.0,
-                 inbox_maxlen: int = 10_000, inbox_ttl: float = 300.0) -> None:
+                 inbox_maxlen: int = 10_000, inbox_ttl: float = 300.0, resync_patience: float = 12.0) -> None:
         self.prefix = key_prefix
         self.sender_id = sender_id
         self.op_timeout = op_timeout
         self.inbox_maxlen = inbox_maxlen
         self.inbox_ttl = inbox_ttl
+        #: How long a send waits for a peer unknown while the cluster resyncs (see RedisBackend).
+        self.resync_patience = resync_patience
         self._redis = make_client(url, op_timeout=op_timeout)
         self._send = self._redis.register_script(_SEND)
 
@@ -758,14 +911,13 @@ class PeerSender:
         once then).
         """
         payload = json.dumps(message, separators=(",", ":"))
-        node = await bounded(
-            self._send(
-                keys=[self.prefix + "peers", self.prefix + "none"],
+        node = await send_settled(
+            lambda: self._send(
+                keys=[self.prefix + "peers", self.prefix + "none", self.prefix + "resync-until", self.prefix + "none"],
                 args=[peer_id, payload, f"!{self.sender_id}", self.prefix + "inbox:", self.inbox_maxlen,
-                      round(self.inbox_ttl * 1000), 0, ""],
+                      round(self.inbox_ttl * 1000), 0, "", "", 0],
             ),
-            self.op_timeout,
-            "send",
+            op_timeout=self.op_timeout, patience=self.resync_patience,
         )
         return node is not None
 

@@ -128,17 +128,27 @@ async def test_data_lost_behind_a_healthy_connection_is_restored(redis_server: R
         await client.delete(*keys)
     finally:
         await client.aclose()
-    assert await a.members("room") == []
-    # Each node notices its alive key is gone at its next refresh and writes its members back.
+    # Each node notices its alive key is gone at its next refresh and writes its members back; a
+    # read meanwhile waits for that resync (bounded) instead of answering with an empty room.
+    assert [m.peer_id for m in await a.members("room")] == ["alice", "bob"]
     await wait_for(lambda: _members_are(a, ["alice", "bob"]), what="both members restored")
     assert await a.send("bob", {"n": 1})
     await inbox_b.until(lambda: len(inbox_b.got) == 1)
 
 
-async def test_a_dead_node_is_reaped_and_a_returning_one_reasserts(
+async def test_a_dead_node_is_reaped_and_a_returning_one_is_fenced(
     redis_server: RedisServer, prefix: str, redis_backends: Make, proxy: FaultProxy
 ) -> None:
+    """A node cut off past its alive TTL is reaped (its rooms are told). When it comes back it
+    must not write those members back as if nothing happened (split brain): it learns it was
+    reaped and hands their peer ids to its hub, which ends those sessions."""
     a, _, b, inbox_b = await two_nodes(redis_backends, redis_server.url, prefix, url_b=f"redis://127.0.0.1:{proxy.port}/0")
+    fenced: list[dict[str, str]] = []
+
+    async def control(fields: dict[str, str]) -> None:
+        fenced.append(fields)
+
+    b.control = control
     await b.add_member(Member("bea", "Bea", "solo", "node-b"))
     assert await a.reap() == []  # every node alive: nothing to do
     proxy.blackhole(True)
@@ -155,13 +165,18 @@ async def test_a_dead_node_is_reaped_and_a_returning_one_reasserts(
     assert await a.members("room") == [Member("alice", "Alice", "room", "node-a")]
     assert await a.rooms() == {"room": 1}
     assert await a.send("bob", {"n": 1}) is False
-    # B comes back: it still holds its sessions, so it writes them back.
+    # B comes back: it was reaped, so it fences itself instead of writing its members back.
     proxy.blackhole(False)
     await wait_for(b.ready, what="node B ready again")
-    assert {x.peer_id for x in await a.members("room")} == {"alice", "bob"}
-    assert await a.rooms() == {"room": 2, "solo": 1}
-    assert await a.send("bob", {"n": 2})
-    await inbox_b.until(lambda: len(inbox_b.got) == 1)
+    assert [f["c"] for f in fenced] == ["reaped"] and sorted(fenced[0]["peers"].split()) == ["bea", "bob"]
+    assert await a.members("room") == [Member("alice", "Alice", "room", "node-a")]
+    assert await a.rooms() == {"room": 1}
+    assert await a.send("bob", {"n": 2}) is False
+    # It goes on as a node with no sessions: new members join and are reached as usual.
+    assert await b.add_member(Member("bob2", "Bob", "room", "node-b")) == [Member("alice", "Alice", "room", "node-a")]
+    assert await a.send("bob2", {"n": 3})
+    await inbox_b.until(lambda: [m for _, m in inbox_b.got] == [{"n": 3}])
+    assert len(fenced) == 1
 
 
 async def test_closing_leaves_nothing_behind(redis_server: RedisServer, prefix: str, redis_backends: Make) -> None:
@@ -179,7 +194,8 @@ async def test_closing_leaves_nothing_behind(redis_server: RedisServer, prefix: 
         keys = sorted([k async for k in client.scan_iter(match=f"{prefix}*")])
     finally:
         await client.aclose()
-    assert keys == [f"{prefix}joinseq"]  # one counter; no room, index, inbox, alive key
+    # Two cluster-wide scalars (the join counter, the resync marker); no room, index, inbox, alive key.
+    assert keys == [f"{prefix}joinseq", f"{prefix}resync-until"]
 
 
 async def test_inbox_is_bounded(redis_server: RedisServer, prefix: str, redis_backends: Make) -> None:
