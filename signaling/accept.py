@@ -38,16 +38,28 @@ _HEAD_END = b"\r\n\r\n"
 
 @dataclass(slots=True)
 class AddressCounter:
-    """Open connections per client address, bounded. No I/O."""
+    """Open connections per client address, bounded. No I/O.
+
+    At accept time only the TCP peer is known: behind a reverse proxy every client shares the
+    proxy's address. Addresses for which ``is_proxy`` holds (``security.trusted_proxies``) are
+    bounded by ``max_per_proxy`` instead; their clients are told apart later, in ``/ws``.
+    """
 
     max_per_address: int
+    max_per_proxy: int = 0
+    is_proxy: Callable[[str], bool] | None = None
     _open: dict[str, int] = field(default_factory=dict)
     #: Connections refused since start (for metrics and the tests).
     refused: int = 0
 
+    def limit(self, address: str) -> int:
+        if self.is_proxy is not None and self.is_proxy(address):
+            return self.max_per_proxy
+        return self.max_per_address
+
     def open(self, address: str) -> bool:
         count = self._open.get(address, 0)
-        if count >= self.max_per_address:
+        if count >= self.limit(address):
             self.refused += 1
             return False
         self._open[address] = count + 1

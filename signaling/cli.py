@@ -76,6 +76,7 @@ _OPTIONS: dict[str, Any] = {
     "ice_port_range": click.option("--ice-port-range", default=None, metavar="LOW-HIGH", help="UDP ports for the SFU's ICE sockets (firewalls)."),
     "ice_allow_peers": click.option("--ice-allow-peer", "ice_allow_peers", multiple=True, metavar="CIDR", help="Remote ICE candidate range the SFU may contact although refused by default (private, loopback, link-local, CGNAT…), e.g. your LAN (repeatable). Dev mode adds loopback."),
     "token_keys": click.option("--token-key", "token_keys", multiple=True, help="Access-token key as KID:SECRET (repeatable). None: dev mode. Env: SWITCHBOARD_SECURITY_TOKEN_KEYS."),
+    "trusted_proxies": click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="CIDR", help="Reverse proxy whose X-Forwarded-For is believed (repeatable; default none). Env: SWITCHBOARD_SECURITY_TRUSTED_PROXIES."),
     "allowed_origins": click.option("--allowed-origin", "allowed_origins", multiple=True, help="Browser origin allowed on /ws (repeatable; default any)."),
     "no_sfu": click.option("--no-sfu", is_flag=True, default=None, help="Signaling only: run no SFU in this process (with --redis: no media at all)."),
     "webhook_urls": click.option("--webhook-url", "webhook_urls", multiple=True, help="Webhook receiver URL (repeatable)."),
@@ -116,7 +117,7 @@ def _load(params: dict[str, Any], *, defaults: dict[str, Any] | None = None) -> 
         "drain_timeout": "drain_timeout", "stun_urls": "ice.stun_urls", "turn_urls": "ice.turn_urls",
         "turn_secrets": "ice.turn_secrets", "turn_ttl": "ice.turn_ttl", "ice_hosts": "ice.host_addresses",
         "announce_ip": "ice.announce_ip", "ice_port_range": "ice.port_range", "ice_allow_peers": "ice.allow_peers", "token_keys": "security.token_keys",
-        "allowed_origins": "security.allowed_origins", "tls_cert": "tls_cert", "tls_key": "tls_key",
+        "allowed_origins": "security.allowed_origins", "trusted_proxies": "security.trusted_proxies", "tls_cert": "tls_cert", "tls_key": "tls_key",
         "webhook_urls": "webhooks.urls", "webhook_secret": "webhooks.secret",
         "capacity": "cluster.sfu_capacity",
     }

@@ -534,6 +534,10 @@ class Client:
                     self._confirm(message["last_cseq"])
                 if isinstance(message.get("rtt_ms"), int | float):
                     self.rtt_ms = float(message["rtt_ms"])
+                announced = message.get("timeout_ms")
+                if isinstance(announced, int) and not isinstance(announced, bool) and announced > 0:
+                    # The server adapts its silence timeout to this link's RTT; ours follows.
+                    dead_after = announced / 1000
             elif kind == "error":
                 if "retry_after_ms" in message:
                     outcome.retry_after = message["retry_after_ms"] / 1000

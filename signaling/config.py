@@ -22,6 +22,12 @@ class HeartbeatConfig:
     timeout: float = 20.0
     #: Relative jitter applied to every interval (0.1 = ±10 %), so pings of many clients spread.
     jitter: float = 0.1
+    #: The silence timeout of a session adapts to its link: at least ``timeout``, and at least the
+    #: longest ping interval plus ``rtt_factor`` x (RTT p99 + RTT jitter) measured from its pongs,
+    #: capped at ``max_timeout`` (the worst time to detect a dead link; at or below ``timeout``:
+    #: no adaptation). Announced in every ping.
+    rtt_factor: float = 4.0
+    max_timeout: float = 40.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +113,13 @@ class SecurityConfig:
     admin_failure_burst: float = 10.0
     #: Bearer token required on ``/metrics`` (wherever it is served); None: no token.
     metrics_token: str | None = None
+    #: Reverse proxies (CIDR) whose ``X-Forwarded-For`` is believed: behind them the client is the
+    #: rightmost address that is not one of them, for the ``/ws`` per-address limits and the logs.
+    #: Empty: the header is ignored (the TCP peer is the client). See docs/operations.md.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Open TCP connections from one trusted proxy, counted at accept time (where only the
+    #: proxy's address is known): at least the clients it serves at once plus its keepalive pool.
+    max_connections_per_proxy: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)

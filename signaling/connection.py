@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 from signaling import protocol
 from signaling.codes import Close, CloseCode, Err
 from signaling.config import ServerConfig
-from signaling.heartbeat import HeartbeatPolicy, Liveness, rtt_from_pong
+from signaling.heartbeat import AdaptiveTimeout, HeartbeatPolicy, Liveness, rtt_from_pong
 from signaling.metrics import Metrics
 from signaling.protocol import ClientMessage, ProtocolError
 from signaling.ratelimit import TokenBucket
@@ -62,6 +62,8 @@ class Connection:
         self._flush_on_close = True
         self._tasks: set[asyncio.Task[Any]] = set()
         self._liveness = Liveness(config.heartbeat.timeout, self._loop.time())
+        #: The silence timeout, adapted to the RTT of this link and announced in every ping.
+        self._timeout = AdaptiveTimeout(config.heartbeat)
         #: The close code the server chose, or None while open / when the client closed first.
         self.close_code: CloseCode | None = None
         #: The code of the client's close frame, echoed in our answer to it.
@@ -280,7 +282,11 @@ class Connection:
 
     async def _heartbeat(self, policy: HeartbeatPolicy, last_cseq: Callable[[], int]) -> None:
         loop = self._loop
-        next_ping = loop.time() + policy.first_delay()
+        # A probe at once: the first RTT sample (and so an adapted timeout) arrives one RTT after
+        # the join instead of up to an interval later. The schedule proper starts at a random
+        # point of the first interval, as before.
+        next_ping = loop.time()
+        probe = True
         while not self.closing:
             deadline = self._liveness.deadline()
             wake = min(next_ping, deadline if deadline is not None else math.inf)
@@ -293,16 +299,27 @@ class Connection:
                 return
             if now >= next_ping:
                 rtt_ms = round(self.last_rtt * 1000, 2) if self.last_rtt is not None else None
-                self.send_message(protocol.ping(round(now * 1000, 3), last_cseq(), rtt_ms))
-                next_ping = now + policy.next_delay()
+                # The probe follows a resume's welcome and replay, which may fill the outbox past
+                # its bound (they are bounded by the replay buffer): it is forced like them.
+                self.send_message(protocol.ping(round(now * 1000, 3), last_cseq(), rtt_ms, self.timeout_ms), force=probe)
+                next_ping = now + (policy.first_delay() if probe else policy.next_delay())
+                probe = False
+
+    @property
+    def timeout_ms(self) -> int:
+        """The silence timeout of this connection as announced to the client (ms)."""
+        return round(self._timeout.timeout * 1000)
 
     def confirm(self, last_cseq: int) -> None:
         """Confirm client messages now with an extra ping (which also yields an RTT sample)."""
-        self.send_message(protocol.ping(round(self._loop.time() * 1000, 3), last_cseq))
+        self.send_message(protocol.ping(round(self._loop.time() * 1000, 3), last_cseq, timeout_ms=self.timeout_ms))
 
     def rtt(self, t_ms: float) -> float | None:
-        """RTT proven by a pong echoing ``t_ms``."""
-        return rtt_from_pong(t_ms, self._loop.time() * 1000, self._config.heartbeat.timeout * 1000)
+        """RTT proven by a pong echoing ``t_ms``; a valid sample also adapts the silence timeout."""
+        rtt = rtt_from_pong(t_ms, self._loop.time() * 1000, self._timeout.bound * 1000)
+        if rtt is not None:
+            self._liveness.timeout = self._timeout.observe(rtt)
+        return rtt
 
 
 def close_reason(reason: str, limit: int = 120) -> bytes:

@@ -1,14 +1,19 @@
 """Heartbeat policy: when to ping, when a silent client is dead, and the RTT a pong proves. No I/O.
 
-The server pings every ``interval`` (±``jitter``; the first ping at a random point of the first
-interval so that clients reconnecting together do not ping together). Any inbound frame proves
+The server pings every ``interval`` (±``jitter``; after a probe ping right at the join, which
+yields the first RTT sample, the schedule starts at a random point of the first interval so that
+clients reconnecting together do not ping together). The silence timeout adapts to the RTT
+(:class:`AdaptiveTimeout`). Any inbound frame proves
 the client alive. Silence is only counted while our own reader is able to read: if our side is
 the bottleneck (the reader is stalled behind a full inbound queue), the client is not blamed.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
+from collections import deque
 
 from signaling.config import HeartbeatConfig
 
@@ -29,7 +34,57 @@ class HeartbeatPolicy:
 
     def detection_bound(self) -> float:
         """Worst time from the client's last frame to the 4013 close (for docs and tests)."""
-        return self.config.timeout
+        return max(self.config.timeout, self.config.max_timeout)
+
+
+class AdaptiveTimeout:
+    """The silence timeout of one session, adapted to the RTT its pongs measure.
+
+    A live client is silent at most from one pong to the next: the longest ping interval plus
+    how much later the next pong can come than the last one, which grows with the RTT and its
+    variation (on TCP a lost segment also stalls the stream for about an RTT or more). So the
+    timeout is ``max(timeout, interval x (1 + jitter) + rtt_factor x (RTT p99 + RTT jitter))``,
+    capped at ``max(timeout, max_timeout)``: a dead link is still detected within that bound.
+    RTT jitter is the mean absolute difference of consecutive samples (RFC 3550 section 6.4.1
+    smooths the same quantity). The window of samples is bounded.
+    """
+
+    def __init__(self, config: HeartbeatConfig, window: int = 32) -> None:
+        self.config = config
+        self._samples: deque[float] = deque(maxlen=window)
+        self._timeout = config.timeout
+
+    @property
+    def timeout(self) -> float:
+        """The current silence timeout (seconds)."""
+        return self._timeout
+
+    @property
+    def bound(self) -> float:
+        return max(self.config.timeout, self.config.max_timeout)
+
+    def rtt_p99(self) -> float | None:
+        if not self._samples:
+            return None
+        ordered = sorted(self._samples)
+        return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
+
+    def rtt_jitter(self) -> float:
+        samples = list(self._samples)
+        if len(samples) < 2:
+            return 0.0
+        return sum(abs(b - a) for a, b in itertools.pairwise(samples)) / (len(samples) - 1)
+
+    def observe(self, rtt: float) -> float:
+        """Add an RTT sample (seconds, finite and >= 0); return the new timeout."""
+        if not (math.isfinite(rtt) and rtt >= 0):
+            return self._timeout
+        self._samples.append(rtt)
+        cfg = self.config
+        p99 = self.rtt_p99() or 0.0
+        wanted = cfg.interval * (1 + cfg.jitter) + cfg.rtt_factor * (p99 + self.rtt_jitter())
+        self._timeout = min(max(cfg.timeout, wanted), self.bound)
+        return self._timeout
 
 
 class Liveness:

@@ -325,10 +325,12 @@ def peer_info(peer_id: str, name: str) -> JSON:
     return {"id": peer_id, "name": name}
 
 
-def ping(t: float, last_cseq: int, rtt_ms: float | None = None) -> JSON:
+def ping(t: float, last_cseq: int, rtt_ms: float | None = None, timeout_ms: int | None = None) -> JSON:
     out: JSON = {"type": "ping", "t": t, "last_cseq": last_cseq}
     if rtt_ms is not None:
         out["rtt_ms"] = rtt_ms
+    if timeout_ms is not None:
+        out["timeout_ms"] = timeout_ms
     return out
 
 

@@ -25,6 +25,7 @@ from signaling.accept import AcceptThrottle, AddressCounter, GuardedSite
 from signaling.backend import Backend, MemoryBackend
 from signaling.config import ServerConfig
 from signaling.connection import Connection
+from signaling.forwarded import TrustedProxies
 from signaling.hub import Hub
 from signaling.media import MediaPort
 from signaling.metrics import MediaCollector, Metrics, ReplicaCollector
@@ -48,6 +49,8 @@ IP_LIMITER: web.AppKey[IpLimiter] = web.AppKey("ip_limiter", IpLimiter)
 ACCEPTED: web.AppKey[AddressCounter] = web.AppKey("accepted", AddressCounter)
 #: The admin API and /metrics when they have their own listener (``admin_port``).
 ADMIN_APP: web.AppKey[web.Application] = web.AppKey("admin_app", web.Application)
+#: Reverse proxies whose X-Forwarded-For is believed (``security.trusted_proxies``).
+TRUSTED_PROXIES: web.AppKey[TrustedProxies] = web.AppKey("trusted_proxies", TrustedProxies)
 
 
 def make_runner(app: web.Application, config: ServerConfig, *, shutdown_timeout: float | None = None) -> web.AppRunner:
@@ -138,6 +141,7 @@ def build_app(
     app[DRAIN_REQUESTED] = asyncio.Event()
     sec = config.security
     app[IP_LIMITER] = IpLimiter(sec.max_connections_per_ip, sec.connection_rate_per_ip, sec.connection_burst_per_ip)
+    app[TRUSTED_PROXIES] = TrustedProxies(sec.trusted_proxies)
 
     async def on_startup(app: web.Application) -> None:
         await hub.start()
@@ -149,7 +153,7 @@ def build_app(
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
-    app[ACCEPTED] = AddressCounter(sec.max_connections_per_ip)
+    app[ACCEPTED] = AddressCounter(sec.max_connections_per_ip, sec.max_connections_per_proxy, app[TRUSTED_PROXIES].trusts)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -165,7 +169,7 @@ def build_app(
         side[METRICS] = metrics
         side[CONFIG] = config
         side[DRAIN_REQUESTED] = app[DRAIN_REQUESTED]
-        side[ACCEPTED] = AddressCounter(sec.max_connections_per_ip)
+        side[ACCEPTED] = AddressCounter(sec.max_connections_per_ip, sec.max_connections_per_proxy, app[TRUSTED_PROXIES].trusts)
         side.router.add_get("/metrics", metrics_handler)
         side.router.add_get("/healthz", healthz)
         admin.add_routes(side, hub, config.admin_token)
@@ -260,6 +264,16 @@ def _remote_media(config: ServerConfig, hub: Hub) -> RemoteMedia:
     )
 
 
+def client_address(request: web.Request) -> str:
+    """The client's address: the TCP peer, or behind a trusted proxy the rightmost untrusted
+    ``X-Forwarded-For`` entry (signaling.forwarded). Never the header of an untrusted peer."""
+    peer = request.remote or ""
+    proxies = request.app[TRUSTED_PROXIES]
+    if not proxies:
+        return peer
+    return proxies.client_address(peer, request.headers.getall("X-Forwarded-For", ()))
+
+
 async def websocket(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     config = request.app[CONFIG]
@@ -273,18 +287,18 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         metrics.rejected_connections.labels("origin").inc()
         raise web.HTTPForbidden(text=f"origin {origin} is not allowed")
     limiter = request.app[IP_LIMITER]
-    ip = request.remote or ""
+    ip = client_address(request)
     refusal = limiter.admit(ip, asyncio.get_running_loop().time())
     if refusal is not None:
         metrics.rejected_connections.labels("ip-limit").inc()
         raise web.HTTPTooManyRequests(text=refusal, headers={"Retry-After": "1"})
     try:
-        return await _serve_websocket(request, hub, config)
+        return await _serve_websocket(request, hub, config, ip)
     finally:
         limiter.release(ip)
 
 
-async def _serve_websocket(request: web.Request, hub: Hub, config: ServerConfig) -> web.StreamResponse:
+async def _serve_websocket(request: web.Request, hub: Hub, config: ServerConfig, ip: str) -> web.StreamResponse:
     ws = web.WebSocketResponse(
         max_msg_size=config.limits.hard_max_message_bytes,
         timeout=config.limits.close_timeout,
@@ -302,14 +316,14 @@ async def _serve_websocket(request: web.Request, hub: Hub, config: ServerConfig)
         # half-prepared ws must not go back to aiohttp: finishing it would raise "Call .prepare()
         # first" and log an ERROR traceback per connection. A plain response fails to write on
         # the dead transport, which aiohttp takes quietly.
-        log.debug("connection from %s reset during the upgrade", request.remote)
+        log.debug("connection from %s reset during the upgrade", ip)
         return web.Response(status=400, text="connection reset during the upgrade")
     conn = Connection(
         ws,
         config=config,
         metrics=request.app[METRICS],
         transport=request.transport,
-        remote=request.remote or "",
+        remote=ip,
     )
     await hub.run_connection(conn)
     return ws

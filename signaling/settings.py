@@ -199,6 +199,10 @@ def validate(config: ServerConfig) -> None:
         problems.append("heartbeat.timeout: must exceed heartbeat.interval")
     if not 0 <= hb.jitter < 1:
         problems.append("heartbeat.jitter: must be in [0, 1)")
+    if not hb.max_timeout > 0:
+        problems.append("heartbeat.max_timeout: must be positive (below heartbeat.timeout: no adaptation)")
+    if not 0 <= hb.rtt_factor <= 100:
+        problems.append("heartbeat.rtt_factor: must be in [0, 100]")
     if not 0 < config.port < 65536 and config.port != 0:
         problems.append("port: must be 0-65535")
     if config.session.reconnecting_notice_after > config.session.grace_period:
@@ -217,6 +221,13 @@ def validate(config: ServerConfig) -> None:
     for cidr in config.ice.allow_peers:
         if not _is_network(cidr):
             problems.append(f"ice.allow_peers: {cidr!r} is not a CIDR range with host bits clear (e.g. 10.0.0.0/8)")
+    for cidr in config.security.trusted_proxies:
+        if not _is_network(cidr):
+            problems.append(
+                f"security.trusted_proxies: {cidr!r} is not an address or CIDR range with host bits clear (e.g. 10.0.0.0/8)"
+            )
+    if config.security.max_connections_per_proxy < 1:
+        problems.append("security.max_connections_per_proxy: must be at least 1")
     problems += media_limits.problems(
         max_tracks_per_room=config.security.max_tracks_per_room,
         max_tracks_per_kind=config.security.max_tracks_per_kind,

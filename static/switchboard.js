@@ -750,6 +750,12 @@ export class SignalingClient extends Emitter {
         this._write(conn, { type: 'pong', t: message.t });
         if (typeof message.last_cseq === 'number') this._confirm(message.last_cseq);
         if (typeof message.rtt_ms === 'number') this.rttMs = message.rtt_ms;
+        if (Number.isInteger(message.timeout_ms) && message.timeout_ms > 0 && this.heartbeat) {
+          // The server adapts the silence timeout to this link's RTT and announces it: our
+          // dead-link timer follows, re-armed with it from this ping on.
+          this.heartbeat = { ...this.heartbeat, timeoutMs: message.timeout_ms };
+          this._armDeadTimer(conn);
+        }
         break;
       case 'error':
         if (message.code === 'candidate-refused') {

@@ -483,6 +483,26 @@ describe('dead server', () => {
     assert.ok(h.socket().sent[0].resume);
   });
 
+  test('the dead-link timer follows the timeout announced in ping', async () => {
+    const h = harness();
+    const ws = await joined(h);
+    ws.receive({ type: 'ping', t: 1, timeout_ms: HEARTBEAT.timeout_ms + 4000 });
+    assert.equal(h.client.health().timeoutMs, HEARTBEAT.timeout_ms + 4000);
+    h.clock.advance(HEARTBEAT.timeout_ms + 3999);
+    assert.equal(h.client.state, 'connected', 'a longer announced timeout keeps a slow link');
+    h.clock.advance(1);
+    assert.equal(h.client.state, 'reconnecting');
+  });
+
+  test('an announced timeout that is not a positive integer is ignored', async () => {
+    const h = harness();
+    const ws = await joined(h);
+    for (const bad of [0, -5, 1.5, '9000', null]) ws.receive({ type: 'ping', t: 1, timeout_ms: bad });
+    assert.equal(h.client.health().timeoutMs, HEARTBEAT.timeout_ms);
+    h.clock.advance(HEARTBEAT.timeout_ms);
+    assert.equal(h.client.state, 'reconnecting');
+  });
+
   test('any inbound frame resets the dead-link timer, duplicates included', async () => {
     const h = harness();
     const ws = await joined(h);

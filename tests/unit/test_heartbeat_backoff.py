@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from signaling.backoff import Backoff
 from signaling.config import HeartbeatConfig
-from signaling.heartbeat import HeartbeatPolicy, Liveness, rtt_from_pong
+from signaling.heartbeat import AdaptiveTimeout, HeartbeatPolicy, Liveness, rtt_from_pong
 
 
 def test_first_ping_is_spread_over_the_first_interval() -> None:
@@ -73,3 +75,55 @@ def test_backoff_resets_only_after_a_stable_connection() -> None:
     b.disconnected(now=20)
     assert b.attempt == 0
     assert b.next_delay() == 0.0
+
+
+# -- adaptive silence timeout ------------------------------------------------------------------
+
+ADAPTIVE = HeartbeatConfig(interval=10, timeout=20, jitter=0.1, rtt_factor=4, max_timeout=40)
+
+
+def test_adaptive_timeout_starts_at_the_configured_timeout_and_never_goes_below() -> None:
+    adaptive = AdaptiveTimeout(ADAPTIVE)
+    assert adaptive.timeout == 20
+    assert adaptive.rtt_p99() is None
+    for _ in range(10):
+        adaptive.observe(0.001)  # a LAN: 11 s + 4 ms is less than the floor
+    assert adaptive.timeout == 20
+
+
+def test_adaptive_timeout_grows_with_rtt_and_its_jitter() -> None:
+    adaptive = AdaptiveTimeout(ADAPTIVE)
+    # 400 ms RTT, +-200 ms: p99 0.6, jitter 0.4 -> 11 + 4 x 1.0 = 15: still the floor.
+    for rtt in [0.2, 0.6] * 8:
+        adaptive.observe(rtt)
+    assert adaptive.rtt_p99() == 0.6
+    assert adaptive.rtt_jitter() == pytest.approx(0.4)
+    assert adaptive.timeout == 20
+    # A satellite link with bufferbloat: 2 s RTT, +-0.5 s -> 11 + 4 x (2.5 + 1.0) = 25.
+    for rtt in [1.5, 2.5] * 16:
+        adaptive.observe(rtt)
+    assert adaptive.timeout == pytest.approx(25.0)
+
+
+def test_adaptive_timeout_is_capped_and_forgets_old_samples() -> None:
+    adaptive = AdaptiveTimeout(ADAPTIVE, window=8)
+    for _ in range(8):
+        adaptive.observe(9.0)
+    assert adaptive.timeout == 40  # 11 + 36 = 47, capped: a dead link is found within 40 s
+    for _ in range(8):
+        adaptive.observe(0.01)
+    assert adaptive.timeout == 20  # the window moved on: back to the floor
+
+
+def test_adaptive_timeout_ignores_nonsense_samples() -> None:
+    adaptive = AdaptiveTimeout(ADAPTIVE)
+    for bad in (float("nan"), float("inf"), -1.0):
+        assert adaptive.observe(bad) == 20
+    assert adaptive.rtt_p99() is None
+
+
+def test_a_cap_below_the_timeout_means_no_adaptation() -> None:
+    adaptive = AdaptiveTimeout(HeartbeatConfig(interval=10, timeout=20, max_timeout=5))
+    assert adaptive.observe(9.0) == 20
+    assert adaptive.bound == 20
+    assert HeartbeatPolicy(ADAPTIVE).detection_bound() == 40
