@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import inspect
 import json
 import logging
 from collections import deque
@@ -33,7 +34,8 @@ from signaling.codes import ClientAction, Close
 
 log = logging.getLogger(__name__)
 
-TokenProvider = Callable[[], Awaitable[str | None]]
+#: Called once per connection attempt for the access token to present (sync or async).
+TokenProvider = Callable[[], Awaitable[str | None] | str | None]
 
 
 class ClientState(enum.Enum):
@@ -172,6 +174,7 @@ class Client:
         *,
         name: str = "",
         token: str | TokenProvider | None = None,
+        token_provider: TokenProvider | None = None,
         subscribe: bool = True,
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
@@ -190,7 +193,8 @@ class Client:
         self.room = room
         self.name = name
         self.subscribe = subscribe
-        self._token = token
+        #: ``token_provider`` wins: it is asked on every attempt (join, resume, rejoin).
+        self._token = token_provider if token_provider is not None else token
         self._backoff = backoff or Backoff()
         self._connect_timeout = connect_timeout
         self._ack_every = ack_every
@@ -377,7 +381,12 @@ class Client:
         token = self._token
         if token is None or isinstance(token, str):
             return token
-        return await token()
+        value = token()
+        if inspect.isawaitable(value):
+            value = await value
+        if value is not None and not isinstance(value, str):
+            raise ClientError(f"token provider returned {type(value).__name__}, not str")
+        return value
 
     async def _connection(self) -> _Outcome:
         """One connection from connect to close; never raises for network trouble.

@@ -3,7 +3,9 @@
  * The Switchboard page: join form, camera/microphone, participant grid, connection badge,
  * per-stream stats. All protocol work is in /static/switchboard.js.
  *
- * Deep link: /?room=R&name=N&autojoin=1 (&mode=auto|p2p|sfu, &cam=0, &mic=0).
+ * Deep link: /?room=R&name=N&autojoin=1 (&mode=auto|p2p|sfu, &cam=0, &mic=0, &token=JWT).
+ * With `token` alone the room (and name) come from the token's claims and the page joins at once;
+ * the token then leaves the address bar (kept in sessionStorage for this tab only).
  * Media modes: `sfu` publishes through the server's SFU; `p2p` calls every peer directly over
  * `signal` (a small mesh); `auto` (default) tries the SFU and falls back to p2p when the server
  * answers `sfu-unavailable`.
@@ -101,6 +103,8 @@ const app = {
   resumedTimer: null,
   /** @type {number | null} media round-trip time (ms) from ICE candidate-pair stats */
   rttMs: null,
+  /** @type {string | null} access token (deep link `?token=`), asked for on every connect */
+  token: /** @type {string | null} */ (null),
 };
 
 // -- small UI helpers -----------------------------------------------------------------------------
@@ -192,6 +196,70 @@ function updateBadgeDetail() {
   const health = client.health();
   ui.badgeDetail.textContent = health.status === 'unknown' ? '' : `heartbeat ${health.status}`;
   ui.badgeDetail.title = health.intervalMs ? `Server pings every ${Math.round(health.intervalMs / 1000)} s` : '';
+}
+
+// -- access tokens --------------------------------------------------------------------------------
+
+/**
+ * The claims of a JWT, read without verifying it (the server verifies): enough to fill in the
+ * room, say that a link expired before trying, or that it names another room.
+ * @param {string} token
+ * @returns {{room?: string, name?: string, exp?: number} | null}
+ */
+function tokenClaims(token) {
+  const part = token.split('.')[1];
+  if (!part) return null;
+  try {
+    const json = atob(part.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(part.length / 4) * 4, '='));
+    const claims = JSON.parse(new TextDecoder().decode(Uint8Array.from(json, (c) => c.charCodeAt(0))));
+    return claims && typeof claims === 'object' ? claims : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Does a room-claim pattern (`team-*`) match a room name? @param {string} pattern @param {string} room */
+function roomMatches(pattern, room) {
+  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  return re.test(room);
+}
+
+/**
+ * Why this token cannot work for `room`, or null if it may (the server has the last word).
+ * @param {string} token
+ * @param {string} room
+ */
+function tokenProblem(token, room) {
+  const claims = tokenClaims(token);
+  if (!claims) return 'This access link is damaged (the token cannot be read). Ask the host for a new link.';
+  if (typeof claims.exp === 'number' && claims.exp * 1000 < Date.now()) {
+    return 'Your access link has expired. Ask the host for a new one.';
+  }
+  if (typeof claims.room === 'string' && !roomMatches(claims.room, room)) {
+    return `Your access link is for room "${claims.room}", not "${room}".`;
+  }
+  return null;
+}
+
+const TOKEN_KEY = 'switchboard.token';
+
+/** The access token of this tab: from the link (then removed from the address bar), or kept. */
+function initialToken() {
+  const fromLink = params.get('token');
+  if (fromLink) {
+    sessionStorage.setItem(TOKEN_KEY, fromLink);
+    params.delete('token');
+    const rest = params.toString();
+    history.replaceState(null, '', rest ? `/?${rest}` : '/');
+    const claims = tokenClaims(fromLink);
+    if (claims && !params.get('room') && typeof claims.room === 'string' && !/[*?[]/.test(claims.room)) {
+      params.set('room', claims.room);
+      if (!params.has('autojoin')) params.set('autojoin', '1');
+    }
+    if (claims && !params.get('name') && typeof claims.name === 'string') params.set('name', claims.name);
+    return fromLink;
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
 }
 
 function wsUrl() {
@@ -643,7 +711,9 @@ function wireClient(client) {
     logState('closed', `${code} ${reason}`);
     setBadge('closed');
     if (!app.leaving) {
-      showNotice(fatalMessage(code, reason), { retry: () => join(), kind: 'error' });
+      // Trying again cannot help after an auth failure or a kick: no "Try again" then.
+      const final = code === 4001 || code === 4003 || code === 4006;
+      showNotice(fatalMessage(code, reason), { retry: final ? null : () => join(), kind: 'error' });
       teardown();
     }
   });
@@ -675,8 +745,16 @@ function networkNotice(attempt) {
  */
 function fatalMessage(code, reason) {
   switch (code) {
-    case 4001: return 'You are not authorized to join this room.';
-    case 4003: return 'You do not have access to this room.';
+    case 4001:
+      if (reason.includes('required')) {
+        return 'This room needs an access link. Open the link you were given (it contains ?token=…), or ask the host for one.';
+      }
+      if (reason.includes('expired')) return 'Your access link has expired. Ask the host for a new one.';
+      return 'Your access link was not accepted (invalid token). Ask the host for a new one.';
+    case 4003:
+      return reason.includes('grant room')
+        ? `Your access link is for another room, not "${app.client?.room ?? ''}".`
+        : 'You do not have access to this room.';
     case 4006: return 'You were removed from the room.';
     case 4010: return 'The connection was closed after a protocol error. Reload the page to join again.';
     case 4012: return 'This session was taken over by another tab or device.';
@@ -716,6 +794,11 @@ async function join() {
   }
   ui.room.removeAttribute('aria-invalid');
   ui.formError.hidden = true;
+  const problem = app.token ? tokenProblem(app.token, roomName) : null;
+  if (problem) {
+    showNotice(problem, { kind: 'error' });
+    return;
+  }
   ui.joinButton.disabled = true;
   hideNotice();
   app.leaving = false;
@@ -739,7 +822,14 @@ async function join() {
   setBadge('connecting');
   setLocalStream(await acquireMedia());
 
-  const client = new SignalingClient({ url: wsUrl(), room: roomName, name, subscribe: app.requestedMode !== 'p2p' });
+  const client = new SignalingClient({
+    url: wsUrl(),
+    room: roomName,
+    name,
+    subscribe: app.requestedMode !== 'p2p',
+    // Asked on every connection attempt: a resume presents the token this tab holds now.
+    tokenProvider: () => app.token,
+  });
   app.client = client;
   wireClient(client);
   try {
@@ -793,6 +883,7 @@ setInterval(() => {
   for (const tile of app.tiles.values()) if (!tile.statsList.hidden) refreshStats(tile);
 }, 1000);
 
+app.token = initialToken();
 ui.room.value = params.get('room') ?? '';
 ui.name.value = params.get('name') ?? '';
 if (params.get('cam') === '0') ui.wantCam.checked = false;

@@ -238,6 +238,9 @@ export class Backoff {
  * @property {string} [name]
  * @property {string | null | (() => (string | null | Promise<string | null>))} [token]
  *   Access token, or a function fetching a fresh one for every connection attempt.
+ * @property {() => (string | null | Promise<string | null>)} [tokenProvider]
+ *   Called once per connection attempt (first join, every resume and rejoin) for the access
+ *   token to present, so an expiring token can be replaced before a reconnect. Wins over `token`.
  * @property {boolean} [subscribe=true]  Receive room media from the SFU.
  * @property {(url: string) => WebSocketLike} [createWebSocket]
  * @property {Clock} [clock]
@@ -303,7 +306,7 @@ export class SignalingClient extends Emitter {
     this.room = options.room;
     this.name = options.name ?? '';
     this.subscribe = options.subscribe ?? true;
-    this._token = options.token ?? null;
+    this._token = options.tokenProvider ?? options.token ?? null;
     this._createWebSocket = options.createWebSocket ?? ((url) => /** @type {WebSocketLike} */ (new WebSocket(url)));
     this._clock = options.clock ?? realClock;
     this._backoff = options.backoff ?? new Backoff({ random: options.random });
