@@ -7,7 +7,9 @@ patching anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from sfu.speakers import SpeakerConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,8 @@ class SfuConfig:
     #: Seconds closing one peer connection may take in :meth:`Sfu.close` / ``leave`` before it
     #: is abandoned (and logged).
     close_timeout: float = 5.0
+    #: Active-speaker detection from RFC 6464 audio levels (see :mod:`sfu.speakers`).
+    speakers: SpeakerConfig = field(default_factory=SpeakerConfig)
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.video_codecs if c not in ("VP8", "H264")]

@@ -29,6 +29,7 @@ from sfu.packets import InboundRtp, ReceiveInfo
 from sfu.ratelimit import KeyframeRequestLimiter
 from sfu.remb import RembPolicy
 from sfu.rewrite import StreamRewriter
+from sfu.speakers import LevelAccumulator
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +51,17 @@ class PublishedTrack:
         counters: ForwardingCounters,
         keyframe_interval: float,
         remb_ttl: float,
+        source: str | None = None,
+        self_muted: bool = False,
+        level_threshold: int = 35,
     ) -> None:
         self.id = track_id
+        #: camera, microphone, screen or screen-audio, as the publisher said (else by kind).
+        self.source = source or ("microphone" if kind == "audio" else "camera")
+        #: The publisher muted it itself (its own media sends silence or black): forwarded as is.
+        self.self_muted = self_muted
+        #: Audio level accumulator (audio tracks): feeds the room's active-speaker detection.
+        self.level: LevelAccumulator | None = LevelAccumulator(level_threshold) if kind == "audio" else None
         self.publisher = publisher
         self.kind = kind
         self.codec = codec
@@ -76,9 +86,12 @@ class PublishedTrack:
         self._generation = 0
 
     @property
-    def public(self) -> dict[str, str]:
-        """The ``track`` object of ``track-published`` / ``track-unpublished``."""
-        return {"id": self.id, "peer": self.publisher, "kind": self.kind}
+    def public(self) -> dict[str, Any]:
+        """The ``track`` object of ``track-published`` / ``track-unpublished`` / ``track-state``."""
+        return {
+            "id": self.id, "peer": self.publisher, "kind": self.kind, "source": self.source,
+            "muted": self.self_muted, "operator_muted": self.muted,
+        }
 
     @property
     def ingest_counters(self) -> IngestCounters:
@@ -142,7 +155,12 @@ class PublishedTrack:
         if ingest is None or self.closed:
             return
         media = ingest.accept(packet)
-        if media is None or not self._slots or self.muted:
+        if media is None or self.muted:
+            return
+        level = self.level
+        if level is not None and media.audio_level is not None and not self.self_muted:
+            level.add(media.audio_level[1])
+        if not self._slots:
             return
         source = (self.serial, media.epoch, self._generation)
         now = time.monotonic()

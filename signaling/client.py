@@ -88,6 +88,18 @@ class SignalReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class DataReceived:
+    """An application message (``data``) from another peer of the room."""
+
+    sender: str
+    topic: str
+    payload: Any
+    seq: int
+    #: The recipients the sender named, or None when it went to the whole room.
+    to: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorReceived:
     code: str
     message: str
@@ -134,7 +146,7 @@ class Closed:
 
 
 Event = (
-    Joined | PeerJoined | PeerLeft | PeerReconnecting | PeerResumed | SignalReceived | ErrorReceived
+    Joined | PeerJoined | PeerLeft | PeerReconnecting | PeerResumed | SignalReceived | DataReceived | ErrorReceived
     | ServerMessage | Reconnecting | Resumed | Rejoined | Closed
 )
 
@@ -267,6 +279,22 @@ class Client:
     async def signal(self, to: str, data: Any) -> int:
         """Send ``data`` to peer ``to``; queued while reconnecting and resent after a resume."""
         return await self.send({"type": "signal", "to": to, "data": data})
+
+    async def send_data(self, topic: str, payload: Any, *, to: Sequence[str] | None = None) -> int:
+        """Send an application message to every other peer of the room, or to ``to`` only.
+
+        Like ``signal`` it rides the session: ordered, resent after a resume, delivered exactly
+        once. Returns its cseq (an ``error`` naming it may follow: ``rate-limited`` with
+        ``retry_after_ms``, ``too-large``, ``unknown-peer``, ``forbidden``).
+        """
+        message: dict[str, Any] = {"type": "data", "topic": topic, "payload": payload}
+        if to is not None:
+            message["to"] = list(to)
+        return await self.send(message)
+
+    async def set_track_state(self, track: str, muted: bool) -> int:
+        """Tell the room that we muted (unmuted) one of our published tracks ourselves."""
+        return await self.send({"type": "track-state", "track": track, "muted": muted})
 
     async def send(self, message: dict[str, Any]) -> int:
         """Send a state-changing message (it gets the next ``cseq``); returns that cseq."""
@@ -590,6 +618,10 @@ def _event(message: dict[str, Any]) -> Event:
             return PeerResumed(message["peer"])
         case "signal":
             return SignalReceived(message["from"], message["data"], message["seq"])
+        case "data":
+            to = message.get("to")
+            return DataReceived(message["from"], message["topic"], message["payload"], message["seq"],
+                                tuple(to) if isinstance(to, list) else None)
     return ServerMessage(message)
 
 
@@ -611,7 +643,7 @@ async def _abort(ws: aiohttp.ClientWebSocketResponse) -> None:
 
 
 __all__ = [
-    "Client", "ClientError", "ClientState", "Closed", "ErrorReceived", "Event", "Joined",
+    "Client", "ClientError", "ClientState", "Closed", "DataReceived", "ErrorReceived", "Event", "Joined",
     "PeerJoined", "PeerLeft", "PeerReconnecting", "PeerResumed", "Reconnecting", "Rejoined", "Resumed",
     "ServerMessage", "SignalReceived",
 ]

@@ -29,6 +29,7 @@ from signaling.protocol import (
     Ack,
     Candidate,
     ClientMessage,
+    Data,
     Join,
     Leave,
     Pong,
@@ -36,8 +37,10 @@ from signaling.protocol import (
     Publish,
     Signal,
     SubscriberAnswer,
+    TrackState,
     Unpublish,
 )
+from signaling.ratelimit import TokenBucket
 from signaling.sdpcheck import SdpError, check_candidate, check_sdp
 from signaling.session import (
     AckError,
@@ -88,6 +91,8 @@ class Live:
     #: What the ledger keeps about the session besides its stream (cluster only).
     meta: str = ""
     token_hash: str = ""
+    #: ``data`` messages of this session (created on the first one).
+    data_bucket: TokenBucket | None = None
 
 
 class Hub:
@@ -297,7 +302,7 @@ class Hub:
             case Leave():
                 await self._end(live, "left")
                 conn.close(Close.NORMAL, "left")
-            case Signal() | Publish() | SubscriberAnswer() | Candidate() | Unpublish():
+            case Signal() | Publish() | SubscriberAnswer() | Candidate() | Unpublish() | TrackState() | Data():
                 previous = session.last_cseq
                 if not session.accept_cseq(message.cseq):
                     self.metrics.duplicates.inc()
@@ -317,15 +322,16 @@ class Hub:
                     live.confirmed_cseq = session.last_cseq
                     conn.confirm(session.last_cseq)
 
-    async def _sequenced(
-        self, live: Live, conn: Connection, message: Signal | Publish | SubscriberAnswer | Candidate | Unpublish
-    ) -> None:
+    async def _sequenced(self, live: Live, conn: Connection, message: protocol.Sequenced) -> None:
         refusal = self._refuse(live, message)
         if refusal is not None:
             await self.on_error(conn, refusal)
             return
         if isinstance(message, Signal):
             await self._relay(live, conn, message)
+            return
+        if isinstance(message, Data):
+            await self._relay_data(live, conn, message)
             return
         media = self.media
         if media is None:
@@ -334,9 +340,12 @@ class Hub:
         room, peer = live.session.room, live.session.peer_id
         try:
             match message:
-                case Publish(sdp=sdp):
-                    answer = await media.publish(room, peer, sdp)
+                case Publish(sdp=sdp, tracks=tracks):
+                    info = [{"id": t.id, "source": t.source, "muted": t.muted} for t in tracks]
+                    answer = await (media.publish(room, peer, sdp, tracks=info) if info else media.publish(room, peer, sdp))
                     self._emit(live, {"type": "publish-answer", "sdp": answer, "cseq": message.cseq})
+                case TrackState(track=track, muted=muted):
+                    await media.set_track_state(room, peer, track, muted)
                 case SubscriberAnswer(sdp=sdp):
                     await media.subscriber_answer(room, peer, sdp)
                 case Candidate(target=target, candidate=candidate):
@@ -352,16 +361,19 @@ class Hub:
                 log.exception("media request %s of %s failed", type(message).__name__, peer)
             await self.on_error(conn, ProtocolError(error, str(exc) or error.meaning, cseq=message.cseq))
 
-    def _refuse(
-        self, live: Live, message: Signal | Publish | SubscriberAnswer | Candidate | Unpublish
-    ) -> ProtocolError | None:
+    def _refuse(self, live: Live, message: protocol.Sequenced) -> ProtocolError | None:
         """Grants and limits, checked before anything is relayed or reaches the SFU."""
-        grant = {Signal: "signal", Publish: "publish", Unpublish: "publish", SubscriberAnswer: "subscribe"}.get(type(message))
+        grant = {
+            Signal: "signal", Publish: "publish", Unpublish: "publish", TrackState: "publish",
+            SubscriberAnswer: "subscribe",
+        }.get(type(message))
         if isinstance(message, Candidate):
             grant = "publish" if message.target == "publisher" else "subscribe"
         if grant is not None and grant not in live.grants:
             return ProtocolError(Err.FORBIDDEN, f"the token does not grant {grant}", cseq=message.cseq)
         limits = self.config.security
+        if isinstance(message, Data):
+            return self._refuse_data(live, message)
         try:
             if isinstance(message, Publish | SubscriberAnswer):
                 check_sdp(message.sdp, max_lines=limits.max_sdp_lines)
@@ -376,6 +388,45 @@ class Hub:
         except SdpError as exc:
             return ProtocolError(Err.BAD_SDP, str(exc), cseq=message.cseq)
         return None
+
+    def _refuse_data(self, live: Live, message: Data) -> ProtocolError | None:
+        """``data`` needs the ``data`` grant (or ``signal``: peer messaging) and its own rate."""
+        if not live.grants & {"data", "signal"}:
+            return ProtocolError(Err.FORBIDDEN, "the token does not grant data", cseq=message.cseq)
+        sec = self.config.security
+        if live.data_bucket is None:
+            live.data_bucket = TokenBucket(sec.data_rate, sec.data_burst)
+        if not live.data_bucket.take(time.monotonic()):
+            wait_ms = round(live.data_bucket.wait_time() * 1000) + 1
+            return ProtocolError(
+                Err.RATE_LIMITED, f"more than {sec.data_rate:g} data messages per second", cseq=message.cseq,
+                retry_after_ms=wait_ms,
+            )
+        if message.to is not None and live.session.peer_id in message.to:
+            return ProtocolError(Err.SELF_TARGET, "cannot send data to yourself", cseq=message.cseq)
+        return None
+
+    async def _relay_data(self, live: Live, conn: Connection, message: Data) -> None:
+        """Deliver to each recipient through the backend, like ``signal``: every recipient's
+        session stamps it (seq, replay, exactly once per session). In a cluster the sender's cseq
+        is recorded with the last delivery, so a node dying in the middle of a fan-out can make a
+        resent message reach the first recipients twice, never lose it."""
+        session = live.session
+        frame: dict[str, Any] = {"type": "data", "from": session.peer_id, "topic": message.topic, "payload": message.payload}
+        if message.to is None:
+            targets = [m.peer_id for m in await self.backend.members(session.room) if m.peer_id != session.peer_id]
+        else:
+            targets = list(message.to)
+            frame["to"] = targets
+        missing = []
+        for index, peer in enumerate(targets):
+            origin = (session.id, message.cseq) if index == len(targets) - 1 else None
+            if not await self.backend.send(peer, frame, origin=origin, room=session.room):
+                missing.append(peer)
+        if missing:
+            await self.on_error(
+                conn, ProtocolError(Err.UNKNOWN_PEER, f"no peer {', '.join(missing)} in this room", cseq=message.cseq)
+            )
 
     async def _relay(self, live: Live, conn: Connection, message: Signal) -> None:
         session = live.session

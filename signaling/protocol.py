@@ -77,10 +77,43 @@ class Leave:
     cseq: int | None = None
 
 
+#: What a published track carries besides its kind (``publish.tracks[].source``).
+SOURCES = ("camera", "microphone", "screen", "screen-audio")
+
+
+@dataclass(frozen=True, slots=True)
+class TrackInfo:
+    """The publisher's description of one track of its offer, by msid track id."""
+
+    id: str
+    source: str
+    muted: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Publish:
     cseq: int
     sdp: str
+    tracks: tuple[TrackInfo, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TrackState:
+    """The publisher muted (unmuted) one of its tracks itself; the others are told."""
+
+    cseq: int
+    track: str
+    muted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """An application message to some (``to``) or all other peers of the room."""
+
+    cseq: int
+    topic: str
+    payload: Any
+    to: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +135,11 @@ class Unpublish:
     track: str
 
 
-ClientMessage = Join | Signal | Ack | Pong | Leave | Publish | SubscriberAnswer | Candidate | Unpublish
+ClientMessage = (
+    Join | Signal | Ack | Pong | Leave | Publish | SubscriberAnswer | Candidate | Unpublish | TrackState | Data
+)
 #: Client messages that carry ``cseq`` and are de-duplicated after a resume.
-Sequenced = Signal | Publish | SubscriberAnswer | Candidate | Unpublish
+Sequenced = Signal | Publish | SubscriberAnswer | Candidate | Unpublish | TrackState | Data
 
 
 @cache
@@ -139,7 +174,9 @@ def _cseq_of(obj: JSON) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def parse(frame: str, *, max_bytes: int, max_signal_bytes: int) -> ClientMessage:
+def parse(
+    frame: str, *, max_bytes: int, max_signal_bytes: int, max_data_bytes: int | None = None
+) -> ClientMessage:
     """Turn one text frame into a typed message, or raise :class:`ProtocolError`."""
     # len() counts code points; a frame of up to max_bytes/4 code points cannot exceed max_bytes
     # in UTF-8, so most frames skip the encode.
@@ -159,8 +196,23 @@ def parse(frame: str, *, max_bytes: int, max_signal_bytes: int) -> ClientMessage
         validator(obj)
     except fastjsonschema.JsonSchemaValueException as error:
         raise ProtocolError(Err.BAD_MESSAGE, f"{kind}: {error.message}", cseq=_cseq_of(obj)) from None
+    if kind == "data":
+        limit = max_signal_bytes if max_data_bytes is None else max_data_bytes
+        # The payload is part of the frame: a frame within the limit needs no measuring.
+        return _data(obj, limit if len(frame) * 4 > limit else None)
     # ``data`` is part of the frame, so a frame within the data limit needs no measuring.
     return _build(kind, obj, max_signal_bytes if len(frame) * 4 > max_signal_bytes else None)
+
+
+def _data(obj: JSON, max_payload_bytes: int | None) -> Data:
+    if max_payload_bytes is not None:
+        size = len(encode(obj["payload"]).encode("utf-8"))
+        if size > max_payload_bytes:
+            raise ProtocolError(
+                Err.TOO_LARGE, f"data payload is {size} bytes, limit {max_payload_bytes}", cseq=obj["cseq"]
+            )
+    to = obj.get("to")
+    return Data(cseq=obj["cseq"], topic=obj["topic"], payload=obj["payload"], to=tuple(to) if to is not None else None)
 
 
 def _build(kind: str, obj: JSON, max_signal_bytes: int | None) -> ClientMessage:
@@ -188,7 +240,10 @@ def _build(kind: str, obj: JSON, max_signal_bytes: int | None) -> ClientMessage:
         case "leave":
             return Leave(cseq=obj.get("cseq"))
         case "publish":
-            return Publish(cseq=obj["cseq"], sdp=obj["sdp"])
+            tracks = tuple(TrackInfo(t["id"], t["source"], t.get("muted", False)) for t in obj.get("tracks", ()))
+            return Publish(cseq=obj["cseq"], sdp=obj["sdp"], tracks=tracks)
+        case "track-state":
+            return TrackState(cseq=obj["cseq"], track=obj["track"], muted=obj["muted"])
         case "subscriber-answer":
             return SubscriberAnswer(cseq=obj["cseq"], sdp=obj["sdp"])
         case "candidate":

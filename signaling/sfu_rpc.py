@@ -18,7 +18,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast, get_args
 
-Op = Literal["join", "publish", "subscriber_answer", "add_candidate", "unpublish", "mute", "leave"]
+Op = Literal[
+    "join", "publish", "subscriber_answer", "add_candidate", "unpublish", "mute", "track_state", "leave"
+]
 OPS: Final = frozenset(get_args(Op))
 
 #: Refusal codes a reply may carry. The first four are the SFU's own (``sfu.errors``);
@@ -84,6 +86,11 @@ def check_args(op: str, args: Any) -> dict[str, Any]:
                 raise RpcFormatError("join: subscribe must be a boolean")
         case "publish" | "subscriber_answer":
             _str(args, "sdp")
+            tracks = args.get("tracks")
+            if tracks is not None and not (
+                isinstance(tracks, list) and all(isinstance(t, dict) and isinstance(t.get("id"), str) for t in tracks)
+            ):
+                raise RpcFormatError("publish: tracks must be a list of {id, source, muted}")
         case "add_candidate":
             if args.get("target") not in ("publisher", "subscriber"):
                 raise RpcFormatError(f"add_candidate: bad target {args.get('target')!r}")
@@ -91,10 +98,10 @@ def check_args(op: str, args: Any) -> dict[str, Any]:
                 raise RpcFormatError("add_candidate: candidate must be an object or null")
         case "unpublish":
             _str(args, "track")
-        case "mute":
+        case "mute" | "track_state":
             _str(args, "track")
             if not isinstance(args.get("muted"), bool):
-                raise RpcFormatError("mute: muted must be a boolean")
+                raise RpcFormatError(f"{op}: muted must be a boolean")
         case "leave":
             pass
     return cast("dict[str, Any]", args)
