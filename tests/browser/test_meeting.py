@@ -57,3 +57,73 @@ async def test_access_links_three_participants_and_clear_refusals(join: JoinFact
     await page.screenshot(path=screenshot_path("token-other-room.png"))
     # The two who stayed are unaffected.
     await alice.wait_video_from(ids["bob"], 0.5)
+
+
+async def admin_mute(server: Server, peer: str, track: str, muted: bool) -> None:
+    headers = {"Authorization": f"Bearer {server.admin_token}"}
+    async with server.http.post(
+        f"http://switchboard/admin/participants/{peer}/mute", json={"track": track, "muted": muted}, headers=headers
+    ) as response:
+        assert response.status == 200, await response.text()
+
+
+def tile_of(peer: str) -> str:
+    """JS expression: the tile of ``peer`` in the page's hook."""
+    return f"sb.tiles.find(t => t.peer === {peer!r})"
+
+
+async def test_mute_state_operator_mute_and_screen_share_seen_by_others(join: JoinFactory, app_server: Server) -> None:
+    room = room_name("mute")
+    alice = await join(room, "alice", mode="sfu")
+    bob = await join(room, "bob", mode="sfu")
+    carol = await join(room, "carol", mode="sfu")
+    ids = {p.name: await p.hook("peerId") for p in (alice, bob, carol)}
+    others = (bob, carol)
+    await asyncio.gather(*(who.wait_video_from(ids["alice"], 0.5) for who in others))
+    for who in others:
+        await who.wait_for(f"{tile_of(ids['alice'])}.cam === 'on' && {tile_of(ids['alice'])}.mic === 'on'", what="alice on")
+
+    # Self-mute: the others see the avatar with a reason and the muted icon, not a black tile.
+    await alice.page.get_by_role("button", name="Mute").click()
+    await alice.page.get_by_role("button", name="Stop video").click()
+    for who in others:
+        await who.wait_for(
+            f"{tile_of(ids['alice'])}.mic === 'muted' && {tile_of(ids['alice'])}.cam === 'off'"
+            f" && !{tile_of(ids['alice'])}.hasVideo",
+            what="alice muted, camera off",
+        )
+        tile = who.page.locator(f'#grid .tile[data-peer="{ids["alice"]}"]')
+        assert await tile.locator(".tile-note").inner_text() == "Camera off"
+        assert await tile.locator(".mic-state").get_attribute("aria-label") == "Microphone muted"
+    await bob.page.screenshot(path=screenshot_path("mute-seen-by-others.png"))
+    await alice.page.get_by_role("button", name="Unmute").click()
+    await alice.page.get_by_role("button", name="Start video").click()
+    for who in others:
+        await who.wait_for(
+            f"{tile_of(ids['alice'])}.mic === 'on' && {tile_of(ids['alice'])}.cam === 'on' && {tile_of(ids['alice'])}.hasVideo",
+            what="alice back",
+        )
+
+    # Operator mute of bob's microphone: everyone sees it, bob is told.
+    audio = next(t for t in await bob.hook("localTracks") if t["kind"] == "audio")
+    await admin_mute(app_server, ids["bob"], audio["id"], True)
+    for who in (alice, carol):
+        await who.wait_for(f"{tile_of(ids['bob'])}.mic === 'operator-muted'", what="bob muted by the host")
+    await bob.wait_for("sb.notice && sb.notice.includes('host muted your microphone') && sb.local.mic === 'operator-muted'",
+                       what="bob told")
+    await bob.page.screenshot(path=screenshot_path("operator-muted-publisher.png"))
+    await admin_mute(app_server, ids["bob"], audio["id"], False)
+    await alice.wait_for(f"{tile_of(ids['bob'])}.mic === 'on'", what="bob unmuted by the host")
+
+    # Screen share: a second video track, shown large for the others; stopping removes it.
+    await carol.page.get_by_role("button", name="Share screen").click()
+    for who in (alice, bob):
+        await who.wait_for(f"sb.stage.visible && sb.stage.peer === {ids['carol']!r} && sb.stage.videoWidth > 0",
+                           what="carol's screen on stage")
+        assert "carol is sharing" in (await who.hook("stage"))["label"]
+        # Carol's camera tile is still her camera.
+        await who.wait_video_from(ids["carol"], 0.3)
+    await alice.page.screenshot(path=screenshot_path("screen-share.png"))
+    await carol.page.get_by_role("button", name="Stop sharing").click()
+    for who in (alice, bob):
+        await who.wait_for("!sb.stage.visible", what="stage gone")
