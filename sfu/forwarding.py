@@ -136,6 +136,7 @@ class PublishedTrack:
             "bytes_forwarded": self.bytes_forwarded,
             "keyframe_requests_sent": self._limiter.allowed,
             "keyframe_requests_suppressed": self._limiter.suppressed,
+            **({"audio_level_dbov": -self.level.last} if self.level is not None else {}),
         }
 
     # -- publisher side -------------------------------------------------------------------

@@ -162,6 +162,9 @@ class Sfu:
         tracks = list(joined.tracks.values())
         for track in tracks:
             self._emit(participant, {"type": "track-published", "track": track.public})
+        if joined.speakers.speakers:
+            # The set may not change for a while: a joiner learns who speaks now.
+            self._emit(participant, _speakers_message(joined.speakers.speakers))
         if tracks and subscribe:
             await self._renegotiate(p)
 
@@ -538,10 +541,7 @@ class Sfu:
         speakers = room.speakers.tick(samples)
         if speakers is None:
             return
-        message = {
-            "type": "active-speakers",
-            "speakers": [{"peer": peer, "level": round(level, 3)} for peer, level in speakers],
-        }
+        message = _speakers_message(speakers)
         for participant in list(room.participants.values()):
             self._emit(participant.id, message)
 
@@ -730,6 +730,13 @@ class Sfu:
                 raise SfuError(
                     BAD_SDP, f"m-line {section.mid} is not in a BUNDLE group (BUNDLE is required)"
                 )
+
+
+def _speakers_message(speakers: list[tuple[str, float]]) -> dict[str, Any]:
+    return {
+        "type": "active-speakers",
+        "speakers": [{"peer": peer, "level": round(min(level, 1.0), 3)} for peer, level in speakers],
+    }
 
 
 def _source_kind(source: str) -> str:

@@ -11,7 +11,8 @@ The policy follows what LiveKit and mediasoup do, simplified: a packet at or abo
 (-35 dBov by default) counts as voice; a peer becomes a speaker once voice made up at least 40 % of
 its packets in an interval (so a door slam or a click does not count), and stops being one after
 ``release`` quiet intervals in a row (so pauses between words do not make the highlight flicker).
-The reported level is an exponentially smoothed linear level (0..1, 1 = 0 dBov).
+The reported level is the linear level of the voice packets (0..1, 1 = 0 dBov) weighted by
+the share of voice packets, exponentially smoothed.
 """
 
 from __future__ import annotations
@@ -28,26 +29,31 @@ def linear(level_dbov: float) -> float:
 class LevelAccumulator:
     """What one audio track sent during the current interval. O(1) per packet."""
 
-    __slots__ = ("level_sum", "loud", "packets", "threshold")
+    __slots__ = ("last", "loud", "loud_sum", "packets", "threshold")
 
     def __init__(self, threshold: int = 35) -> None:
         #: Level (-dBov) at or below which a packet counts as voice.
         self.threshold = threshold
         self.packets = 0
         self.loud = 0
-        self.level_sum = 0
+        #: Sum of the levels of the loud packets (their mean is the speaker's loudness).
+        self.loud_sum = 0
+        #: The latest level seen (for stats), 127 before any.
+        self.last = 127
 
     def add(self, level: int) -> None:
         """One packet's ``ssrc-audio-level`` (0..127, -dBov)."""
         self.packets += 1
-        self.level_sum += level
+        self.last = level
         if level <= self.threshold:
             self.loud += 1
+            self.loud_sum += level
 
     def take(self) -> tuple[int, int, int]:
-        """``(packets, loud packets, sum of levels)`` since the last take, and start over."""
-        out = (self.packets, self.loud, self.level_sum)
-        self.packets = self.loud = self.level_sum = 0
+        """``(packets, loud packets, sum of the loud packets' levels)`` since the last take, and
+        start over."""
+        out = (self.packets, self.loud, self.loud_sum)
+        self.packets = self.loud = self.loud_sum = 0
         return out
 
 
@@ -99,20 +105,20 @@ class SpeakerDetector:
         return out
 
     def tick(self, samples: Iterable[tuple[str, int, int, int]]) -> list[tuple[str, float]] | None:
-        """One interval: ``samples`` holds ``(peer, packets, loud, level_sum)`` per audio track
+        """One interval: ``samples`` holds ``(peer, packets, loud, loud_sum)`` per audio track
         (a peer may have several: microphone and screen audio). Returns the speakers when their
         set changed since the last announcement, else None."""
         cfg = self.config
         per_peer: dict[str, tuple[int, int, int]] = {}
-        for peer, packets, loud, level_sum in samples:
+        for peer, packets, loud, loud_sum in samples:
             p, lo, total = per_peer.get(peer, (0, 0, 0))
-            per_peer[peer] = (p + packets, lo + loud, total + level_sum)
+            per_peer[peer] = (p + packets, lo + loud, total + loud_sum)
         for peer in per_peer.keys() - self._peers.keys():
             self._peers[peer] = _Peer()
         for peer, state in list(self._peers.items()):
-            packets, loud, level_sum = per_peer.get(peer, (0, 0, 0))
+            packets, loud, loud_sum = per_peer.get(peer, (0, 0, 0))
             active = packets > 0 and loud >= cfg.min_active * packets
-            current = linear(level_sum / packets) if active else 0.0
+            current = linear(loud_sum / loud) * loud / packets if active else 0.0
             state.level += cfg.smoothing * (current - state.level)
             if active:
                 state.speaking, state.quiet = True, 0

@@ -1573,16 +1573,18 @@ Object.defineProperty(window, 'switchboard', {
     /** Inbound audio through the SFU (packets and decoded samples), for tests and debugging. */
     async audioStats() {
       const pc = app.room?.subscriber;
-      if (!pc) return { packets: 0, samples: 0 };
+      if (!pc) return { packets: 0, samples: 0, level: 0 };
       let packets = 0;
       let samples = 0;
+      let level = 0;
       (await pc.getStats()).forEach((/** @type {any} */ r) => {
         if (r.type === 'inbound-rtp' && r.kind === 'audio') {
           packets += r.packetsReceived ?? 0;
           samples += r.totalSamplesReceived ?? 0;
+          level = Math.max(level, r.audioLevel ?? 0);
         }
       });
-      return { packets, samples };
+      return { packets, samples, level };
     },
     get health() { return app.client?.health() ?? null; },
     get local() { return app.localTile ? tileView(app.localTile) : null; },

@@ -4,6 +4,11 @@ active speakers, screen share, chat, devices (issue 17)."""
 from __future__ import annotations
 
 import asyncio
+import math
+import random
+import struct
+import wave
+from pathlib import Path
 
 from signaling.auth import create_token
 from tests.browser.conftest import (
@@ -127,3 +132,83 @@ async def test_mute_state_operator_mute_and_screen_share_seen_by_others(join: Jo
     await carol.page.get_by_role("button", name="Stop sharing").click()
     for who in (alice, bob):
         await who.wait_for("!sb.stage.visible", what="stage gone")
+
+
+def write_wav(path: Path, amplitude: float, seconds: float = 8.0, rate: int = 48_000) -> Path:
+    """16-bit mono PCM for Chromium's fake microphone: speech-like "syllables" (a changing pitch
+    with harmonics, 180 ms on, 40 ms off) at ``amplitude`` (0 = silence). A steady tone would be
+    learnt as noise by the browser's noise suppression within seconds and stop counting as voice."""
+    rng = random.Random(17)
+    samples: list[int] = []
+    syllable, gap = int(0.18 * rate), int(0.04 * rate)
+    while len(samples) < seconds * rate:
+        f0 = rng.uniform(120, 300)
+        for i in range(syllable):
+            t = i / rate
+            envelope = math.sin(math.pi * i / syllable) ** 2
+            pitch = f0 * (1 + 0.05 * math.sin(2 * math.pi * 5 * t))
+            value = sum(math.sin(2 * math.pi * pitch * h * t) / h for h in range(1, 6)) / 2.3
+            samples.append(int(amplitude * 32767 * envelope * value))
+        samples.extend([0] * gap)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(struct.pack(f"<{len(samples)}h", *samples))
+    return path
+
+
+async def test_speaker_highlight_and_chat_once_in_order_across_a_cut(
+    join: JoinFactory, app_server: Server, tmp_path: Path
+) -> None:
+    loud = write_wav(tmp_path / "loud.wav", 0.6)
+    silent = write_wav(tmp_path / "silent.wav", 0.0)
+    room = room_name("talk")
+    alice = await join(room, "alice", mode="sfu", extra_flags=[f"--use-file-for-fake-audio-capture={loud}"])
+    bob = await join(room, "bob", mode="sfu", extra_flags=[f"--use-file-for-fake-audio-capture={silent}"])
+    carol = await join(room, "carol", mode="sfu", extra_flags=[f"--use-file-for-fake-audio-capture={silent}"])
+    ids = {p.name: await p.hook("peerId") for p in (alice, bob, carol)}
+
+    # The SFU reads audio levels: alice (loud) is highlighted for everyone, nobody else is.
+    for who in (bob, carol):
+        await who.wait_for(f"{tile_of(ids['alice'])} && {tile_of(ids['alice'])}.speaking", what="alice speaking")
+        assert [s["peer"] for s in await who.hook("speakers")] == [ids["alice"]]
+        assert not any(t["speaking"] for t in await who.hook("tiles") if t["peer"] != ids["alice"])
+    await alice.wait_for("sb.local.speaking", what="alice sees herself speaking")
+    await bob.page.screenshot(path=screenshot_path("active-speaker.png"))
+    # She mutes: the highlight goes (a muted track never speaks).
+    await alice.page.get_by_role("button", name="Mute").click()
+    for who in (bob, carol):
+        await who.wait_for(f"!{tile_of(ids['alice'])}.speaking && sb.speakers.length === 0", what="nobody speaking")
+
+    # Chat: messages arrive once and in order, also those sent while alice's signaling is cut.
+    for who in (alice, bob, carol):
+        await who.page.get_by_role("button", name="Chat").click()
+
+    async def say(who: Participant, text: str) -> None:
+        await who.page.get_by_role("textbox", name="Message").fill(text)
+        await who.page.get_by_role("textbox", name="Message").press("Enter")
+
+    await say(alice, "a1")
+    await say(bob, "b1")
+    await say(alice, "a2")
+    mark = await alice.now()
+    await app_server.disconnect(await alice.hook("sessionId"))
+    await say(alice, "a3")  # queued while reconnecting, sent after the resume
+    await say(bob, "b2")  # waits in alice's replay buffer
+    await say(alice, "a4")
+    await alice.wait_for(f"sb.stateLog.some(e => e.t > {mark} && e.state === 'badge:resumed')", what="resumed")
+    await say(carol, "c1")
+    expected_from_alice = ["a1", "a2", "a3", "a4"]
+    for who in (bob, carol):
+        await who.wait_for("sb.chat.filter(m => m.text === 'c1').length === 1 && sb.chat.length >= 6", what="chat")
+    for who in (alice, bob, carol):
+        await who.wait_for("sb.chat.some(m => m.text === 'c1')", what="c1")
+        chat = await who.hook("chat")
+        texts = [m["text"] for m in chat]
+        assert len(texts) == len(set(texts)), f"{who.name}: duplicates {texts}"
+        assert [t for t in texts if t.startswith("a")] == expected_from_alice, texts
+        assert [t for t in texts if t.startswith("b")] == ["b1", "b2"], texts
+        names = {m["text"]: ("me" if m["mine"] else m["name"]) for m in chat}
+        assert names["c1"] == ("me" if who is carol else "carol")
+    await carol.page.screenshot(path=screenshot_path("chat.png"))

@@ -84,6 +84,11 @@ async def test_active_speakers_follow_the_loud_publisher(fast_env: SfuEnv) -> No
     # Everyone hears it, the speaker too.
     assert any(m["type"] == "active-speakers" for m in loud.messages)
 
+    # A joiner learns who speaks now, without waiting for the set to change.
+    late = await env.subscriber("late")
+    await late.wait_for(lambda: any(m["type"] == "active-speakers" for m in late.messages), 10)
+    assert [s["peer"] for s in of_type(late, "active-speakers")[0]["speakers"]] == ["loud"]
+
     # A muted speaker is no speaker: the set becomes empty.
     assert loud.audio is not None
     await env.sfu.set_track_state("room", "loud", loud.audio.id, True)
