@@ -1573,18 +1573,37 @@ Object.defineProperty(window, 'switchboard', {
     /** Inbound audio through the SFU (packets and decoded samples), for tests and debugging. */
     async audioStats() {
       const pc = app.room?.subscriber;
-      if (!pc) return { packets: 0, samples: 0, level: 0 };
+      if (!pc) return { packets: 0, samples: 0, level: 0, videoPackets: 0, framesDecoded: 0 };
       let packets = 0;
       let samples = 0;
       let level = 0;
+      let videoPackets = 0;
+      let framesDecoded = 0;
       (await pc.getStats()).forEach((/** @type {any} */ r) => {
         if (r.type === 'inbound-rtp' && r.kind === 'audio') {
           packets += r.packetsReceived ?? 0;
           samples += r.totalSamplesReceived ?? 0;
           level = Math.max(level, r.audioLevel ?? 0);
+        } else if (r.type === 'inbound-rtp' && r.kind === 'video') {
+          videoPackets += r.packetsReceived ?? 0;
+          framesDecoded += r.framesDecoded ?? 0;
         }
       });
-      return { packets, samples, level };
+      return { packets, samples, level, videoPackets, framesDecoded };
+    },
+    /** Outbound media on the publisher connection (per kind), for tests and debugging. */
+    async publisherStats() {
+      const pc = app.room?.publisher;
+      /** @type {Record<string, any>} */
+      const out = {};
+      if (!pc) return out;
+      (await pc.getStats()).forEach((/** @type {any} */ r) => {
+        if (r.type === 'outbound-rtp') {
+          out[r.kind] = { packetsSent: r.packetsSent ?? 0, framesEncoded: r.framesEncoded ?? null, limitation: r.qualityLimitationReason ?? null };
+        }
+      });
+      out.senders = pc.getSenders().map((x) => ({ kind: x.track?.kind ?? null, readyState: x.track?.readyState ?? null, muted: x.track?.muted ?? null }));
+      return out;
     },
     get health() { return app.client?.health() ?? null; },
     get local() { return app.localTile ? tileView(app.localTile) : null; },

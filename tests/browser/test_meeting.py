@@ -16,6 +16,7 @@ from tests.browser.conftest import (
     JoinFactory,
     Participant,
     Server,
+    assert_no_stall_since,
     room_name,
     screenshot_path,
 )
@@ -212,3 +213,67 @@ async def test_speaker_highlight_and_chat_once_in_order_across_a_cut(
         names = {m["text"]: ("me" if m["mine"] else m["name"]) for m in chat}
         assert names["c1"] == ("me" if who is carol else "carol")
     await carol.page.screenshot(path=screenshot_path("chat.png"))
+
+
+async def test_devices_autoplay_equal_names_and_kick_reason(
+    join: JoinFactory, app_server: Server, tmp_path: Path
+) -> None:
+    room = room_name("dev")
+    voice = write_wav(tmp_path / "voice.wav", 0.6)
+    # Three fake cameras (Chromium's second one is a depth camera, Y16, which no encoder takes:
+    # fake_device_0 and fake_device_2 are the usable ones). The pre-join preview: picture,
+    # device choice, microphone level.
+    sam = await join(
+        room, "Sam", wait_connected=False, url=app_server.url(room=room, name="Sam", mode="sfu"),
+        drop_flags=("--use-fake-device-for-media-stream",),
+        extra_flags=["--use-fake-device-for-media-stream=device-count=3", f"--use-file-for-fake-audio-capture={voice}"],
+    )
+    await sam.page.get_by_role("button", name="Check camera and microphone").click()
+    await sam.wait_for("sb.micLevel > 0.02", what="microphone level moves")
+    cameras = sam.page.locator("#cam-select option")
+    await cameras.nth(2).wait_for(state="attached")
+    second = await cameras.nth(2).get_attribute("value")
+    assert second
+    await sam.page.locator("#cam-select").select_option(second)
+    await sam.page.wait_for_function("() => document.getElementById('preview-video').videoWidth > 0")
+    await sam.page.screenshot(path=screenshot_path("prejoin-preview.png"))
+    await sam.page.get_by_role("button", name="Join").click()
+    await sam.wait_for("sb.state === 'connected' && sb.peerId", what="joined")
+    video = next(t for t in await sam.hook("localTracks") if t["kind"] == "video")
+    assert video["deviceId"] == second
+
+    # A second "Sam", receive-only, without the autoplay flag: the page asks for a click instead
+    # of showing a black tile, and the two Sams are told apart.
+    other = await join(room, "Sam", mode="sfu", cam="0", mic="0", drop_flags=("--autoplay-policy=no-user-gesture-required",))
+    sam_id, other_id = await sam.hook("peerId"), await other.hook("peerId")
+    await sam.wait_for(f"{tile_of(other_id)} && {tile_of(other_id)}.name === 'Sam (2)'", what="Sam (2)")
+    assert (await other.hook("tiles"))[0]["name"] == "Sam (2)"
+    await other.wait_for(f"sb.autoplayBlocked && {tile_of(sam_id)}.playOverlay", what="click-to-start overlay")
+    await other.page.screenshot(path=screenshot_path("autoplay-overlay.png"))
+    await other.page.get_by_role("button", name="Click to start audio and video").click()
+    await other.wait_video_from(sam_id, 1.0)
+    assert not (await other.hook("autoplayBlocked"))
+    # Receive-only: the badge still has a media RTT (from the subscriber connection).
+    await other.wait_for("sb.rttMs !== null && sb.badgeText.includes('RTT')", what="receive-only RTT")
+
+    # Switching the camera during the call: replaceTrack, no renegotiation, frames keep flowing.
+    mark = await other.now()
+    await sam.page.get_by_role("button", name="Devices").click()
+    first = await sam.page.locator("#call-cam-select option").nth(0).get_attribute("value")
+    assert first and first != second
+    await sam.page.locator("#call-cam-select").select_option(first)
+    await sam.wait_for("sb.deviceSwitches === 1", what="camera switched")
+    assert next(t for t in await sam.hook("localTracks") if t["kind"] == "video")["deviceId"] == first
+    await other.wait_video_from(sam_id, 2.0)
+    await assert_no_stall_since([(other, sam_id, mark)])
+    assert "device:video" in [e["state"] for e in await sam.hook("stateLog")]
+
+    # Kicked with a reason: the page says why, and offers no "Try again".
+    headers = {"Authorization": f"Bearer {app_server.admin_token}"}
+    async with app_server.http.post(
+        f"http://switchboard/admin/participants/{other_id}/kick", json={"reason": "disruptive behaviour"}, headers=headers
+    ) as response:
+        assert response.status == 200
+    await other.wait_for("sb.state === 'closed' && sb.notice !== null", what="kicked notice")
+    assert await other.hook("notice") == "You were removed from the room: disruptive behaviour."
+    assert not await other.page.get_by_role("button", name="Try again").is_visible()
