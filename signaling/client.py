@@ -315,14 +315,20 @@ class Client:
         if self.state is ClientState.CLOSED:
             raise ClientError("client is closed", self.close_code)
 
-    async def leave(self) -> None:
+    async def leave(self, *, linger: float = 0.0) -> None:
         """End the session on the server (others see ``peer-left``), then close.
+
+        ``linger`` (seconds, at most 10): the session stays resumable that long and ends as
+        "left" only if nobody resumes it (``leave {linger_ms}``).
 
         The reader owns the socket, so this sends ``leave`` and waits for the reader to see
         the server's close (1000); it does not read the socket itself.
         """
         if self.state is ClientState.CONNECTED:
-            await self._write({"type": "leave"})
+            message: dict[str, Any] = {"type": "leave"}
+            if linger > 0:
+                message["linger_ms"] = min(10_000, round(linger * 1000))
+            await self._write(message)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._connect_timeout):
                     await self.closed.wait()

@@ -93,6 +93,8 @@ class Live:
     token_hash: str = ""
     #: ``data`` messages of this session (created on the first one).
     data_bucket: TokenBucket | None = None
+    #: Seconds a session that said ``leave {linger_ms}`` stays resumable (a page reloading).
+    linger: float | None = None
 
 
 class Hub:
@@ -299,6 +301,10 @@ class Hub:
                     self.metrics.rtt.observe(rtt)
             case Join():
                 await self.on_error(conn, ProtocolError(Err.ALREADY_JOINED, "this connection has joined already"))
+            case Leave(linger_ms=linger_ms) if linger_ms > 0:
+                # A page that may be reloading: resumable for a moment, then it has left.
+                live.linger = linger_ms / 1000
+                conn.close(Close.NORMAL, "left")
             case Leave():
                 await self._end(live, "left")
                 conn.close(Close.NORMAL, "left")
@@ -555,6 +561,7 @@ class Hub:
         if live.grace is not None:
             live.grace.cancel()
             live.grace = None
+        live.linger = None
         self._attach(live, conn)
         if self._ledger is not None:
             self._ledger.frames(live.session.id, meta=live.meta, tok=live.token_hash, frames=[],
@@ -572,6 +579,8 @@ class Hub:
         self.metrics.resumes.inc()
         self.metrics.replayed.inc(len(frames))
         log.info("session %s resumed, %d messages replayed", live.session.id, len(frames), extra=self._log_ids(live.session))
+        if join.resume.fresh_media:
+            await self._fresh_media(live)
         if live.reconnecting_announced:
             live.reconnecting_announced = False
             await self._broadcast(live, {"type": "peer-resumed", "peer": live.session.peer_id})
@@ -623,12 +632,24 @@ class Hub:
         if adopt is not None:
             # The media side follows: a later SFU failover moves this participant from here.
             await self._media_call(adopt(live.session.room, live.session.peer_id, subscribe=live.subscribe))
+        if resume.fresh_media:
+            await self._fresh_media(live)
         self.metrics.resumes.inc()
         self.metrics.replayed.inc(len(frames))
         log.info("session %s resumed from node %s, %d replayed, %d pending", live.session.id, taken.previous_owner,
                  len(frames), len(taken.pending), extra=self._log_ids(live.session))
         if taken.previous_owner != self.config.node_id:
             await self._broadcast(live, {"type": "peer-resumed", "peer": live.session.peer_id})
+
+    async def _fresh_media(self, live: Live) -> None:
+        """A resumed client without its peer connections (a reloaded page): the SFU forgets the
+        old ones (the others see its tracks go) and takes the participant afresh (it hears the
+        room's tracks again); the client publishes again."""
+        if self.media is None:
+            return
+        room, peer = live.session.room, live.session.peer_id
+        await self._media_call(self.media.leave(room, peer))
+        await self._media_call(self.media.join(room, peer, subscribe=live.subscribe))
 
     def _adopt(self, session_id: str, token: str, last_seq: int, taken: Taken) -> Live:
         meta = taken.meta
@@ -741,6 +762,12 @@ class Hub:
             return []
 
     async def _grace(self, live: Live) -> None:
+        if live.linger is not None:
+            # It said it left: nobody hears "reconnecting"; it is gone unless it resumes now.
+            await asyncio.sleep(min(live.linger, self.config.session.grace_period))
+            live.grace = None
+            await self._end(live, "left")
+            return
         cfg = self.config.session
         notice = min(cfg.reconnecting_notice_after, cfg.grace_period)
         await asyncio.sleep(notice)

@@ -44,6 +44,8 @@ class Resume:
     session: str
     token: str
     last_seq: int
+    #: The client lost its peer connections (a page reload): the SFU drops the old ones.
+    fresh_media: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,8 @@ class Pong:
 @dataclass(frozen=True, slots=True)
 class Leave:
     cseq: int | None = None
+    #: Milliseconds the session may still be resumed (a page reload); 0: it ends now.
+    linger_ms: int = 0
 
 
 #: What a published track carries besides its kind (``publish.tracks[].source``).
@@ -224,7 +228,8 @@ def _build(kind: str, obj: JSON, max_signal_bytes: int | None) -> ClientMessage:
                 name=obj.get("name", ""),
                 token=obj.get("token"),
                 subscribe=obj.get("subscribe", True),
-                resume=Resume(resume["session"], resume["token"], resume["last_seq"]) if resume else None,
+                resume=Resume(resume["session"], resume["token"], resume["last_seq"], resume.get("fresh_media", False))
+                if resume else None,
             )
         case "signal":
             size = len(encode(obj["data"]).encode("utf-8")) if max_signal_bytes is not None else 0
@@ -238,7 +243,7 @@ def _build(kind: str, obj: JSON, max_signal_bytes: int | None) -> ClientMessage:
         case "pong":
             return Pong(t=float(obj["t"]))
         case "leave":
-            return Leave(cseq=obj.get("cseq"))
+            return Leave(cseq=obj.get("cseq"), linger_ms=obj.get("linger_ms", 0))
         case "publish":
             tracks = tuple(TrackInfo(t["id"], t["source"], t.get("muted", False)) for t in obj.get("tracks", ()))
             return Publish(cseq=obj["cseq"], sdp=obj["sdp"], tracks=tracks)

@@ -290,6 +290,27 @@ function tokenProblem(token, room) {
 }
 
 const TOKEN_KEY = 'switchboard.token';
+/** The session of this tab, kept across a reload (it stays resumable this long). */
+const SESSION_KEY = 'switchboard.session';
+const RELOAD_LINGER_MS = 5000;
+
+/**
+ * The session the page held before a reload of this tab, if it is for `room` and recent.
+ * Read once: a second reload must not resume a session the first one already took over.
+ * @param {string} room
+ * @returns {{session: string, resumeToken: string, lastSeq: number, name: string} | null}
+ */
+function takeSavedSession(room) {
+  const raw = sessionStorage.getItem(SESSION_KEY);
+  sessionStorage.removeItem(SESSION_KEY);
+  try {
+    const saved = raw ? JSON.parse(raw) : null;
+    if (saved && saved.room === room && Date.now() - saved.at < RELOAD_LINGER_MS) return saved;
+  } catch {
+    // not ours
+  }
+  return null;
+}
 
 /** The access token of this tab: from the link (then removed from the address bar), or kept. */
 function initialToken() {
@@ -1199,8 +1220,9 @@ function wireClient(client) {
     if (state === 'reconnecting') setBadge('reconnecting');
     else if (state === 'connecting') setBadge('connecting');
   });
-  client.on('joined', ({ peers }) => {
+  client.on('joined', ({ peers, restored }) => {
     app.joinedAt = now();
+    if (restored) logState('restored');
     app.olderPeers = new Set(peers.map((/** @type {{id: string}} */ p) => p.id));
     setBadge('connected');
     if (ui.notice.dataset.kind === 'network') hideNotice();
@@ -1359,7 +1381,8 @@ function teardown() {
   document.title = 'Switchboard';
 }
 
-async function join() {
+/** @param {{session: string, resumeToken: string, lastSeq: number} | null} [restore] a session before a reload */
+async function join(restore = null) {
   const roomName = ui.room.value.trim();
   const name = ui.name.value.trim();
   if (!ui.room.checkValidity() || !roomName) {
@@ -1411,6 +1434,7 @@ async function join() {
     subscribe: app.requestedMode !== 'p2p',
     // Asked on every connection attempt: a resume presents the token this tab holds now.
     tokenProvider: () => app.token,
+    restore,
   });
   app.client = client;
   wireClient(client);
@@ -1422,6 +1446,7 @@ async function join() {
 }
 
 async function leave() {
+  sessionStorage.removeItem(SESSION_KEY);
   const client = app.client;
   app.leaving = true;
   closeCalls(false);
@@ -1476,10 +1501,15 @@ window.addEventListener('online', () => {
   app.client?.reconnectNow(); // no need to sit out the backoff
 });
 window.addEventListener('pagehide', () => {
-  // Best effort: tell the room now instead of letting the grace period run out.
-  if (app.client && app.client.state === 'connected') {
+  // A reload or a closed tab, we cannot tell which: keep what a reload needs to resume the
+  // session, and leave with a short linger. A reload comes back within it (same peer id, media
+  // redone); a closed tab is reported as left when it runs out, instead of a 20 s grace period.
+  const client = app.client;
+  if (client && client.state === 'connected') {
     app.leaving = true;
-    app.client.leave();
+    const snapshot = client.snapshot();
+    if (snapshot) sessionStorage.setItem(SESSION_KEY, JSON.stringify({ ...snapshot, room: client.room, name: client.name, at: Date.now() }));
+    client.leave({ lingerMs: RELOAD_LINGER_MS });
   }
 });
 
@@ -1497,7 +1527,12 @@ ui.room.value = params.get('room') ?? '';
 ui.name.value = params.get('name') ?? '';
 if (params.get('cam') === '0') ui.wantCam.checked = false;
 if (params.get('mic') === '0') ui.wantMic.checked = false;
-if (params.get('autojoin') === '1' && ui.room.value) join();
+const saved = ui.room.value ? takeSavedSession(ui.room.value) : null;
+if (saved) {
+  // Reloaded mid-call: resume the session instead of landing in the lobby.
+  ui.name.value = saved.name ?? ui.name.value;
+  join(saved);
+} else if (params.get('autojoin') === '1' && ui.room.value) join();
 else (ui.room.value ? ui.name : ui.room).focus();
 
 // -- read-only test hook --------------------------------------------------------------------------
@@ -1566,6 +1601,7 @@ Object.defineProperty(window, 'switchboard', {
       return out;
     },
     get resumes() { return app.client?.resumes ?? 0; },
+    get restored() { return app.stateLog.some((e) => e.state === 'restored'); },
     get rejoins() { return app.client?.rejoins ?? 0; },
     get errors() { return app.errors.map((e) => ({ ...e })); },
     get notice() { return ui.notice.hidden ? null : ui.noticeText.textContent; },

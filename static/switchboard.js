@@ -242,6 +242,10 @@ export class Backoff {
  *   Called once per connection attempt (first join, every resume and rejoin) for the access
  *   token to present, so an expiring token can be replaced before a reconnect. Wins over `token`.
  * @property {boolean} [subscribe=true]  Receive room media from the SFU.
+ * @property {{session: string, resumeToken: string, lastSeq: number} | null} [restore]
+ *   A session this page held before a reload ({@link SignalingClient#snapshot}): the first
+ *   connection resumes it (with `fresh_media`: the peer connections did not survive) and emits
+ *   `joined` with `restored: true`; if the server refuses, it joins afresh.
  * @property {(url: string) => WebSocketLike} [createWebSocket]
  * @property {Clock} [clock]
  * @property {() => number} [random]  Used by the default backoff.
@@ -310,6 +314,8 @@ export class SignalingClient extends Emitter {
     this.name = options.name ?? '';
     this.subscribe = options.subscribe ?? true;
     this._token = options.tokenProvider ?? options.token ?? null;
+    /** The first connection resumes a session of a previous page (a reload). */
+    this._restoring = !!options.restore;
     this._createWebSocket = options.createWebSocket ?? ((url) => /** @type {WebSocketLike} */ (new WebSocket(url)));
     this._clock = options.clock ?? realClock;
     this._backoff = options.backoff ?? new Backoff({ random: options.random });
@@ -354,6 +360,11 @@ export class SignalingClient extends Emitter {
     this.lastHeardAt = null;
     /** @type {number | null} */
     this.lastPingAt = null;
+    if (options.restore) {
+      this.sessionId = options.restore.session;
+      this._resumeToken = options.restore.resumeToken;
+      this.lastSeq = this._acked = options.restore.lastSeq;
+    }
     /** @type {number | null} */
     this.closeCode = null;
     /** @type {string} */
@@ -449,19 +460,31 @@ export class SignalingClient extends Emitter {
   }
 
   /**
+   * What a page needs to resume this session after a reload (keep it in `sessionStorage`,
+   * pass it as `restore`), or null before the first welcome.
+   * @returns {{session: string, resumeToken: string, lastSeq: number, peer: string | null} | null}
+   */
+  snapshot() {
+    if (this.sessionId === null || this._resumeToken === null) return null;
+    return { session: this.sessionId, resumeToken: this._resumeToken, lastSeq: this.lastSeq, peer: this.peerId };
+  }
+
+  /**
    * End the session on the server (the others see `peer-left {reason: "left"}`), then close.
    * When not connected there is nobody to tell: it closes at once (the server's grace period
-   * ends the session).
+   * ends the session). `lingerMs`: the session stays resumable that long (a page that may be
+   * reloading), and ends as "left" if nobody resumes it.
+   * @param {{lingerMs?: number}} [options]
    * @returns {Promise<{code: number | null, reason: string}>}
    */
-  leave() {
+  leave(options = {}) {
     const conn = this._conn;
     if (this.state !== 'connected' || !conn || !conn.joined || this._leaving) {
       if (!this._leaving) this.close();
       return this.closed;
     }
     this._leaving = true;
-    this._write(conn, { type: 'leave' });
+    this._write(conn, options.lingerMs ? { type: 'leave', linger_ms: Math.round(options.lingerMs) } : { type: 'leave' });
     // The server answers with close 1000; do not wait for it forever.
     this._leaveTimer = this._clock.setTimeout(() => this._finish(1000, 'left'), this._connectTimeoutMs);
     return this.closed;
@@ -562,6 +585,7 @@ export class SignalingClient extends Emitter {
     if (this.name) join.name = this.name;
     if (conn.resuming) {
       join.resume = { session: this.sessionId, token: this._resumeToken, last_seq: this.lastSeq };
+      if (this._restoring) join.resume.fresh_media = true;
     }
     const token = this._token;
     if (typeof token !== 'function') {
@@ -653,6 +677,23 @@ export class SignalingClient extends Emitter {
     /** @type {PeerInfo[]} */
     const peers = (Array.isArray(welcome.peers) ? welcome.peers : []).map((p) => ({ id: p.id, name: p.name ?? '' }));
 
+    if (conn.resuming && welcome.resumed && this._restoring) {
+      // A session of the page before a reload: joined, as far as this page is concerned. What
+      // the old page had not confirmed is gone with it; numbering continues after the server's.
+      this._restoring = false;
+      this.peerId = welcome.peer;
+      this._cseq = welcome.last_cseq ?? 0;
+      this.peers = new Map(peers.map((p) => [p.id, p.name]));
+      this._setState('connected');
+      const detail = { peer: welcome.peer, session: welcome.session, peers, welcome, restored: true };
+      this.emit('joined', detail);
+      const waiter = this._connectWaiter;
+      this._connectWaiter = null;
+      waiter?.resolve(detail);
+      if (!conn.ended) this._scheduleAck(conn);
+      return;
+    }
+    this._restoring = false;
     if (conn.resuming && welcome.resumed) {
       this.resumes += 1;
       this._confirm(welcome.last_cseq ?? 0);

@@ -115,3 +115,44 @@ describe('track state', () => {
     assert.equal(s.room.peerStreams.get('p_b#screen'), screen.stream);
   });
 });
+
+describe('restore after a reload', () => {
+  test('resumes with fresh_media, emits joined (restored), continues cseq; leave can linger', async () => {
+    const h = harness({ restore: { session: 's_1', resumeToken: 'tok_1', lastSeq: 7 } });
+    const done = h.client.connect();
+    const ws = h.socket();
+    ws.open();
+    await flush();
+    assert.deepEqual(ws.sent[0].resume, { session: 's_1', token: 'tok_1', last_seq: 7, fresh_media: true });
+    ws.receive(welcome({ seq: undefined, resumed: true, last_cseq: 4, replayed: 1, peers: [{ id: 'p_b', name: 'bob' }] }));
+    const joined = await done;
+    assert.equal(joined.restored, true);
+    assert.equal(h.client.peerId, 'p_a');
+    assert.deepEqual([...h.client.peers.keys()], ['p_b']);
+    ws.receive({ type: 'peer-joined', seq: 8, peer: { id: 'p_b', name: 'bob' } }); // replayed: known already
+    assert.equal(h.ofType('peer-joined').length, 0);
+    h.client.sendData('chat', 'hi');
+    assert.equal(ws.ofType('data')[0].cseq, 5);
+    assert.deepEqual(h.client.snapshot(), { session: 's_1', resumeToken: 'tok_1', lastSeq: 8, peer: 'p_a' });
+    h.client.leave({ lingerMs: 5000 });
+    assert.deepEqual(ws.ofType('leave'), [{ type: 'leave', linger_ms: 5000 }]);
+  });
+
+  test('a refused restore joins afresh', async () => {
+    const h = harness({ restore: { session: 's_old', resumeToken: 'tok_old', lastSeq: 3 } });
+    const done = h.client.connect();
+    h.socket().open();
+    await flush();
+    h.socket().receive({ type: 'error', code: 'resume-failed', message: 'unknown or expired session' });
+    h.socket().serverClose(4011);
+    h.clock.advance(0);
+    const ws = h.socket();
+    ws.open();
+    await flush();
+    assert.equal(ws.sent[0].resume, undefined);
+    ws.receive(welcome({ session: 's_2', peer: 'p_new' }));
+    const joined = await done;
+    assert.equal(joined.peer, 'p_new');
+    assert.equal(joined.restored, undefined);
+  });
+});

@@ -277,3 +277,22 @@ async def test_devices_autoplay_equal_names_and_kick_reason(
     await other.wait_for("sb.state === 'closed' && sb.notice !== null", what="kicked notice")
     assert await other.hook("notice") == "You were removed from the room: disruptive behaviour."
     assert not await other.page.get_by_role("button", name="Try again").is_visible()
+
+
+async def test_reload_mid_call_resumes_the_session(join: JoinFactory) -> None:
+    room = room_name("reload")
+    alice = await join(room, "alice", mode="sfu")
+    bob = await join(room, "bob", mode="sfu")
+    alice_id, bob_id = await alice.hook("peerId"), await bob.hook("peerId")
+    session = await alice.hook("sessionId")
+    await asyncio.gather(alice.wait_video_from(bob_id, 0.5), bob.wait_video_from(alice_id, 0.5))
+    # Mark bob's tile of alice: a leave and a join would replace it with a new element.
+    await bob.page.evaluate(f"document.querySelector('#grid .tile[data-peer=\"{alice_id}\"]').dataset.mark = 'before'")
+    await alice.page.reload()
+    await alice.wait_for("sb.state === 'connected' && sb.restored", what="restored after the reload")
+    assert (await alice.hook("peerId"), await alice.hook("sessionId")) == (alice_id, session)
+    assert await alice.page.locator("#lobby").is_hidden(), "a reload must not land in the lobby"
+    # Media redone on both sides; bob never saw alice leave or join again.
+    await asyncio.gather(alice.wait_video_from(bob_id, 0.5), bob.wait_video_from(alice_id, 0.5))
+    assert [t["peer"] for t in await bob.hook("tiles")] == [alice_id]
+    assert await bob.page.locator(f'#grid .tile[data-peer="{alice_id}"][data-mark="before"]').count() == 1
