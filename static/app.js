@@ -984,18 +984,43 @@ function onData(message) {
   appendChat({ from: message.from, name, text, at: Date.now(), mine: false, private: message.to !== null });
 }
 
+/** Our recent chat messages by cseq, so a refusal (rate limit, size) can be shown on them. */
+const sentChat = /** @type {Map<number, HTMLElement>} */ (new Map());
+
 function sendChat() {
   const text = ui.chatInput.value.trim();
   const client = app.client;
   if (!text || !client || client.state === 'closed') return;
+  /** @type {number} */
+  let cseq;
   try {
-    client.sendData(CHAT_TOPIC, { text });
+    cseq = client.sendData(CHAT_TOPIC, { text });
   } catch (error) {
     showNotice(`Message not sent: ${error instanceof Error ? error.message : error}`, { kind: 'warning' });
     return;
   }
   ui.chatInput.value = '';
   appendChat({ from: client.peerId ?? '', name: 'You', text, at: Date.now(), mine: true, private: false });
+  const li = /** @type {HTMLElement | null} */ (ui.chatLog.lastElementChild);
+  if (li) sentChat.set(cseq, li);
+  if (sentChat.size > 100) sentChat.delete(/** @type {number} */ (sentChat.keys().next().value));
+}
+
+/**
+ * The server refused one of our chat messages: say so on the message itself.
+ * @param {string} code
+ * @param {number | null} cseq
+ */
+function chatRefused(code, cseq) {
+  const li = cseq === null ? undefined : sentChat.get(cseq);
+  if (!li) return false;
+  sentChat.delete(/** @type {number} */ (cseq));
+  li.classList.add('failed');
+  const why = document.createElement('small');
+  why.className = 'failed-why';
+  why.textContent = code === 'rate-limited' ? ' not sent: too many messages, wait a moment' : code === 'too-large' ? ' not sent: too long' : ` not sent (${code})`;
+  li.append(why);
+  return true;
 }
 
 function toggleChat() {
@@ -1290,6 +1315,7 @@ function wireClient(client) {
   client.on('data', onData);
   client.on('error', ({ code, message, cseq }) => {
     app.errors.push({ t: now(), code, message });
+    chatRefused(code, cseq);
     logState('error', `${code} ${cseq ?? ''}`);
   });
   client.on('closed', ({ code, reason }) => {
