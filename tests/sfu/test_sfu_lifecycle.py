@@ -152,7 +152,10 @@ async def run_cycles(env: SfuEnv, cycles: int) -> None:
     # The active-speaker task ends once no audio is left and "nobody speaks" was said.
     await eventually(lambda: env.sfu.stats()["tasks"] == 0, 10)
     assert stats["transcoding"]["frames_to_decoder"] == stats["transcoding"]["encoder_calls"] == 0
-    await eventually(lambda: len(asyncio.all_tasks()) <= tasks_before, 10)
+    try:
+        await eventually(lambda: len(asyncio.all_tasks()) <= tasks_before, 10)
+    except TimeoutError:
+        raise AssertionError(sorted(t.get_name() + " " + repr(t.get_coro())[:80] for t in asyncio.all_tasks())) from None
     await eventually(lambda: threading.active_count() <= threads_before, 10)
     await eventually(lambda: live_peer_connections() <= pcs_before, 10)
     print(f"{cycles} join/publish/leave cycles in {elapsed:.1f} s")
