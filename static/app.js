@@ -400,6 +400,28 @@ function playVideo(video) {
   });
 }
 
+/**
+ * A receive-only participant never captured media, so the browser may refuse to play sound
+ * until a click. Whether a play() is refused depends on which remote track came first (a
+ * video-only stream may start, an audible one not): ask the browser up front instead — an
+ * AudioContext created without a user gesture stays "suspended" exactly when autoplay with
+ * sound is not allowed.
+ */
+function probeAutoplay() {
+  if (app.local || typeof AudioContext === 'undefined') return;
+  try {
+    const context = new AudioContext();
+    if (context.state === 'suspended') {
+      app.autoplayBlocked = true;
+      logState('autoplay-blocked');
+      renderAllTiles();
+    }
+    context.close().catch(() => {});
+  } catch {
+    // no Web Audio: play() refusals still show the overlay
+  }
+}
+
 function unblockAutoplay() {
   app.autoplayBlocked = false;
   for (const tile of app.tiles.values()) tile.video.play().catch(() => {});
@@ -1248,6 +1270,7 @@ function wireClient(client) {
   client.on('joined', ({ peers, restored }) => {
     app.joinedAt = now();
     if (restored) logState('restored');
+    probeAutoplay();
     app.olderPeers = new Set(peers.map((/** @type {{id: string}} */ p) => p.id));
     setBadge('connected');
     if (ui.notice.dataset.kind === 'network') hideNotice();
