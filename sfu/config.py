@@ -7,10 +7,11 @@ patching anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sfu.candidate_policy import parse_networks
 from sfu.h264 import H264_KEYS
+from sfu.speakers import SpeakerConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,8 @@ class SfuConfig:
     #: Published tracks in one room; every subscriber's SDP has one m-line per track it gets, so
     #: this bounds the size of subscriber offers and answers (see ``signaling/media_limits.py``).
     max_tracks_per_room: int = 250
+    #: Active-speaker detection from RFC 6464 audio levels (see :mod:`sfu.speakers`).
+    speakers: SpeakerConfig = field(default_factory=SpeakerConfig)
 
     def __post_init__(self) -> None:
         known = ("VP8", *H264_KEYS)

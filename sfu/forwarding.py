@@ -29,6 +29,7 @@ from sfu.packets import InboundRtp, ReceiveInfo, SenderReport
 from sfu.ratelimit import KeyframeRequestLimiter
 from sfu.remb import RembPolicy
 from sfu.rewrite import StreamRewriter
+from sfu.speakers import LevelAccumulator
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +61,17 @@ class PublishedTrack:
         counters: ForwardingCounters,
         keyframe_interval: float,
         remb_ttl: float,
+        source: str | None = None,
+        self_muted: bool = False,
+        level_threshold: int = 35,
     ) -> None:
         self.id = track_id
+        #: camera, microphone, screen or screen-audio, as the publisher said (else by kind).
+        self.source = source or ("microphone" if kind == "audio" else "camera")
+        #: The publisher muted it itself (its own media sends silence or black): forwarded as is.
+        self.self_muted = self_muted
+        #: Audio level accumulator (audio tracks): feeds the room's active-speaker detection.
+        self.level: LevelAccumulator | None = LevelAccumulator(level_threshold) if kind == "audio" else None
         self.publisher = publisher
         self.kind = kind
         self.codec = codec
@@ -88,9 +98,12 @@ class PublishedTrack:
         self.sinks: list[MediaSink] = []
 
     @property
-    def public(self) -> dict[str, str]:
-        """The ``track`` object of ``track-published`` / ``track-unpublished``."""
-        return {"id": self.id, "peer": self.publisher, "kind": self.kind}
+    def public(self) -> dict[str, Any]:
+        """The ``track`` object of ``track-published`` / ``track-unpublished`` / ``track-state``."""
+        return {
+            "id": self.id, "peer": self.publisher, "kind": self.kind, "source": self.source,
+            "muted": self.self_muted, "operator_muted": self.muted,
+        }
 
     @property
     def ingest_counters(self) -> IngestCounters:
@@ -135,6 +148,7 @@ class PublishedTrack:
             "bytes_forwarded": self.bytes_forwarded,
             "keyframe_requests_sent": self._limiter.allowed,
             "keyframe_requests_suppressed": self._limiter.suppressed,
+            **({"audio_level_dbov": -self.level.last} if self.level is not None else {}),
         }
 
     # -- publisher side -------------------------------------------------------------------
@@ -156,6 +170,9 @@ class PublishedTrack:
         media = ingest.accept(packet)
         if media is None or self.muted:
             return
+        level = self.level
+        if level is not None and media.audio_level is not None and not self.self_muted:
+            level.add(media.audio_level[1])
         if self.sinks:
             wants = False
             for sink in tuple(self.sinks):

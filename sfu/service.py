@@ -62,6 +62,7 @@ from sfu.sdp_info import (
     reject_in_offer,
     substitute_rejected,
 )
+from sfu.speakers import SpeakerDetector
 from sfu.tasks import OwnerKind, TaskRegistry
 
 __all__ = ["Emit", "Sfu", "SfuError"]
@@ -88,6 +89,8 @@ _ANSWER_FAILURES_BEFORE_RESET = 2
 _MAX_SUBSCRIBER_RESETS = 3
 #: The msid of a recycled slot while it carries nothing (see ``_reconcile_slots``).
 _IDLE_STREAM = "switchboard-idle"
+#: Track descriptions (``publish.tracks``) kept per participant.
+_MAX_TRACK_INFO = 64
 
 
 class _PublisherLeg:
@@ -148,10 +151,12 @@ class _Participant:
         #: Connections ("publisher", "subscriber") some of whose candidates were refused: their
         #: end-of-candidates is withheld from aioice (see CandidatePolicy.filter_sdp).
         self.refused_candidates: set[str] = set()
+        #: What the client said about its tracks (``publish.tracks``), by msid track id.
+        self.track_info: dict[str, dict[str, Any]] = {}
 
 
 class _Room:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, detector: SpeakerDetector | None = None) -> None:
         self.name = name
         self.participants: dict[str, _Participant] = {}
         #: Published tracks by track id, in publication order.
@@ -160,6 +165,7 @@ class _Room:
         self.pending_tracks: dict[str, int] = {}
         #: Recording the whole room: where new publishers' files go (None: not recording).
         self.recording_dir: Path | None = None
+        self.speakers = detector or SpeakerDetector()
 
 
 class Sfu:
@@ -190,6 +196,8 @@ class Sfu:
         self._closed = False
         self._candidate_policy = CandidatePolicy(config.ice_allow_peers)
         self._candidates_refused = 0
+        #: The active-speaker task (started with the first audio track).
+        self._speaker_task: asyncio.Task[None] | None = None
         self._rtc_configuration = RTCConfiguration(
             # Always an explicit list: with None, aiortc would use a public STUN server.
             iceServers=[_ice_server(s) for s in config.ice_servers],
@@ -229,7 +237,9 @@ class Sfu:
         a track in any other codec is not offered to it (``track-unavailable``).
         """
         self._check_open()
-        joined = self._rooms.setdefault(room, _Room(room))
+        joined = self._rooms.get(room)
+        if joined is None:
+            joined = self._rooms[room] = _Room(room, SpeakerDetector(self._config.speakers))
         if participant in joined.participants:
             return
         receivable = frozenset(c.lower() for c in codecs) if codecs is not None else None
@@ -238,12 +248,24 @@ class Sfu:
         tracks = list(joined.tracks.values())
         for track in tracks:
             self._emit(participant, {"type": "track-published", "track": track.public})
+        if joined.speakers.speakers:
+            # The set may not change for a while: a joiner learns who speaks now.
+            self._emit(participant, _speakers_message(joined.speakers.speakers))
         if tracks and subscribe:
             await self._renegotiate(p)
 
-    async def publish(self, room: str, participant: str, sdp: str) -> str:
-        """Apply the client's publisher offer (initial or renegotiation); return the answer."""
+    async def publish(
+        self, room: str, participant: str, sdp: str, *, tracks: list[dict[str, Any]] | None = None
+    ) -> str:
+        """Apply the client's publisher offer (initial or renegotiation); return the answer.
+
+        ``tracks`` describes the offer's tracks by msid track id: ``{id, source, muted}``.
+        """
         p = self._participant(room, participant)
+        if tracks:
+            p.track_info.update({str(t["id"]): dict(t) for t in tracks})
+            while len(p.track_info) > _MAX_TRACK_INFO:
+                del p.track_info[next(iter(p.track_info))]  # the oldest description
         sdp = self._remote_sdp(p, "publisher", sdp)
         try:
             session = parse_session(sdp)
@@ -379,6 +401,36 @@ class Sfu:
             self._emit(other.id, {"type": "track-muted", "track": track.public, "muted": muted})
         if not muted and track.kind == "video":
             await track.request_keyframe()
+
+    async def set_track_state(self, room: str, participant: str, track_id: str, muted: bool) -> None:
+        """The publisher muted (unmuted) its own track. Forwarding goes on (the client sends
+        silence or black frames); the other participants hear ``track-state``."""
+        p = self._participant(room, participant)
+        track = self._own_track(p, track_id)
+        if track is None:
+            info = p.track_info.get(track_id)
+            if info is None:
+                raise SfuError(UNKNOWN_TRACK, f"{participant} publishes no track {track_id!r}")
+            info["muted"] = muted  # announced, negotiation still under way: applied then
+            return
+        if track.self_muted == muted:
+            return
+        track.self_muted = muted
+        info = p.track_info.get(track.msid_track or "")
+        if info is not None:
+            info["muted"] = muted
+        for other in list(p.room.participants.values()):
+            if other.id != p.id:
+                self._emit(other.id, {"type": "track-state", "track": track.public, "muted": muted})
+
+    def _own_track(self, p: _Participant, track_id: str) -> PublishedTrack | None:
+        """A track of ``p`` by its track id or by the msid track id of its offer."""
+        track = p.room.tracks.get(track_id)
+        if track is not None and track.publisher == p.id:
+            return track
+        return next(
+            (t for t in p.room.tracks.values() if t.publisher == p.id and t.msid_track == track_id), None
+        )
 
     async def leave(self, room: str, participant: str) -> None:
         """Remove the participant: its tracks leave every subscriber, its connections close.
@@ -800,10 +852,17 @@ class Sfu:
                     continue
                 if current is not None:
                     removed.append(current)
+                info = p.track_info.get(section.msid_track or "", {})
+                source = info.get("source")
+                if source is not None and _source_kind(str(source)) != section.kind:
+                    source = None  # a camera cannot be an audio track: keep the default
                 track = PublishedTrack(
                     track_id=self._track_id(room, section),
                     publisher=p.id,
                     kind=section.kind,
+                    source=str(source) if source is not None else None,
+                    self_muted=bool(info.get("muted", False)),
+                    level_threshold=self._config.speakers.threshold,
                     codec=route.codec or "",
                     mid=section.mid,
                     msid_track=section.msid_track,
@@ -847,6 +906,8 @@ class Sfu:
         if self._on_track is not None:
             for track in added:
                 self._on_track(room.name, "published", track.public)
+        if any(t.kind == "audio" for t in added) and self._speaker_task is None and not self._closed:
+            self._speaker_task = self._tasks.spawn(self._speakers_loop(), name="sfu-active-speakers")
         for other in list(room.participants.values()):
             for track in removed:
                 if track.publisher != other.id:
@@ -858,6 +919,32 @@ class Sfu:
     def _retire_counters(self, track: PublishedTrack) -> None:
         for name, value in vars_of(track.ingest_counters).items():
             setattr(self._closed_tracks, name, getattr(self._closed_tracks, name) + value)
+
+    # -- active speakers ----------------------------------------------------------------------
+
+    async def _speakers_loop(self) -> None:
+        """Every interval, each room's audio levels become ``active-speakers`` when the set of
+        speakers changed. One task for all rooms: the work per room is a few additions."""
+        while not self._closed:
+            await asyncio.sleep(self._config.speakers.interval)
+            rooms = list(self._rooms.values())
+            for room in rooms:
+                self._tick_speakers(room)
+            if all(r.speakers.idle and not any(t.level is not None for t in r.tracks.values()) for r in rooms):
+                # No audio anywhere and every "nobody speaks" said: the next audio track restarts it.
+                self._speaker_task = None
+                return
+
+    def _tick_speakers(self, room: _Room) -> None:
+        samples = [
+            (t.publisher, *t.level.take()) for t in room.tracks.values() if t.level is not None
+        ]
+        speakers = room.speakers.tick(samples)
+        if speakers is None:
+            return
+        message = _speakers_message(speakers)
+        for participant in list(room.participants.values()):
+            self._emit(participant.id, message)
 
     # -- subscriber negotiation ---------------------------------------------------------------
 
@@ -1167,6 +1254,17 @@ class _Sink:
 
     def on_sender_report(self, report: SenderReport) -> None:
         self._sink.on_sender_report(report)
+
+
+def _speakers_message(speakers: list[tuple[str, float]]) -> dict[str, Any]:
+    return {
+        "type": "active-speakers",
+        "speakers": [{"peer": peer, "level": round(min(level, 1.0), 3)} for peer, level in speakers],
+    }
+
+
+def _source_kind(source: str) -> str:
+    return "audio" if source in ("microphone", "screen-audio") else "video"
 
 
 def stream_id(peer: str) -> str:

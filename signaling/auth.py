@@ -6,7 +6,8 @@ add the new key, sign with it, drop the old one after the longest token lifetime
 * ``sub`` — identity (shown to operators; not the peer id, which the server issues),
 * ``name`` — display name (overrides the name in ``join``),
 * ``room`` — a room name or a glob pattern (``team-*``),
-* ``grants`` — ``publish``, ``subscribe``, ``signal`` (peer-to-peer relay), ``admin``,
+* ``grants`` — ``publish``, ``subscribe``, ``signal`` (peer-to-peer relay), ``data`` (application
+  messages and chat; ``signal`` allows them too), ``admin``,
 * ``exp`` (required), ``nbf``, ``iat``.
 
 Without keys the server runs in dev mode: every join is allowed with every grant, and the
@@ -25,8 +26,8 @@ from signaling.codes import Close, CloseCode, Err, ErrorCode
 from signaling.protocol import unsafe_text as _unsafe_name
 
 ALGORITHM = "HS256"
-ALL_GRANTS = frozenset({"publish", "subscribe", "signal", "admin"})
-DEFAULT_GRANTS = frozenset({"publish", "subscribe", "signal"})
+ALL_GRANTS = frozenset({"publish", "subscribe", "signal", "data", "admin"})
+DEFAULT_GRANTS = frozenset({"publish", "subscribe", "signal", "data"})
 
 
 class AuthError(Exception):

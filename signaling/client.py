@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import inspect
 import json
 import logging
 from collections import deque
@@ -33,7 +34,8 @@ from signaling.codes import ClientAction, Close
 
 log = logging.getLogger(__name__)
 
-TokenProvider = Callable[[], Awaitable[str | None]]
+#: Called once per connection attempt for the access token to present (sync or async).
+TokenProvider = Callable[[], Awaitable[str | None] | str | None]
 
 
 class ClientState(enum.Enum):
@@ -86,6 +88,18 @@ class SignalReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class DataReceived:
+    """An application message (``data``) from another peer of the room."""
+
+    sender: str
+    topic: str
+    payload: Any
+    seq: int
+    #: The recipients the sender named, or None when it went to the whole room.
+    to: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorReceived:
     code: str
     message: str
@@ -134,7 +148,7 @@ class Closed:
 
 
 Event = (
-    Joined | PeerJoined | PeerLeft | PeerReconnecting | PeerResumed | SignalReceived | ErrorReceived
+    Joined | PeerJoined | PeerLeft | PeerReconnecting | PeerResumed | SignalReceived | DataReceived | ErrorReceived
     | ServerMessage | Reconnecting | Resumed | Rejoined | Closed
 )
 
@@ -174,6 +188,7 @@ class Client:
         *,
         name: str = "",
         token: str | TokenProvider | None = None,
+        token_provider: TokenProvider | None = None,
         subscribe: bool = True,
         codecs: Sequence[str] | None = None,
         backoff: Backoff | None = None,
@@ -195,7 +210,8 @@ class Client:
         self.subscribe = subscribe
         #: Codec names this client can receive, announced at join (``None``: not announced).
         self.codecs = list(codecs) if codecs is not None else None
-        self._token = token
+        #: ``token_provider`` wins: it is asked on every attempt (join, resume, rejoin).
+        self._token = token_provider if token_provider is not None else token
         self._backoff = backoff or Backoff()
         self._connect_timeout = connect_timeout
         self._ack_every = ack_every
@@ -269,6 +285,22 @@ class Client:
         """Send ``data`` to peer ``to``; queued while reconnecting and resent after a resume."""
         return await self.send({"type": "signal", "to": to, "data": data})
 
+    async def send_data(self, topic: str, payload: Any, *, to: Sequence[str] | None = None) -> int:
+        """Send an application message to every other peer of the room, or to ``to`` only.
+
+        Like ``signal`` it rides the session: ordered, resent after a resume, delivered exactly
+        once. Returns its cseq (an ``error`` naming it may follow: ``rate-limited`` with
+        ``retry_after_ms``, ``too-large``, ``unknown-peer``, ``forbidden``).
+        """
+        message: dict[str, Any] = {"type": "data", "topic": topic, "payload": payload}
+        if to is not None:
+            message["to"] = list(to)
+        return await self.send(message)
+
+    async def set_track_state(self, track: str, muted: bool) -> int:
+        """Tell the room that we muted (unmuted) one of our published tracks ourselves."""
+        return await self.send({"type": "track-state", "track": track, "muted": muted})
+
     async def send(self, message: dict[str, Any]) -> int:
         """Send a state-changing message (it gets the next ``cseq``); returns that cseq."""
         self._check_open()
@@ -288,14 +320,20 @@ class Client:
         if self.state is ClientState.CLOSED:
             raise ClientError("client is closed", self.close_code)
 
-    async def leave(self) -> None:
+    async def leave(self, *, linger: float = 0.0) -> None:
         """End the session on the server (others see ``peer-left``), then close.
+
+        ``linger`` (seconds, at most 10): the session stays resumable that long and ends as
+        "left" only if nobody resumes it (``leave {linger_ms}``).
 
         The reader owns the socket, so this sends ``leave`` and waits for the reader to see
         the server's close (1000); it does not read the socket itself.
         """
         if self.state is ClientState.CONNECTED:
-            await self._write({"type": "leave"})
+            message: dict[str, Any] = {"type": "leave"}
+            if linger > 0:
+                message["linger_ms"] = min(10_000, round(linger * 1000))
+            await self._write(message)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._connect_timeout):
                     await self.closed.wait()
@@ -382,7 +420,12 @@ class Client:
         token = self._token
         if token is None or isinstance(token, str):
             return token
-        return await token()
+        value = token()
+        if inspect.isawaitable(value):
+            value = await value
+        if value is not None and not isinstance(value, str):
+            raise ClientError(f"token provider returned {type(value).__name__}, not str")
+        return value
 
     async def _connection(self) -> _Outcome:
         """One connection from connect to close; never raises for network trouble.
@@ -592,6 +635,10 @@ def _event(message: dict[str, Any]) -> Event:
             return PeerResumed(message["peer"])
         case "signal":
             return SignalReceived(message["from"], message["data"], message["seq"])
+        case "data":
+            to = message.get("to")
+            return DataReceived(message["from"], message["topic"], message["payload"], message["seq"],
+                                tuple(to) if isinstance(to, list) else None)
     return ServerMessage(message)
 
 
@@ -613,7 +660,7 @@ async def _abort(ws: aiohttp.ClientWebSocketResponse) -> None:
 
 
 __all__ = [
-    "Client", "ClientError", "ClientState", "Closed", "ErrorReceived", "Event", "Joined",
+    "Client", "ClientError", "ClientState", "Closed", "DataReceived", "ErrorReceived", "Event", "Joined",
     "PeerJoined", "PeerLeft", "PeerReconnecting", "PeerResumed", "Reconnecting", "Rejoined", "Resumed",
     "ServerMessage", "SignalReceived",
 ]

@@ -58,6 +58,8 @@ class LimitsConfig:
     hard_max_message_bytes: int = 1024 * 1024
     #: Largest ``signal.data`` payload once encoded (bytes).
     max_signal_bytes: int = 32 * 1024
+    #: Largest ``data.payload`` (application messages, chat) once encoded (bytes).
+    max_data_bytes: int = 16 * 1024
     #: Seconds a new connection has to send ``join``.
     join_timeout: float = 10.0
     #: Errors a connection may cause before it is closed with 4010.
@@ -92,6 +94,10 @@ class SecurityConfig:
     message_burst: float = 300.0
     #: Seconds a rate-limited client is told to wait (``retry_after_ms``).
     rate_limit_retry_after: float = 1.0
+    #: ``data`` messages per second per session (token bucket); beyond it a message is refused
+    #: with ``rate-limited`` (and ``retry_after_ms``), the connection goes on.
+    data_rate: float = 20.0
+    data_burst: float = 50.0
     #: Participants in one room (across the cluster).
     max_participants_per_room: int = media_limits.ROOM_PARTICIPANTS
     #: Sending audio m-lines, and sending video m-lines, in one participant's publisher offer;

@@ -251,7 +251,8 @@ class Connection:
     async def _dispatch(self, handler: Handler, frame: str) -> None:
         try:
             message = protocol.parse(
-                frame, max_bytes=self._limits.max_message_bytes, max_signal_bytes=self._limits.max_signal_bytes
+                frame, max_bytes=self._limits.max_message_bytes, max_signal_bytes=self._limits.max_signal_bytes,
+                max_data_bytes=self._limits.max_data_bytes,
             )
         except ProtocolError as error:
             await self._handle_error(handler, error)

@@ -34,6 +34,7 @@ from signaling.protocol import (
     Ack,
     Candidate,
     ClientMessage,
+    Data,
     Join,
     Leave,
     Pong,
@@ -42,8 +43,10 @@ from signaling.protocol import (
     Signal,
     StrictJSONError,
     SubscriberAnswer,
+    TrackState,
     Unpublish,
 )
+from signaling.ratelimit import TokenBucket
 from signaling.sdpcheck import SdpError, check_candidate, check_sdp
 from signaling.session import (
     AckError,
@@ -94,6 +97,10 @@ class Live:
     #: What the ledger keeps about the session besides its stream (cluster only).
     meta: str = ""
     token_hash: str = ""
+    #: ``data`` messages of this session (created on the first one).
+    data_bucket: TokenBucket | None = None
+    #: Seconds a session that said ``leave {linger_ms}`` stays resumable (a page reloading).
+    linger: float | None = None
     #: A WHIP publisher or WHEP player: in the room, never on a WebSocket; nothing is stamped
     #: or buffered for it (its media signaling is HTTP, see signaling.whip_http).
     headless: bool = False
@@ -333,10 +340,14 @@ class Hub:
                     self.metrics.rtt.observe(rtt)
             case Join():
                 await self.on_error(conn, ProtocolError(Err.ALREADY_JOINED, "this connection has joined already"))
+            case Leave(linger_ms=linger_ms) if linger_ms > 0:
+                # A page that may be reloading: resumable for a moment, then it has left.
+                live.linger = linger_ms / 1000
+                conn.close(Close.NORMAL, "left")
             case Leave():
                 await self._end(live, "left")
                 conn.close(Close.NORMAL, "left")
-            case Signal() | Publish() | SubscriberAnswer() | Candidate() | Unpublish():
+            case Signal() | Publish() | SubscriberAnswer() | Candidate() | Unpublish() | TrackState() | Data():
                 previous = session.last_cseq
                 if not session.accept_cseq(message.cseq):
                     self.metrics.duplicates.inc()
@@ -356,15 +367,16 @@ class Hub:
                     live.confirmed_cseq = session.last_cseq
                     conn.confirm(session.last_cseq)
 
-    async def _sequenced(
-        self, live: Live, conn: Connection, message: Signal | Publish | SubscriberAnswer | Candidate | Unpublish
-    ) -> None:
+    async def _sequenced(self, live: Live, conn: Connection, message: protocol.Sequenced) -> None:
         refusal = self._refuse(live, message)
         if refusal is not None:
             await self.on_error(conn, refusal)
             return
         if isinstance(message, Signal):
             await self._relay(live, conn, message)
+            return
+        if isinstance(message, Data):
+            await self._relay_data(live, conn, message)
             return
         media = self.media
         if media is None:
@@ -373,9 +385,12 @@ class Hub:
         room, peer = live.session.room, live.session.peer_id
         try:
             match message:
-                case Publish(sdp=sdp):
-                    answer = await media.publish(room, peer, sdp)
+                case Publish(sdp=sdp, tracks=tracks):
+                    info = [{"id": t.id, "source": t.source, "muted": t.muted} for t in tracks]
+                    answer = await (media.publish(room, peer, sdp, tracks=info) if info else media.publish(room, peer, sdp))
                     self._emit(live, {"type": "publish-answer", "sdp": answer, "cseq": message.cseq})
+                case TrackState(track=track, muted=muted):
+                    await media.set_track_state(room, peer, track, muted)
                 case SubscriberAnswer(sdp=sdp):
                     await media.subscriber_answer(room, peer, sdp)
                 case Candidate(target=target, candidate=candidate):
@@ -391,16 +406,19 @@ class Hub:
                 log.exception("media request %s of %s failed", type(message).__name__, peer)
             await self.on_error(conn, ProtocolError(error, str(exc) or error.meaning, cseq=message.cseq))
 
-    def _refuse(
-        self, live: Live, message: Signal | Publish | SubscriberAnswer | Candidate | Unpublish
-    ) -> ProtocolError | None:
+    def _refuse(self, live: Live, message: protocol.Sequenced) -> ProtocolError | None:
         """Grants and limits, checked before anything is relayed or reaches the SFU."""
-        grant = {Signal: "signal", Publish: "publish", Unpublish: "publish", SubscriberAnswer: "subscribe"}.get(type(message))
+        grant = {
+            Signal: "signal", Publish: "publish", Unpublish: "publish", TrackState: "publish",
+            SubscriberAnswer: "subscribe",
+        }.get(type(message))
         if isinstance(message, Candidate):
             grant = "publish" if message.target == "publisher" else "subscribe"
         if grant is not None and grant not in live.grants:
             return ProtocolError(Err.FORBIDDEN, f"the token does not grant {grant}", cseq=message.cseq)
         limits = self.config.security
+        if isinstance(message, Data):
+            return self._refuse_data(live, message)
         try:
             if isinstance(message, Publish | SubscriberAnswer):
                 check_sdp(message.sdp, max_lines=limits.max_sdp_lines)
@@ -415,6 +433,45 @@ class Hub:
         except SdpError as exc:
             return ProtocolError(Err.BAD_SDP, str(exc), cseq=message.cseq)
         return None
+
+    def _refuse_data(self, live: Live, message: Data) -> ProtocolError | None:
+        """``data`` needs the ``data`` grant (or ``signal``: peer messaging) and its own rate."""
+        if not live.grants & {"data", "signal"}:
+            return ProtocolError(Err.FORBIDDEN, "the token does not grant data", cseq=message.cseq)
+        sec = self.config.security
+        if live.data_bucket is None:
+            live.data_bucket = TokenBucket(sec.data_rate, sec.data_burst)
+        if not live.data_bucket.take(time.monotonic()):
+            wait_ms = round(live.data_bucket.wait_time() * 1000) + 1
+            return ProtocolError(
+                Err.RATE_LIMITED, f"more than {sec.data_rate:g} data messages per second", cseq=message.cseq,
+                retry_after_ms=wait_ms,
+            )
+        if message.to is not None and live.session.peer_id in message.to:
+            return ProtocolError(Err.SELF_TARGET, "cannot send data to yourself", cseq=message.cseq)
+        return None
+
+    async def _relay_data(self, live: Live, conn: Connection, message: Data) -> None:
+        """Deliver to each recipient through the backend, like ``signal``: every recipient's
+        session stamps it (seq, replay, exactly once per session). In a cluster the sender's cseq
+        is recorded with the last delivery, so a node dying in the middle of a fan-out can make a
+        resent message reach the first recipients twice, never lose it."""
+        session = live.session
+        frame: dict[str, Any] = {"type": "data", "from": session.peer_id, "topic": message.topic, "payload": message.payload}
+        if message.to is None:
+            targets = [m.peer_id for m in await self.backend.members(session.room) if m.peer_id != session.peer_id]
+        else:
+            targets = list(message.to)
+            frame["to"] = targets
+        missing = []
+        for index, peer in enumerate(targets):
+            origin = (session.id, message.cseq) if index == len(targets) - 1 else None
+            if not await self.backend.send(peer, frame, origin=origin, room=session.room):
+                missing.append(peer)
+        if missing:
+            await self.on_error(
+                conn, ProtocolError(Err.UNKNOWN_PEER, f"no peer {', '.join(missing)} in this room", cseq=message.cseq)
+            )
 
     async def _relay(self, live: Live, conn: Connection, message: Signal) -> None:
         session = live.session
@@ -619,6 +676,7 @@ class Hub:
         if live.grace is not None:
             live.grace.cancel()
             live.grace = None
+        live.linger = None
         self._attach(live, conn)
         if self._ledger is not None:
             self._ledger.frames(live.session.id, meta=live.meta, tok=live.token_hash, frames=[],
@@ -635,6 +693,8 @@ class Hub:
         self.metrics.resumes.inc()
         self.metrics.replayed.inc(len(frames))
         log.info("session %s resumed, %d messages replayed", live.session.id, len(frames), extra=self._log_ids(live.session))
+        if join.resume.fresh_media:
+            await self._fresh_media(live)
         if live.reconnecting_announced:
             live.reconnecting_announced = False
             await self._broadcast(live, {"type": "peer-resumed", "peer": live.session.peer_id})
@@ -686,12 +746,24 @@ class Hub:
         if adopt is not None:
             # The media side follows: a later SFU failover moves this participant from here.
             await self._media_call(adopt(live.session.room, live.session.peer_id, subscribe=live.subscribe))
+        if resume.fresh_media:
+            await self._fresh_media(live)
         self.metrics.resumes.inc()
         self.metrics.replayed.inc(len(frames))
         log.info("session %s resumed from node %s, %d replayed, %d pending", live.session.id, taken.previous_owner,
                  len(frames), len(taken.pending), extra=self._log_ids(live.session))
         if taken.previous_owner != self.config.node_id:
             await self._broadcast(live, {"type": "peer-resumed", "peer": live.session.peer_id})
+
+    async def _fresh_media(self, live: Live) -> None:
+        """A resumed client without its peer connections (a reloaded page): the SFU forgets the
+        old ones (the others see its tracks go) and takes the participant afresh (it hears the
+        room's tracks again); the client publishes again."""
+        if self.media is None:
+            return
+        room, peer = live.session.room, live.session.peer_id
+        await self._media_call(self.media.leave(room, peer))
+        await self._media_call(self.media.join(room, peer, subscribe=live.subscribe))
 
     def _adopt(self, session_id: str, token: str, last_seq: int, taken: Taken) -> Live:
         meta = taken.meta
@@ -851,6 +923,12 @@ class Hub:
             return []
 
     async def _grace(self, live: Live) -> None:
+        if live.linger is not None:
+            # It said it left: nobody hears "reconnecting"; it is gone unless it resumes now.
+            await asyncio.sleep(min(live.linger, self.config.session.grace_period))
+            live.grace = None
+            await self._end(live, "left")
+            return
         cfg = self.config.session
         loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.grace_period

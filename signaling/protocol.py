@@ -46,6 +46,8 @@ class Resume:
     session: str
     token: str
     last_seq: int
+    #: The client lost its peer connections (a page reload): the SFU drops the old ones.
+    fresh_media: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +81,47 @@ class Pong:
 @dataclass(frozen=True, slots=True)
 class Leave:
     cseq: int | None = None
+    #: Milliseconds the session may still be resumed (a page reload); 0: it ends now.
+    linger_ms: int = 0
+
+
+#: What a published track carries besides its kind (``publish.tracks[].source``).
+SOURCES = ("camera", "microphone", "screen", "screen-audio")
+
+
+@dataclass(frozen=True, slots=True)
+class TrackInfo:
+    """The publisher's description of one track of its offer, by msid track id."""
+
+    id: str
+    source: str
+    muted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Publish:
     cseq: int
     sdp: str
+    tracks: tuple[TrackInfo, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TrackState:
+    """The publisher muted (unmuted) one of its tracks itself; the others are told."""
+
+    cseq: int
+    track: str
+    muted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """An application message to some (``to``) or all other peers of the room."""
+
+    cseq: int
+    topic: str
+    payload: Any
+    to: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +143,11 @@ class Unpublish:
     track: str
 
 
-ClientMessage = Join | Signal | Ack | Pong | Leave | Publish | SubscriberAnswer | Candidate | Unpublish
+ClientMessage = (
+    Join | Signal | Ack | Pong | Leave | Publish | SubscriberAnswer | Candidate | Unpublish | TrackState | Data
+)
 #: Client messages that carry ``cseq`` and are de-duplicated after a resume.
-Sequenced = Signal | Publish | SubscriberAnswer | Candidate | Unpublish
+Sequenced = Signal | Publish | SubscriberAnswer | Candidate | Unpublish | TrackState | Data
 
 
 @cache
@@ -221,7 +260,9 @@ def loads_strict(text: str, *, max_depth: int = MAX_DEPTH) -> Any:
     return value
 
 
-def parse(frame: str, *, max_bytes: int, max_signal_bytes: int) -> ClientMessage:
+def parse(
+    frame: str, *, max_bytes: int, max_signal_bytes: int, max_data_bytes: int | None = None
+) -> ClientMessage:
     """Turn one text frame into a typed message, or raise :class:`ProtocolError`."""
     # len() counts code points; a frame of up to max_bytes/4 code points cannot exceed max_bytes
     # in UTF-8, so most frames skip the encode.
@@ -241,6 +282,10 @@ def parse(frame: str, *, max_bytes: int, max_signal_bytes: int) -> ClientMessage
         validator(obj)
     except fastjsonschema.JsonSchemaValueException as error:
         raise ProtocolError(Err.BAD_MESSAGE, f"{kind}: {error.message}", cseq=_cseq_of(obj)) from None
+    if kind == "data":
+        limit = max_signal_bytes if max_data_bytes is None else max_data_bytes
+        # The payload is part of the frame: a frame within the limit needs no measuring.
+        return _data(obj, limit if len(frame) * 4 > limit else None)
     # ``data`` is part of the frame, so a frame within the data limit needs no measuring.
     return _build(kind, obj, max_signal_bytes if len(frame) * 4 > max_signal_bytes else None)
 
@@ -256,6 +301,17 @@ def unsafe_text(text: str) -> bool:
     return _UNSAFE.search(text) is not None
 
 
+def _data(obj: JSON, max_payload_bytes: int | None) -> Data:
+    if max_payload_bytes is not None:
+        size = len(encode(obj["payload"]).encode("utf-8"))
+        if size > max_payload_bytes:
+            raise ProtocolError(
+                Err.TOO_LARGE, f"data payload is {size} bytes, limit {max_payload_bytes}", cseq=obj["cseq"]
+            )
+    to = obj.get("to")
+    return Data(cseq=obj["cseq"], topic=obj["topic"], payload=obj["payload"], to=tuple(to) if to is not None else None)
+
+
 def _build(kind: str, obj: JSON, max_signal_bytes: int | None) -> ClientMessage:
     match kind:
         case "join":
@@ -268,7 +324,8 @@ def _build(kind: str, obj: JSON, max_signal_bytes: int | None) -> ClientMessage:
                 token=obj.get("token"),
                 subscribe=obj.get("subscribe", True),
                 codecs=tuple(obj["codecs"]) if "codecs" in obj else None,
-                resume=Resume(resume["session"], resume["token"], resume["last_seq"]) if resume else None,
+                resume=Resume(resume["session"], resume["token"], resume["last_seq"], resume.get("fresh_media", False))
+                if resume else None,
             )
         case "signal":
             size = len(encode(obj["data"]).encode("utf-8")) if max_signal_bytes is not None else 0
@@ -282,9 +339,12 @@ def _build(kind: str, obj: JSON, max_signal_bytes: int | None) -> ClientMessage:
         case "pong":
             return Pong(t=float(obj["t"]))
         case "leave":
-            return Leave(cseq=obj.get("cseq"))
+            return Leave(cseq=obj.get("cseq"), linger_ms=obj.get("linger_ms", 0))
         case "publish":
-            return Publish(cseq=obj["cseq"], sdp=obj["sdp"])
+            tracks = tuple(TrackInfo(t["id"], t["source"], t.get("muted", False)) for t in obj.get("tracks", ()))
+            return Publish(cseq=obj["cseq"], sdp=obj["sdp"], tracks=tracks)
+        case "track-state":
+            return TrackState(cseq=obj["cseq"], track=obj["track"], muted=obj["muted"])
         case "subscriber-answer":
             return SubscriberAnswer(cseq=obj["cseq"], sdp=obj["sdp"])
         case "candidate":

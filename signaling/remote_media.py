@@ -370,8 +370,13 @@ class RemoteMedia:
                 await self._forget(room, participant)
             raise
 
-    async def publish(self, room: str, participant: str, sdp: str) -> str:
-        answer = await self._call("publish", room, participant, {"sdp": sdp})
+    async def publish(
+        self, room: str, participant: str, sdp: str, *, tracks: list[dict[str, Any]] | None = None
+    ) -> str:
+        args: dict[str, Any] = {"sdp": sdp}
+        if tracks:
+            args["tracks"] = tracks
+        answer = await self._call("publish", room, participant, args)
         if not isinstance(answer, str):
             raise RemoteMediaError(SFU_ERROR, "the SFU node answered publish without an SDP")
         return answer
@@ -419,6 +424,9 @@ class RemoteMedia:
 
     async def mute(self, room: str, participant: str, track_id: str, muted: bool) -> None:
         await self._call("mute", room, participant, {"track": track_id, "muted": muted})
+
+    async def set_track_state(self, room: str, participant: str, track_id: str, muted: bool) -> None:
+        await self._call("track_state", room, participant, {"track": track_id, "muted": muted})
 
     async def leave(self, room: str, participant: str) -> None:
         """Fire and forget: the SFU node runs it after the participant's earlier requests.

@@ -155,7 +155,9 @@ class RpcExecutor:
                         await media.join(room, participant, subscribe=args["subscribe"], codecs=tuple(codecs))
                     self._hosted(room, participant, True)
                 case "publish":
-                    result = await media.publish(room, participant, args["sdp"])
+                    tracks = args.get("tracks")
+                    result = await (media.publish(room, participant, args["sdp"], tracks=tracks) if tracks
+                                    else media.publish(room, participant, args["sdp"]))
                 case "subscriber_answer":
                     await media.subscriber_answer(room, participant, args["sdp"])
                 case "add_candidate":
@@ -164,6 +166,8 @@ class RpcExecutor:
                     await media.unpublish(room, participant, args["track"])
                 case "mute":
                     await media.mute(room, participant, args["track"], args["muted"])
+                case "track_state":
+                    await media.set_track_state(room, participant, args["track"], args["muted"])
                 case "leave":
                     await media.leave(room, participant)
                     self._hosted(room, participant, False)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast, get_args
 
 Op = Literal[
-    "join", "publish", "subscriber_answer", "add_candidate", "unpublish", "mute", "leave",
+    "join", "publish", "subscriber_answer", "add_candidate", "unpublish", "mute", "track_state", "leave",
     # WHEP and recording (signaling/whip_http.py, the admin API).
     "play", "record_start", "record_stop", "recordings",
 ]
@@ -95,6 +95,11 @@ def check_args(op: str, args: Any) -> dict[str, Any]:
                 raise RpcFormatError("join: codecs must be a list of strings")
         case "publish" | "subscriber_answer":
             _str(args, "sdp")
+            tracks = args.get("tracks")
+            if tracks is not None and not (
+                isinstance(tracks, list) and all(isinstance(t, dict) and isinstance(t.get("id"), str) for t in tracks)
+            ):
+                raise RpcFormatError("publish: tracks must be a list of {id, source, muted}")
         case "add_candidate":
             if args.get("target") not in ("publisher", "subscriber"):
                 raise RpcFormatError(f"add_candidate: bad target {args.get('target')!r}")
@@ -102,10 +107,10 @@ def check_args(op: str, args: Any) -> dict[str, Any]:
                 raise RpcFormatError("add_candidate: candidate must be an object or null")
         case "unpublish":
             _str(args, "track")
-        case "mute":
+        case "mute" | "track_state":
             _str(args, "track")
             if not isinstance(args.get("muted"), bool):
-                raise RpcFormatError("mute: muted must be a boolean")
+                raise RpcFormatError(f"{op}: muted must be a boolean")
         case "play":
             _str(args, "sdp")
             for key in ("peer", "track"):

@@ -238,10 +238,17 @@ export class Backoff {
  * @property {string} [name]
  * @property {string | null | (() => (string | null | Promise<string | null>))} [token]
  *   Access token, or a function fetching a fresh one for every connection attempt.
+ * @property {() => (string | null | Promise<string | null>)} [tokenProvider]
+ *   Called once per connection attempt (first join, every resume and rejoin) for the access
+ *   token to present, so an expiring token can be replaced before a reconnect. Wins over `token`.
  * @property {boolean} [subscribe=true]  Receive room media from the SFU.
  * @property {string[] | null} [codecs]  Codec names this client can receive, sent with `join`
  *   so the SFU offers no track it cannot decode (`track-unavailable` instead). Default: from
  *   `RTCRtpReceiver.getCapabilities` where it exists; `null` announces nothing.
+ * @property {{session: string, resumeToken: string, lastSeq: number} | null} [restore]
+ *   A session this page held before a reload ({@link SignalingClient#snapshot}): the first
+ *   connection resumes it (with `fresh_media`: the peer connections did not survive) and emits
+ *   `joined` with `restored: true`; if the server refuses, it joins afresh.
  * @property {(url: string) => WebSocketLike} [createWebSocket]
  * @property {Clock} [clock]
  * @property {() => number} [random]  Used by the default backoff.
@@ -291,14 +298,17 @@ export class Backoff {
  * - `peer-joined` `{peer: {id, name}}`, `peer-left` `{peer, reason}`, `peer-reconnecting` `{peer}`,
  *   `peer-resumed` `{peer}` — membership, de-duplicated: a peer joins once and leaves once
  * - `signal` `{from, data, seq}`
+ * - `data` `{from, topic, payload, to, seq}` — an application message (chat…); `to` is the list
+ *   of recipients when the sender named some, else null
  * - `error` `{code, message, cseq, retryAfterMs}` — an `error` message of the server
  * - `candidate-refused` `{message, cseq}` — the SFU does not contact the address of a trickled
  *   ICE candidate (usually a private host address; ICE goes on with the others). Not an `error`:
  *   browsers trickle such candidates in every normal session.
  * - `closed` `{code, reason, action}` — final
  * - every other server message by its type with the message as detail: `publish-answer`,
- *   `subscriber-offer`, `track-published`, `track-unpublished`, `reconnect` (also for scope
- *   `media`), and `message` for every sequenced message.
+ *   `subscriber-offer`, `track-published`, `track-unpublished`, `track-state`, `track-muted`,
+ *   `active-speakers`, `reconnect` (also for scope `media`), and `message` for every sequenced
+ *   message.
  */
 export class SignalingClient extends Emitter {
   /** @param {ClientOptions} options */
@@ -311,7 +321,9 @@ export class SignalingClient extends Emitter {
     this.subscribe = options.subscribe ?? true;
     /** @type {string[] | null} */
     this.codecs = options.codecs === undefined ? receiveCodecs() : options.codecs;
-    this._token = options.token ?? null;
+    this._token = options.tokenProvider ?? options.token ?? null;
+    /** The first connection resumes a session of a previous page (a reload). */
+    this._restoring = !!options.restore;
     this._createWebSocket = options.createWebSocket ?? ((url) => /** @type {WebSocketLike} */ (new WebSocket(url)));
     this._clock = options.clock ?? realClock;
     this._backoff = options.backoff ?? new Backoff({ random: options.random });
@@ -356,6 +368,11 @@ export class SignalingClient extends Emitter {
     this.lastHeardAt = null;
     /** @type {number | null} */
     this.lastPingAt = null;
+    if (options.restore) {
+      this.sessionId = options.restore.session;
+      this._resumeToken = options.restore.resumeToken;
+      this.lastSeq = this._acked = options.restore.lastSeq;
+    }
     /** @type {number | null} */
     this.closeCode = null;
     /** @type {string} */
@@ -410,6 +427,23 @@ export class SignalingClient extends Emitter {
   }
 
   /**
+   * Send an application message (chat, reactions, app state) to every other peer of the room,
+   * or to `options.to` only. It rides the session like `signal`: ordered, resent after a resume,
+   * delivered exactly once; the server does not store it. Refusals come as `error` with this
+   * cseq (`rate-limited` with `retryAfterMs`, `too-large`, `unknown-peer`, `forbidden`).
+   * @param {string} topic  1–64 characters of `[A-Za-z0-9_.:/-]` (the page's chat uses `chat`)
+   * @param {any} payload  any JSON, at most 16 KiB encoded (server default)
+   * @param {{to?: string[]}} [options]
+   * @returns {number} the message's cseq
+   */
+  sendData(topic, payload, options = {}) {
+    /** @type {Record<string, any>} */
+    const message = { type: 'data', topic, payload };
+    if (options.to) message.to = [...options.to];
+    return this.send(message);
+  }
+
+  /**
    * Send a state-changing message: it gets the next `cseq` and stays queued until the server
    * confirms it (`last_cseq`), so a resume resends it. Written at once when connected.
    * @param {Record<string, any>} message
@@ -434,19 +468,31 @@ export class SignalingClient extends Emitter {
   }
 
   /**
+   * What a page needs to resume this session after a reload (keep it in `sessionStorage`,
+   * pass it as `restore`), or null before the first welcome.
+   * @returns {{session: string, resumeToken: string, lastSeq: number, peer: string | null} | null}
+   */
+  snapshot() {
+    if (this.sessionId === null || this._resumeToken === null) return null;
+    return { session: this.sessionId, resumeToken: this._resumeToken, lastSeq: this.lastSeq, peer: this.peerId };
+  }
+
+  /**
    * End the session on the server (the others see `peer-left {reason: "left"}`), then close.
    * When not connected there is nobody to tell: it closes at once (the server's grace period
-   * ends the session).
+   * ends the session). `lingerMs`: the session stays resumable that long (a page that may be
+   * reloading), and ends as "left" if nobody resumes it.
+   * @param {{lingerMs?: number}} [options]
    * @returns {Promise<{code: number | null, reason: string}>}
    */
-  leave() {
+  leave(options = {}) {
     const conn = this._conn;
     if (this.state !== 'connected' || !conn || !conn.joined || this._leaving) {
       if (!this._leaving) this.close();
       return this.closed;
     }
     this._leaving = true;
-    this._write(conn, { type: 'leave' });
+    this._write(conn, options.lingerMs ? { type: 'leave', linger_ms: Math.round(options.lingerMs) } : { type: 'leave' });
     // The server answers with close 1000; do not wait for it forever.
     this._leaveTimer = this._clock.setTimeout(() => this._finish(1000, 'left'), this._connectTimeoutMs);
     return this.closed;
@@ -548,6 +594,7 @@ export class SignalingClient extends Emitter {
     if (this.codecs) join.codecs = this.codecs;
     if (conn.resuming) {
       join.resume = { session: this.sessionId, token: this._resumeToken, last_seq: this.lastSeq };
+      if (this._restoring) join.resume.fresh_media = true;
     }
     const token = this._token;
     if (typeof token !== 'function') {
@@ -639,6 +686,23 @@ export class SignalingClient extends Emitter {
     /** @type {PeerInfo[]} */
     const peers = (Array.isArray(welcome.peers) ? welcome.peers : []).map((p) => ({ id: p.id, name: p.name ?? '' }));
 
+    if (conn.resuming && welcome.resumed && this._restoring) {
+      // A session of the page before a reload: joined, as far as this page is concerned. What
+      // the old page had not confirmed is gone with it; numbering continues after the server's.
+      this._restoring = false;
+      this.peerId = welcome.peer;
+      this._cseq = welcome.last_cseq ?? 0;
+      this.peers = new Map(peers.map((p) => [p.id, p.name]));
+      this._setState('connected');
+      const detail = { peer: welcome.peer, session: welcome.session, peers, welcome, restored: true };
+      this.emit('joined', detail);
+      const waiter = this._connectWaiter;
+      this._connectWaiter = null;
+      waiter?.resolve(detail);
+      if (!conn.ended) this._scheduleAck(conn);
+      return;
+    }
+    this._restoring = false;
     if (conn.resuming && welcome.resumed) {
       this.resumes += 1;
       this._confirm(welcome.last_cseq ?? 0);
@@ -831,6 +895,15 @@ export class SignalingClient extends Emitter {
         return;
       case 'signal':
         this.emit('signal', { from: message.from, data: message.data, seq: message.seq });
+        return;
+      case 'data':
+        this.emit('data', {
+          from: message.from,
+          topic: message.topic,
+          payload: message.payload,
+          to: Array.isArray(message.to) ? message.to : null,
+          seq: message.seq,
+        });
         return;
       default:
         // SFU messages (publish-answer, subscriber-offer, track-*) and anything newer.
@@ -1045,7 +1118,28 @@ export function candidateInit(candidate) {
  * @property {MediaStream} stream  one stream per remote peer, holding all its tracks
  * @property {string | null} mid
  * @property {RTCRtpReceiver | null} receiver
+ * @property {string} source  `camera`, `microphone`, `screen` or `screen-audio`
  */
+
+/**
+ * A published track as the room knows it (`track-published`, updated by `track-state` and
+ * `track-muted`).
+ * @typedef {object} TrackInfo
+ * @property {string} id
+ * @property {string} peer
+ * @property {string} kind
+ * @property {string} [source]
+ * @property {boolean} [muted]  the publisher muted it
+ * @property {boolean} [operator_muted]  an operator muted it (the SFU does not forward it)
+ */
+
+/** Screen tracks travel in a stream of their own, so a page can show them apart. */
+export const SCREEN_SOURCES = Object.freeze(['screen', 'screen-audio']);
+
+/** @param {string} kind @param {string | undefined} source */
+function sourceOf(kind, source) {
+  return source ?? (kind === 'audio' ? 'microphone' : 'camera');
+}
 
 /**
  * @typedef {object} RoomOptions
@@ -1075,10 +1169,17 @@ export function candidateInit(candidate) {
  * is the answerer and cannot restart ICE itself: it emits `subscriber-failed`, and the SFU is
  * expected to re-offer (ICE restart) or send `reconnect {scope: "media"}`.
  *
- * Events: `track` (RemoteTrack), `track-removed` (RemoteTrack), `track-published`
- * `{id, peer, kind}`, `track-unpublished`, `track-unavailable` `{track, reason}` (a track this
- * client will not receive: codec not announced, or its m-line rejected), `published` `{cseq}`,
- * `error` `{code, message, op}`, `connection-state` `{target, state}`, `subscriber-failed`,
+ * Track state: every local track is published with its `source` (camera, microphone, screen,
+ * screen-audio) and `muted`; {@link Room#setMuted} tells the room (`track-state`). Remote
+ * tracks' state is in `published` (TrackInfo) and changes come as `track-state` events; an
+ * operator mute of one of *our* tracks comes as `operator-muted` `{track, muted}`. Devices switch
+ * with {@link Room#replaceTrack} (no renegotiation: the SFU keeps the same track).
+ *
+ * Events: `track` (RemoteTrack), `track-removed` (RemoteTrack), `track-published` (TrackInfo),
+ * `track-unpublished`, `track-unavailable` `{track, reason}` (a track this client will not
+ * receive: codec not announced, or its m-line rejected), `track-state` `{track: TrackInfo}`, `operator-muted` `{track, muted}`,
+ * `active-speakers` `{speakers: [{peer, level}]}`, `published` `{cseq}`, `error`
+ * `{code, message, op}`, `connection-state` `{target, state}`, `subscriber-failed`,
  * `media-reset` `{reason}`. On `error media-failed` with `target: "subscriber"` the subscriber
  * connection is closed: the SFU's next `subscriber-offer` builds a new one.
  */
@@ -1102,8 +1203,12 @@ export class Room extends Emitter {
     this.localStream = null;
     /** @type {MediaStreamTrack[]} local tracks we publish */
     this.localTracks = [];
-    /** @type {Map<string, {id: string, peer: string, kind: string}>} track id → published remote track */
+    /** @type {Map<MediaStreamTrack, {id: string, source: string, muted: boolean}>} what we say about each local track */
+    this._meta = new Map();
+    /** @type {Map<string, TrackInfo>} track id → published remote track */
     this.published = new Map();
+    /** @type {{peer: string, level: number}[]} the room's active speakers, loudest first */
+    this.speakers = [];
     /** @type {Map<string, RemoteTrack>} mid → remote track on the subscriber PC */
     this.remote = new Map();
     /** @type {Map<string, MediaStream>} peer id → one stream with all its tracks */
@@ -1147,6 +1252,18 @@ export class Room extends Emitter {
       }),
       c.on('track-unpublished', (m) => this._onTrackUnpublished(m.track)),
       c.on('track-unavailable', (m) => this.emit('track-unavailable', { track: m.track, reason: m.reason })),
+      c.on('track-state', (m) => this._onTrackState({ ...m.track, muted: m.muted })),
+      c.on('track-muted', (m) => {
+        if (m.track.peer === c.peerId) {
+          this.emit('operator-muted', { track: m.track, muted: m.muted });
+          return;
+        }
+        this._onTrackState({ ...m.track, operator_muted: m.muted });
+      }),
+      c.on('active-speakers', (m) => {
+        this.speakers = Array.isArray(m.speakers) ? m.speakers : [];
+        this.emit('active-speakers', { speakers: this.speakers });
+      }),
       c.on('peer-left', (e) => this._dropPeer(e.peer)),
       c.on('resumed', () => {
         if (this._restartPending) this._restartPublisherIce();
@@ -1166,17 +1283,72 @@ export class Room extends Emitter {
    * Publish local tracks (one sendonly transceiver each) and negotiate with the SFU.
    * @param {MediaStream} stream
    * @param {MediaStreamTrack[]} [tracks] default: every track of `stream`
+   * @param {{screen?: boolean}} [options] `screen`: a screen share (sources `screen` and
+   *   `screen-audio` instead of `camera` and `microphone`)
    * @returns {Promise<void>} resolves once the SFU's answer is applied
    */
-  publish(stream, tracks = stream.getTracks()) {
-    this.localStream = stream;
+  publish(stream, tracks = stream.getTracks(), options = {}) {
+    if (!options.screen) this.localStream = stream;
     const pc = this._ensurePublisher();
     for (const track of tracks) {
       if (this.localTracks.includes(track)) continue;
       this.localTracks.push(track);
+      if (!this._meta.has(track)) {
+        const source = options.screen ? (track.kind === 'audio' ? 'screen-audio' : 'screen') : sourceOf(track.kind, undefined);
+        // The SFU names the track after the msid of our offer: the track's id when added.
+        this._meta.set(track, { id: track.id, source, muted: !track.enabled });
+      }
       pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
     }
     return this._negotiatePublisher(false);
+  }
+
+  /**
+   * Mute or unmute one local track and tell the room (`track-state`). The track keeps its sender
+   * (it sends silence or black frames): unmuting is instant, nothing is renegotiated.
+   * @param {MediaStreamTrack} track
+   * @param {boolean} muted
+   */
+  setMuted(track, muted) {
+    track.enabled = !muted;
+    const meta = this._meta.get(track);
+    if (!meta || meta.muted === muted) return;
+    meta.muted = muted;
+    if (this.localTracks.includes(track) && this.publisher && this.client.state !== 'closed') {
+      this.client.send({ type: 'track-state', track: meta.id, muted });
+    }
+  }
+
+  /** Is this local track muted (as the room was told)? @param {MediaStreamTrack} track */
+  isMuted(track) {
+    return this._meta.get(track)?.muted ?? !track.enabled;
+  }
+
+  /**
+   * Switch a published track to another device (`RTCRtpSender.replaceTrack`): no renegotiation,
+   * the room keeps seeing the same track id, source and mute state.
+   * @param {MediaStreamTrack} oldTrack
+   * @param {MediaStreamTrack} newTrack
+   */
+  async replaceTrack(oldTrack, newTrack) {
+    const meta = this._meta.get(oldTrack);
+    if (meta) {
+      this._meta.delete(oldTrack);
+      this._meta.set(newTrack, meta);
+      newTrack.enabled = !meta.muted;
+    }
+    const index = this.localTracks.indexOf(oldTrack);
+    if (index >= 0) this.localTracks[index] = newTrack;
+    const sender = this.publisher?.getSenders().find((s) => s.track === oldTrack);
+    if (sender) await sender.replaceTrack(newTrack);
+  }
+
+  /** @param {TrackInfo} track */
+  _onTrackState(track) {
+    const known = this.published.get(track.id);
+    const info = { ...(known ?? {}), ...track };
+    this.published.set(track.id, info);
+    this.emit('track-state', { track: info });
   }
 
   /**
@@ -1190,7 +1362,8 @@ export class Room extends Emitter {
     const transceiver = pc.getTransceivers().find((t) => t.sender.track === track);
     if (!transceiver) return;
     // The SFU names a published track after the msid track id of our offer: the local track's id.
-    this.client.send({ type: 'unpublish', track: track.id });
+    this.client.send({ type: 'unpublish', track: this._meta.get(track)?.id ?? track.id });
+    this._meta.delete(track);
     transceiver.stop();
     await this._negotiatePublisher(false);
   }
@@ -1201,7 +1374,9 @@ export class Room extends Emitter {
    * @param {boolean} enabled
    */
   setEnabled(kind, enabled) {
-    for (const track of this.localTracks) if (track.kind === kind) track.enabled = enabled;
+    for (const track of this.localTracks) {
+      if (track.kind === kind && !SCREEN_SOURCES.includes(this._meta.get(track)?.source ?? '')) this.setMuted(track, !enabled);
+    }
   }
 
   /** Remote tracks of a peer. @param {string} peer */
@@ -1254,7 +1429,11 @@ export class Room extends Emitter {
       const offer = await pc.createOffer(iceRestart ? { iceRestart: true } : {});
       await pc.setLocalDescription(offer);
       const sdp = pc.localDescription?.sdp ?? offer.sdp ?? '';
-      const cseq = this.client.send({ type: 'publish', sdp });
+      const tracks = this.localTracks.slice(0, 16).flatMap((t) => {
+        const meta = this._meta.get(t);
+        return meta ? [{ id: meta.id, source: meta.source, muted: meta.muted }] : [];
+      });
+      const cseq = this.client.send(tracks.length ? { type: 'publish', sdp, tracks } : { type: 'publish', sdp });
       const answer = await new Promise((resolve, reject) => this._answers.set(cseq, { resolve, reject }));
       if (pc !== this.publisher || pc.signalingState === 'closed') return;
       await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
@@ -1394,14 +1573,17 @@ export class Room extends Emitter {
     const trackId = msid?.track ?? ev.track.id;
     const info = this.published.get(trackId);
     const peer = info?.peer ?? msid?.stream ?? ev.streams[0]?.id ?? 'unknown';
-    let stream = this.peerStreams.get(peer);
-    if (!stream) this.peerStreams.set(peer, (stream = new this._MediaStream()));
+    const source = sourceOf(ev.track.kind, info?.source);
+    // A screen share is a stream of its own: the page shows it apart from the camera.
+    const streamKey = SCREEN_SOURCES.includes(source) ? `${peer}#screen` : peer;
+    let stream = this.peerStreams.get(streamKey);
+    if (!stream) this.peerStreams.set(streamKey, (stream = new this._MediaStream()));
     const key = mid ?? trackId;
     const previous = this.remote.get(key);
     if (previous && previous.track !== ev.track) this._removeRemote(key);
     stream.addTrack(ev.track);
     /** @type {RemoteTrack} */
-    const remote = { peer, trackId, kind: ev.track.kind, track: ev.track, stream, mid, receiver: ev.receiver ?? null };
+    const remote = { peer, trackId, kind: ev.track.kind, track: ev.track, stream, mid, receiver: ev.receiver ?? null, source };
     this.remote.set(key, remote);
     this.emit('track', remote);
   }
@@ -1427,6 +1609,7 @@ export class Room extends Emitter {
     for (const [key, remote] of this.remote) if (remote.peer === peer) this._removeRemote(key);
     for (const [id, info] of this.published) if (info.peer === peer) this.published.delete(id);
     this.peerStreams.delete(peer);
+    this.peerStreams.delete(`${peer}#screen`);
   }
 
   /** @param {string} key */

@@ -66,6 +66,23 @@ describe('join', () => {
     assert.equal(h.socket().sent[0].token, 't2');
   });
 
+  test('tokenProvider (sync) is called per attempt, resume included, and wins over token', async () => {
+    let n = 0;
+    const h = harness({ token: 'static', tokenProvider: () => `p${++n}` });
+    h.client.connect();
+    h.socket().open();
+    await flush();
+    assert.equal(h.socket().sent[0].token, 'p1');
+    h.socket().receive(welcome());
+    h.socket().serverClose(1006);
+    h.clock.advance(0);
+    h.socket().open();
+    await flush();
+    const join = h.socket().sent[0];
+    assert.equal(join.token, 'p2');
+    assert.equal(join.resume.session, 's_1');
+  });
+
   test('messages sent before the first welcome go out after it, in order', async () => {
     const h = harness();
     h.client.connect();

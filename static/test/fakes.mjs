@@ -116,7 +116,7 @@ export function welcome(overrides = {}) {
 const EVENTS = [
   'state', 'joined', 'resumed', 'rejoined', 'reconnecting', 'peer-joined', 'peer-left',
   'peer-reconnecting', 'peer-resumed', 'signal', 'error', 'candidate-refused', 'closed', 'reconnect',
-  'publish-answer', 'subscriber-offer', 'track-published', 'track-unpublished',
+  'publish-answer', 'subscriber-offer', 'track-published', 'track-unpublished', 'data',
 ];
 
 /** A client wired to fakes, recording every event as [type, detail]. */
@@ -212,9 +212,19 @@ export class FakePeerConnection {
   }
 
   addTransceiver(track, init) {
-    const t = { mid: null, sender: { track }, direction: init.direction, currentDirection: null, stop() {} };
+    const sender = {
+      track,
+      async replaceTrack(next) {
+        sender.track = next;
+      },
+    };
+    const t = { mid: null, sender, direction: init.direction, currentDirection: null, stop() {} };
     this.transceivers.push(t);
     return t;
+  }
+
+  getSenders() {
+    return this.transceivers.map((t) => t.sender);
   }
 
   getTransceivers() {

@@ -197,3 +197,48 @@ async def _close_frame(raw: Raw) -> int | None:
                 return int(msg.data)
             if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                 return None
+
+
+async def test_data_fans_out_across_nodes_once_and_in_order_while_a_session_moves(
+    redis_server: RedisServer, prefix: str, start_server: ServerFactory
+) -> None:
+    """``data`` (the page's chat) to the whole room reaches peers on both nodes through Redis,
+    and a recipient whose session moves to the other node mid-stream misses nothing and gets
+    nothing twice."""
+    from signaling.client import DataReceived
+    from tests.conftest import UNLIMITED
+
+    # 100 messages as fast as the client can: beyond the data rate they would be refused.
+    unlimited = replace(UNLIMITED, data_rate=1e9, data_burst=1e9)
+    one = await start_server(replace(node_config("sig-1"), security=unlimited), backend=fast_backend(redis_server.url, prefix))
+    two = await start_server(replace(node_config("sig-2"), security=unlimited), backend=fast_backend(redis_server.url, prefix))
+    alice = Client(one.url, "room", name="alice", backoff=Backoff(base=UNIT, cap=10 * UNIT))
+    bob = Client([two.url, one.url], "room", name="bob", backoff=Backoff(base=UNIT, cap=10 * UNIT))
+    carol = Client(one.url, "room", name="carol", backoff=Backoff(base=UNIT, cap=10 * UNIT))
+    for client in (alice, bob, carol):
+        await client.connect()
+
+    async def chat(client: Client, count: int) -> list[int]:
+        got: list[int] = []
+        async with asyncio.timeout(PATIENCE * 2):
+            async for event in client:
+                if isinstance(event, DataReceived):
+                    assert event.sender == alice.peer_id and event.topic == "chat"
+                    got.append(event.payload["n"])
+                    if len(got) == count:
+                        break
+        return got
+
+    try:
+        at_bob = asyncio.create_task(chat(bob, 100))
+        at_carol = asyncio.create_task(chat(carol, 100))
+        for n in range(1, 101):
+            await alice.send_data("chat", {"n": n})
+            if n == 40:
+                assert two.hub.disconnect(bob.session_id or "")  # bob moves to sig-1
+        assert await at_bob == list(range(1, 101))
+        assert await at_carol == list(range(1, 101))
+        assert bob.resumes >= 1 and bob.rejoins == 0
+    finally:
+        for client in (alice, bob, carol):
+            await client.close()

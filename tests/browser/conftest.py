@@ -222,12 +222,12 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
     await process.wait()
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def app_server(sandbox: Sandbox) -> AsyncIterator[Server]:
-    port = 8080 if sandbox.netns else _free_port()
-    unix_path = sandbox.workdir / "admin.sock"
+@contextlib.asynccontextmanager
+async def _serve(sandbox: Sandbox, *, port: int, name: str, extra: list[str]) -> AsyncIterator[Server]:
+    """A ``switchboard serve`` process in the sandbox, ready, stopped (drained) at exit."""
+    unix_path = sandbox.workdir / f"{name}.sock"
     token = secrets.token_urlsafe(16)
-    log_path = ARTIFACTS / "logs" / "browser-server.log"
+    log_path = ARTIFACTS / "logs" / f"{name}.log"
     argv = sandbox.wrap([
         sys.executable, "-m", "signaling", "serve",
         "--host", "127.0.0.1", "--port", str(port),
@@ -236,6 +236,7 @@ async def app_server(sandbox: Sandbox) -> AsyncIterator[Server]:
         "--heartbeat-interval", str(HEARTBEAT_INTERVAL),
         "--heartbeat-timeout", str(HEARTBEAT_TIMEOUT),
         "--drain-timeout", "2",
+        *extra,
     ])
     with _open_log(log_path) as log:
         process = await asyncio.create_subprocess_exec(
@@ -247,6 +248,25 @@ async def app_server(sandbox: Sandbox) -> AsyncIterator[Server]:
             yield Server(f"http://127.0.0.1:{port}", unix_path, token, log_path, http)
     finally:
         await _stop(process)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def app_server(sandbox: Sandbox) -> AsyncIterator[Server]:
+    port = 8080 if sandbox.netns else _free_port()
+    async with _serve(sandbox, port=port, name="browser-server", extra=[]) as server:
+        yield server
+
+
+#: Signing key of :func:`token_server` (kid ``k1``).
+TOKEN_KEY = "browser-test-signing-key-0123456789abcdef"
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def token_server(sandbox: Sandbox) -> AsyncIterator[Server]:
+    """A server that requires access tokens (the README's production shape, on loopback)."""
+    port = 8081 if sandbox.netns else _free_port()
+    async with _serve(sandbox, port=port, name="browser-token-server", extra=["--token-key", f"k1:{TOKEN_KEY}"]) as server:
+        yield server
 
 
 # -- browsers ---------------------------------------------------------------------------------
@@ -320,9 +340,16 @@ async def join(playwright: Playwright, sandbox: Sandbox, app_server: Server) -> 
         fake_ui: bool = True,
         viewport: dict[str, int] | None = None,
         wait_connected: bool = True,
+        server: Server | None = None,
+        extra_flags: list[str] | None = None,
+        drop_flags: tuple[str, ...] = (),
+        url: str | None = None,
         **query: str,
     ) -> Participant:
+        """``url`` replaces the page address built from room/name/mode/query; ``server`` (default
+        the dev-mode ``app_server``) serves the page; ``extra_flags``/``drop_flags`` adjust Chromium."""
         flags = CHROMIUM_FLAGS if fake_ui else [f for f in CHROMIUM_FLAGS if f != "--use-fake-ui-for-media-stream"]
+        flags = [f for f in flags if f not in drop_flags] + list(extra_flags or [])
         browser = await playwright.chromium.launch(
             executable_path=str(sandbox.chromium_executable()), args=flags, timeout=60_000,
         )
@@ -330,7 +357,8 @@ async def join(playwright: Playwright, sandbox: Sandbox, app_server: Server) -> 
         participant = Participant(name, browser, page)
         started.append(participant)
         page.on("pageerror", lambda error: participant.page_errors.append(str(error)))
-        await page.goto(app_server.url(room=room, name=name, autojoin="1", mode=mode, **query))
+        target = server or app_server
+        await page.goto(url or target.url(room=room, name=name, autojoin="1", mode=mode, **query))
         if wait_connected:
             await participant.wait_for("sb.state === 'connected' && sb.peerId", what="joined")
         return participant

@@ -71,6 +71,31 @@ async def test_sdk_does_not_retry_on_auth_failure(secure: RunningServer) -> None
     assert client.close_code == 4003
 
 
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_sdk_token_provider_is_asked_on_every_attempt(secure: RunningServer, asynchronous: bool) -> None:
+    """A resume presents a fresh token: the provider runs per connection attempt, sync or async."""
+    calls: list[str] = []
+
+    def fresh() -> str:
+        calls.append("t")
+        return token()
+
+    async def fresh_async() -> str:
+        return fresh()
+
+    client = Client(secure.url, "room", token_provider=fresh_async if asynchronous else fresh)
+    await client.connect()
+    try:
+        assert calls == ["t"]
+        assert secure.hub.disconnect(client.session_id or "")
+        async with asyncio.timeout(PATIENCE):
+            while client.resumes < 1:
+                await client.next_event()
+        assert calls == ["t", "t"]
+    finally:
+        await client.close()
+
+
 async def test_room_patterns_and_token_name(secure: RunningServer) -> None:
     raw = await Raw.joined(secure.url, "team-blue", "ignored", token=token(room="team-*", name="Ada"))
     bob = await Raw.joined(secure.url, "team-blue", "bob", token=token(room="team-*"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from signaling.config import HeartbeatConfig, LimitsConfig, SessionConfig
 from tests.conftest import UNIT, RunningServer, ServerFactory, eventually, make_config
 from tests.raw import Raw
@@ -292,5 +294,32 @@ async def test_server_echoes_a_client_close_code_and_keeps_the_session(server: R
     again = await Raw.connect(server.url)
     await again.send(resume_join(alice, last_seq=1))
     assert (await again.expect("welcome"))["resumed"] is True
+    await again.close()
+    await alice.close()
+
+
+async def test_leave_with_linger_can_be_resumed_else_it_is_a_leave(server: RunningServer) -> None:
+    """A page that may be reloading says leave {linger_ms}: resumable meanwhile (the others hear
+    nothing), reported as left only if nobody resumes it."""
+    linger_ms = round(10 * UNIT * 1000)
+    alice = await Raw.joined(server.url, "room", "alice")
+    bob = await Raw.joined(server.url, "room", "bob")
+    await alice.expect("peer-joined")
+    await alice.send({"type": "leave", "linger_ms": linger_ms})
+    assert await alice.closed() == 1000
+    again = await Raw.connect(server.url)
+    join = resume_join(alice, last_seq=2)
+    join["resume"]["fresh_media"] = True  # type: ignore[index]
+    await again.send(join)
+    welcome = await again.expect("welcome")
+    assert welcome["resumed"] is True and welcome["peer"] == alice.peer
+    with pytest.raises(TimeoutError):
+        await bob.recv(timeout=1.5 * linger_ms / 1000)  # no peer-left, no peer-reconnecting
+    # Without a resume it is a leave, once the linger runs out.
+    await again.send({"type": "leave", "linger_ms": linger_ms})
+    assert await again.closed() == 1000
+    left = await bob.expect("peer-left")
+    assert (left["peer"], left["reason"]) == (alice.peer, "left")
+    await bob.close()
     await again.close()
     await alice.close()

@@ -142,6 +142,24 @@ class CountingAudioTrack(AudioStreamTrack):
         return frame
 
 
+class ToneAudioTrack(CountingAudioTrack):
+    """A loud 440 Hz tone (about -9 dBov): what a speaking participant sends."""
+
+    def __init__(self, amplitude: int = 12000) -> None:
+        super().__init__()
+        self.amplitude = amplitude
+        self._phase = 0
+
+    async def recv(self) -> Any:
+        frame = await super().recv()
+        samples = frame.samples
+        t = (np.arange(samples) + self._phase) / frame.sample_rate
+        self._phase += samples
+        tone = (self.amplitude * np.sin(2 * np.pi * 440 * t)).astype("<i2")
+        frame.planes[0].update(tone.tobytes())
+        return frame
+
+
 def force_codec(transceiver: Any, kind: str, name: str) -> None:
     """Codec preferences on a client transceiver (constrained baseline for H.264)."""
     chosen: list[Any] = []
@@ -199,6 +217,7 @@ class PublisherClient:
         width: int = 320,
         height: int = 240,
         first_index: int = 0,
+        audio_track: CountingAudioTrack | None = None,
     ) -> None:
         self.sfu = sfu
         self.room = room
@@ -210,7 +229,7 @@ class PublisherClient:
             self.video = PatternVideoTrack(width, height, first_index)
             force_codec(self.pc.addTransceiver(self.video, "sendonly"), "video", video_codec)
         if audio:
-            self.audio = CountingAudioTrack()
+            self.audio = audio_track or CountingAudioTrack()
             force_codec(self.pc.addTransceiver(self.audio, "sendonly"), "audio", "opus")
         self.messages: list[dict[str, Any]] = []
 
@@ -224,10 +243,11 @@ class PublisherClient:
         self,
         munge_offer: Callable[[str], str] = lambda s: s,
         munge_answer: Callable[[str], str] = lambda s: s,
+        tracks: list[dict[str, Any]] | None = None,
     ) -> None:
         await self.pc.setLocalDescription(await self.pc.createOffer())
         offer = munge_offer(self.pc.localDescription.sdp)
-        answer = await self.sfu.publish(self.room, self.peer, offer)
+        answer = await self.sfu.publish(self.room, self.peer, offer, tracks=tracks)
         await self.pc.setRemoteDescription(
             RTCSessionDescription(sdp=munge_answer(answer), type="answer")
         )

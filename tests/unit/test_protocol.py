@@ -29,9 +29,39 @@ def test_signal() -> None:
     assert parse('{"type":"signal","to":"p_1","data":{"x":[1,2]},"cseq":4}') == Signal("p_1", {"x": [1, 2]}, 4)
 
 
+def test_publish_with_track_descriptions_and_track_state() -> None:
+    msg = parse('{"type":"publish","cseq":1,"sdp":"v=0","tracks":[{"id":"t1","source":"screen","muted":true},'
+                '{"id":"t2","source":"microphone"}]}')
+    assert msg == protocol.Publish(1, "v=0", (protocol.TrackInfo("t1", "screen", True), protocol.TrackInfo("t2", "microphone")))
+    assert parse('{"type":"track-state","cseq":2,"track":"t1","muted":false}') == protocol.TrackState(2, "t1", False)
+
+
+def test_data_to_some_or_all() -> None:
+    assert parse('{"type":"data","cseq":3,"topic":"chat","payload":{"text":"hi"}}') == protocol.Data(3, "chat", {"text": "hi"})
+    msg = parse('{"type":"data","cseq":4,"topic":"a/b.c","payload":null,"to":["p_1","p_2"]}')
+    assert msg == protocol.Data(4, "a/b.c", None, ("p_1", "p_2"))
+
+
+def test_data_payload_limit_is_its_own() -> None:
+    frame = '{"type":"data","cseq":5,"topic":"chat","payload":"' + "x" * 150 + '"}'
+    assert isinstance(protocol.parse(frame, max_bytes=1000, max_signal_bytes=100, max_data_bytes=200), protocol.Data)
+    with pytest.raises(ProtocolError) as info:
+        protocol.parse(frame, max_bytes=1000, max_signal_bytes=1000, max_data_bytes=100)
+    assert info.value.error is Err.TOO_LARGE and info.value.cseq == 5
+
+
 @pytest.mark.parametrize(
     ("frame", "code"),
     [
+        ('{"type":"publish","cseq":1,"sdp":"v=0","tracks":[{"id":"t","source":"webcam"}]}', "bad-message"),
+        ('{"type":"publish","cseq":1,"sdp":"v=0","tracks":[{"source":"camera"}]}', "bad-message"),
+        ('{"type":"track-state","cseq":1,"track":"t"}', "bad-message"),
+        ('{"type":"data","cseq":1,"payload":1}', "bad-message"),
+        ('{"type":"data","cseq":1,"topic":"","payload":1}', "bad-message"),
+        ('{"type":"data","cseq":1,"topic":"a b","payload":1}', "bad-message"),
+        ('{"type":"data","cseq":1,"topic":"t","payload":1,"to":[]}', "bad-message"),
+        ('{"type":"data","cseq":1,"topic":"t","payload":1,"to":["p","p"]}', "bad-message"),
+        ('{"type":"data","cseq":1,"topic":"t","payload":"' + "x" * 300 + '"}', "too-large"),
         ("not json", "bad-json"),
         ("[]", "bad-json"),
         ('"str"', "bad-json"),
@@ -84,6 +114,7 @@ def test_any_json_is_either_a_message_or_a_coded_error(value: object) -> None:
 def test_every_client_type_has_a_schema_and_a_builder() -> None:
     assert protocol.client_types() == {
         "join", "signal", "ack", "pong", "leave", "publish", "subscriber-answer", "candidate", "unpublish",
+        "track-state", "data",
     }
 
 
