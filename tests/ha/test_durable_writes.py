@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from signaling.backend.base import BackendUnavailable, Member
+from signaling.backend.base import BackendUnavailable, Member, Written
 from signaling.backend.redis import RedisBackend
 from signaling.config import ClusterConfig, HeartbeatConfig
 from tests.backend.conftest import UNIT, Inbox, wait_for
@@ -40,14 +40,14 @@ async def test_nothing_is_confirmed_before_the_replica_has_it(
     assert await backend.add_member(Member("p2", "bob", "room", "n1")) is not None
     ledger = backend.session_ledger()
     assert ledger is not None
-    done: list[tuple[int, bool]] = []
+    done: list[tuple[int, Written]] = []
 
     def frame(seq: int) -> None:
         assert ledger.frames("s1", meta=META, tok="t", frames=[(seq, f"f{seq}")], last_cseq=0, acked=0,
                              done=lambda ok: done.append((seq, ok)))
 
     frame(1)
-    await wait_for(lambda: done == [(1, True)], what="the first frame on the replica")
+    await wait_for(lambda: done == [(1, Written.OK)], what="the first frame on the replica")
     assert await backend.send("p2", {"n": 1}, origin=("s1", 1)) is True
     await inbox.until(lambda: inbox.of("p2") == [{"n": 1}])
 
@@ -58,11 +58,11 @@ async def test_nothing_is_confirmed_before_the_replica_has_it(
             await backend.send("p2", {"n": 2}, origin=("s1", 2))
         frame(2)
         await wait_for(lambda: not ledger.healthy, what="the ledger to report the missing replica")
-        assert done == [(1, True)]  # frame 2 has not gone anywhere
+        assert done == [(1, Written.OK)]  # frame 2 has not gone anywhere
         assert not await backend.ready()
     finally:
         replica.resume()
-    await wait_for(lambda: done == [(1, True), (2, True)], what="frame 2 once the replica is back")
+    await wait_for(lambda: done == [(1, Written.OK), (2, Written.OK)], what="frame 2 once the replica is back")
     await wait_for(backend.ready, what="the node ready again")
     # The client resends cseq 2 after resuming: a duplicate, so peer p2 gets it once.
     assert await backend.send("p2", {"n": 2}, origin=("s1", 2)) is True
