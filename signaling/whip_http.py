@@ -152,6 +152,11 @@ def add_routes(app: web.Application, hub: Hub, *, limit: int = 1000) -> None:
                 code = getattr(exc, "code", None)
                 if code == "bad-sdp":
                     raise Problem(400, "bad-candidate", str(exc)) from None
+                if code == "candidate-refused":
+                    # Ignored, as on the WebSocket path: the SFU does not contact that address,
+                    # the connection goes on with the other candidates (docs/sfu.md).
+                    log.info("%s %s: candidate refused: %s", kind, resource.peer, exc)
+                    continue
                 raise
         return web.Response(status=204, headers={**_CORS, "ETag": resource.etag})
 

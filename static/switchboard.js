@@ -1069,6 +1069,9 @@ export function receiveCodecs() {
   return names.size > 0 ? [...names].slice(0, 32) : null;
 }
 
+/** The msid stream of a subscriber slot the SFU keeps idle for reuse (sfu/service.py). */
+const IDLE_STREAM = 'switchboard-idle';
+
 /**
  * The `a=msid` of every m-section of an SDP, by mid: `{stream, track}`.
  * The SFU names them after the protocol (see {@link Room}): stream = publishing peer id,
@@ -1572,6 +1575,9 @@ export class Room extends Emitter {
     const msid = mid !== null ? this._msids.get(mid) : undefined;
     const trackId = msid?.track ?? ev.track.id;
     const info = this.published.get(trackId);
+    // A freed slot the SFU keeps for reuse (sendonly, silent, msid IDLE_STREAM) is nobody's
+    // track: _adoptRecycled maps it once a published track takes it.
+    if (!info && msid?.stream === IDLE_STREAM) return;
     const peer = info?.peer ?? msid?.stream ?? ev.streams[0]?.id ?? 'unknown';
     const source = sourceOf(ev.track.kind, info?.source);
     // A screen share is a stream of its own: the page shows it apart from the camera.
