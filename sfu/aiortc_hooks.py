@@ -664,6 +664,39 @@ def answer_as_dtls_server(pc: RTCPeerConnection) -> None:
                 t._set_role("server")
 
 
+def remote_udp_candidate_count(pc: RTCPeerConnection) -> int:
+    """Remote UDP candidates the connection's ICE transports know (public
+    ``RTCIceTransport.getRemoteCandidates``: trickled ones and those of the remote SDP). TCP
+    ones do not count: the SFU cannot use them (see ``Sfu.add_candidate``)."""
+    transports = {id(t.sender.transport.transport): t.sender.transport.transport for t in pc.getTransceivers()}
+    return sum(
+        1 for ice in transports.values() for c in ice.getRemoteCandidates() if c.protocol.lower() == "udp"
+    )
+
+
+def failure_reason(pc: RTCPeerConnection) -> str:
+    """Which layer failed a ``failed`` connection, in words an operator can act on.
+
+    Public API only (``RTCIceTransport.state``, ``RTCDtlsTransport.state``). aiortc starts DTLS
+    once ``RTCIceTransport.start`` returns, *even when ICE failed* (DTLS then fails at once), so
+    ICE is looked at first: ICE failed before DTLS ever connected means no candidate pair
+    worked; ICE failed after DTLS connected means the path died later (consent freshness,
+    RFC 7675: the peer stopped answering for ~30 s). Only with ICE intact is a DTLS failure
+    the handshake's own.
+    """
+    transports = {id(t.sender.transport): t.sender.transport for t in pc.getTransceivers()}
+    if pc.sctp is not None:
+        transports[id(pc.sctp.transport)] = pc.sctp.transport
+    for dtls in transports.values():
+        if dtls.transport.state == "failed":
+            if dtls.state in ("new", "connecting", "failed"):
+                return "ICE failed: no candidate pair answered"
+            return "ICE consent expired: the path stopped answering"
+    if any(dtls.state == "failed" for dtls in transports.values()):
+        return "the DTLS handshake failed"
+    return "the connection failed (ICE or DTLS)"
+
+
 # ---------------------------------------------------------------------------------------------
 # ICE: host addresses and port range.
 # ---------------------------------------------------------------------------------------------

@@ -92,15 +92,22 @@ class MediaProcess:
             if isinstance(event, ServerMessage):
                 message = event.message
             elif isinstance(event, ErrorReceived):
-                message = {"type": "error", "code": event.code, "message": event.message, "cseq": event.cseq}
+                message = {"type": "error", "code": event.code, "message": event.message, "cseq": event.cseq,
+                           "target": event.target}
             if message is None:
                 continue
             self.messages.append(message)
+            self._note(f"<- {message.get('type')}" + (f" {message}" if message.get("type") == "error" else ""))
             self._changed.set()
             if message.get("type") in _FORWARDED and self.process.stdin is not None:
                 self.process.stdin.write((json.dumps(message) + "\n").encode())
                 with contextlib.suppress(ConnectionError):
                     await self.process.stdin.drain()
+
+    def _note(self, text: str) -> None:
+        """One timestamped line in the process's log (the server's side of the conversation)."""
+        with self.log_path.open("a") as log:
+            log.write(f"{time.monotonic():.3f} {text}\n")
 
     async def _pump_process(self) -> None:
         assert self.process.stdout is not None
@@ -117,11 +124,13 @@ class MediaProcess:
                     self.stats = message
                 elif kind == "x-state":
                     self.states.append((message["target"], message["state"]))
+                    log.write(f"{time.monotonic():.3f} state {message['target']} {message['state']}\n")
                 elif kind.startswith("x-"):
                     log.write(text + "\n")
                     self.lines.append(text)
                 else:
-                    log.write(f"-> {kind}\n")
+                    detail = f" {message.get('target')} {message.get('candidate')}" if kind == "candidate" else ""
+                    log.write(f"{time.monotonic():.3f} -> {kind}{detail}\n")
                     await self.client.send(message)
                 self._changed.set()
         self._changed.set()

@@ -60,10 +60,11 @@ async def test_firefox_and_chromium_decode_each_other(firefox: FirefoxFactory, j
     chrome = await join(room, "chrome", mode="sfu")
     fox_id, chrome_id = await fox.hook("peerId"), await chrome.hook("peerId")
     await asyncio.gather(fox.wait_video_from(chrome_id, 2.0), chrome.wait_video_from(fox_id, 2.0))
-    fox_got = await _fps(fox, chrome_id)
-    chrome_got = await _fps(chrome, fox_id)
-    chrome_sent = await _sent_fps(chrome)
-    fox_sent = await _sent_fps(fox)
+    # All four counters over the same window: rates taken one after the other compared a
+    # sender's rate with a receiver's from a different moment, and a load swing failed the test.
+    fox_got, chrome_got, chrome_sent, fox_sent = await _rates(
+        (fox, "framesDecoded()"), (chrome, "framesDecoded()"), (chrome, "framesSent()"), (fox, "framesSent()"),
+    )
     figures = {
         "chromium_to_firefox_fps": round(fox_got, 1), "chromium_sent_fps": round(chrome_sent, 1),
         "firefox_to_chromium_fps": round(chrome_got, 1), "firefox_sent_fps": round(fox_sent, 1),
@@ -77,21 +78,19 @@ async def test_firefox_and_chromium_decode_each_other(firefox: FirefoxFactory, j
     assert fox_got >= 0.5 * chrome_sent, figures
 
 
-async def _fps(who: object, peer: str) -> float:
-    """Decoded fps (getStats ``framesDecoded``: the page's element counter undercounts in
-    Firefox, whose requestVideoFrameCallback is paced by the headless compositor)."""
-    del peer  # one remote video per subscriber here
-    hook = who.hook  # type: ignore[attr-defined]
-    start = await hook("framesDecoded()")
-    await asyncio.sleep(WINDOW)  # measurement window
-    return float((await hook("framesDecoded()") - start) / WINDOW)
+async def _rates(*counters: tuple[object, str]) -> list[float]:
+    """Per-second rates of page counters (``who.hook(expression)``), read at the same moments.
 
+    Decoded frames come from getStats ``framesDecoded`` (the page's element counter undercounts
+    in Firefox, whose requestVideoFrameCallback is paced by the headless compositor)."""
 
-async def _sent_fps(who: object) -> float:
-    hook = who.hook  # type: ignore[attr-defined]
-    start = await hook("framesSent()")
+    async def read() -> list[float]:
+        return [float(await who.hook(expression)) for who, expression in counters]  # type: ignore[attr-defined]
+
+    start = await read()
     await asyncio.sleep(WINDOW)  # measurement window
-    return float((await hook("framesSent()") - start) / WINDOW)
+    end = await read()
+    return [(e - s) / WINDOW for s, e in zip(start, end, strict=True)]
 
 
 async def test_firefox_rejecting_h264_still_gets_later_publishers(

@@ -55,6 +55,7 @@ async def test_gst_publisher_whose_dtls_fails_is_told(media_clients: MediaFactor
     await publisher.wait(lambda s: any(e["code"] == "media-failed" for e in s.errors()), 60, "media-failed")
     error = next(e for e in publisher.errors() if e["code"] == "media-failed")
     assert "publisher" in error["message"]
+    assert "DTLS handshake failed" in error["message"], error  # which layer, not "ICE or DTLS"
 
 
 async def test_gst_to_aiortc_and_non_trickle(media_clients: MediaFactory) -> None:

@@ -61,7 +61,7 @@ if (args.has('--publish')) {
 
 let subscriber = null;
 let releaseSubscriber = null;
-if (args.has('--subscribe')) {
+function newSubscriber() {
   subscriber = new RTCPeerConnection({ iceServers: [] });
   releaseSubscriber = trickle(subscriber, 'subscriber');
   subscriber.ontrack = (e) => {
@@ -75,6 +75,7 @@ if (args.has('--subscribe')) {
     }
   };
 }
+if (args.has('--subscribe')) newSubscriber();
 
 timers.push(setInterval(() => send({ type: 'x-stats', video, audio, first_frame: first, t: Date.now() / 1000 }), 250));
 send({ type: 'x-ready' });
@@ -88,6 +89,11 @@ for await (const line of lines) {
   chain = chain.then(async () => {
     if (m.type === 'publish-answer' && publisher) {
       await publisher.setRemoteDescription({ type: 'answer', sdp: m.sdp });
+    } else if (m.type === 'error' && m.code === 'media-failed' && m.target === 'subscriber' && subscriber) {
+      // docs/protocol.md: the SFU closed its side; the next offer is for a fresh connection.
+      send({ type: 'x-log', text: `subscriber connection reset by the SFU: ${m.message}` });
+      subscriber.close();
+      newSubscriber();
     } else if (m.type === 'subscriber-offer' && subscriber) {
       await subscriber.setRemoteDescription({ type: 'offer', sdp: m.sdp });
       await subscriber.setLocalDescription(await subscriber.createAnswer());

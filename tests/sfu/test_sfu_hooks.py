@@ -129,3 +129,31 @@ async def _offer(pc: object) -> str:
     await pc.setLocalDescription(await pc.createOffer())  # type: ignore[attr-defined]
     sdp: str = pc.localDescription.sdp  # type: ignore[attr-defined]
     return sdp
+
+
+async def test_failure_reason_names_ice_when_no_pair_can_answer() -> None:
+    """Two real aiortc peers; the answer carries no candidate and ends candidates, so the
+    offerer's checks have nothing to try: its ICE fails at once, and the reason says ICE (the
+    DTLS transport was started after ICE gave up, which once read as "consent expired")."""
+    from aiortc import RTCPeerConnection
+
+    offerer, answerer = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        offerer.addTransceiver("audio", direction="sendrecv")
+        failed = asyncio.Event()
+        offerer.on("connectionstatechange", lambda: failed.set() if offerer.connectionState == "failed" else None)
+        await offerer.setLocalDescription(await offerer.createOffer())
+        await answerer.setRemoteDescription(offerer.localDescription)
+        await answerer.setLocalDescription(await answerer.createAnswer())
+        lines = [line for line in answerer.localDescription.sdp.split("\r\n") if not line.startswith("a=candidate:")]
+        answer = "\r\n".join(lines).replace("a=end-of-candidates\r\n", "")
+        answer = answer.replace("a=ice-ufrag:", "a=end-of-candidates\r\na=ice-ufrag:")
+        await answerer.close()  # its checks must not reach the offerer as peer-reflexive pairs
+        from aiortc import RTCSessionDescription
+
+        await offerer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        await asyncio.wait_for(failed.wait(), 10 * TIME_SCALE)
+        assert aiortc_hooks.failure_reason(offerer) == "ICE failed: no candidate pair answered"
+    finally:
+        await offerer.close()
+        await answerer.close()
