@@ -14,7 +14,14 @@ from collections.abc import AsyncIterator
 import av
 from aiortc import VideoStreamTrack
 
-from switchboard import IceOptions, PcmSource, Room
+from switchboard import (
+    IceOptions,
+    MediaReconnected,
+    PcmSource,
+    Room,
+    SignalingReconnecting,
+    SignalingResumed,
+)
 
 
 async def tone(frequency: float, amplitude: float = 0.3) -> AsyncIterator[bytes]:
@@ -67,6 +74,9 @@ def arguments() -> argparse.Namespace:
 async def main(args: argparse.Namespace) -> None:
     room = await Room.connect(args.url, room=args.room, name=args.name, token=args.token,
                               ice=IceOptions(host_addresses=tuple(args.ice_host)), auto_subscribe=False)
+    room.on(SignalingReconnecting, lambda e: print(f"signaling lost ({e.code}), reconnecting", flush=True))
+    room.on(SignalingResumed, lambda e: print("signaling resumed", flush=True))
+    room.on(MediaReconnected, lambda e: print(f"media reconnected ({e.reason})", flush=True))
     try:
         await room.publish(PcmSource.from_chunks(tone(args.frequency)), source="microphone")
         if not args.no_video:

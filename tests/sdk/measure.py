@@ -19,6 +19,8 @@ class Decoded:
     kind: str
     step: int  # pts per frame: 960 for 20 ms Opus, 3000 for 30 fps video
     pts: list[int] = field(default_factory=list)
+    #: Loop time at which each frame came out of the decoder.
+    arrivals: list[float] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def add(self, pts: int) -> None:
@@ -28,6 +30,7 @@ class Decoded:
                 delta -= _WRAP
             pts = self.pts[-1] + delta
         self.pts.append(pts)
+        self.arrivals.append(asyncio.get_running_loop().time())
         self.changed.set()
 
     @property
@@ -46,6 +49,10 @@ class Decoded:
         ordered = sorted(self.pts)
         clock = 48_000 if self.kind == "audio" else 90_000
         return max((b - a for a, b in itertools.pairwise(ordered)), default=0) / clock
+
+    def longest_stall(self, since: int = 0) -> float:
+        """The longest wall-clock wait between two decoded frames (from frame ``since`` on)."""
+        return max((b - a for a, b in itertools.pairwise(self.arrivals[since:])), default=0.0)
 
     async def wait_frames(self, frames: int, timeout: float) -> None:
         async with asyncio.timeout(timeout):
