@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 
 from switchboard import IceOptions, PcmReader, PcmSource, Room, TrackSubscribed
 
@@ -42,4 +43,5 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(arguments()))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: leave the room and exit quietly
+        asyncio.run(main(arguments()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import wave
 
 from switchboard import IceOptions, PcmReader, RemoteTrack, Room, TrackSubscribed
@@ -66,4 +67,5 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(arguments()))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: leave the room and exit quietly
+        asyncio.run(main(arguments()))

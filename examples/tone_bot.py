@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import struct
 from collections.abc import AsyncIterator
@@ -91,4 +92,5 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(arguments()))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: leave the room and exit quietly
+        asyncio.run(main(arguments()))

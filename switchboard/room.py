@@ -169,6 +169,8 @@ class Room:
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._early_replies: dict[int, dict[str, Any] | sig.ErrorReceived] = {}
         self._readers: list[asyncio.Queue[RoomEvent | None]] = []
+        #: Events since the join, for the first reader (None once it exists).
+        self._backlog: list[RoomEvent] | None = []
         self._callbacks: dict[type, list[Callable[[Any], Any]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._probe = TranscodingProbe()
@@ -303,13 +305,18 @@ class Room:
         return self.events()
 
     def events(self) -> AsyncIterator[RoomEvent]:
-        """Every event from the moment of this call; ends after :class:`RoomClosed`, raising
-        :class:`Disconnected` if the room ended for a reason other than :meth:`close`.
+        """Every event; ends after :class:`RoomClosed`, raising :class:`Disconnected` if the
+        room ended for a reason other than :meth:`close`.
 
-        Call it before the action whose events you want (``room.events()`` then ``publish``).
+        The first iterator starts at the join (the participants and tracks already in the room
+        included); any later one starts at its creation: create it before the action whose
+        events it should see.
         """
         reader: asyncio.Queue[RoomEvent | None] = asyncio.Queue(maxsize=self.options.max_events)
         self._readers.append(reader)
+        backlog, self._backlog = self._backlog, None
+        for event in backlog or ():
+            _put_dropping(reader, event)
         if self._closed.is_set():
             _put_dropping(reader, None)
         return self._read_events(reader)
@@ -327,6 +334,8 @@ class Room:
             raise self._close_error
 
     def _emit(self, event: RoomEvent) -> None:
+        if self._backlog is not None and len(self._backlog) < self.options.max_events:
+            self._backlog.append(event)
         for reader in self._readers:
             _put_dropping(reader, event)
         for kind, callbacks in self._callbacks.items():

@@ -15,16 +15,20 @@ from switchboard import (
     ConnectError,
     DataReceived,
     Disconnected,
+    MediaReconnected,
     PcmSource,
     Room,
     RoomClosed,
     RoomError,
+    RoomOptions,
     TrackMuted,
     TrackPublished,
+    TrackSubscribed,
 )
-from tests.conftest import UNLIMITED, ServerFactory
+from tests.conftest import UNIT, UNLIMITED, ServerFactory
+from tests.faultproxy import FaultProxy
 from tests.media.conftest import ADMIN_TOKEN, media_config
-from tests.media.peers import MEDIA_PATIENCE
+from tests.media.peers import MEDIA_PATIENCE, HeldBackoff
 from tests.sdk.conftest import LOOPBACK_ICE
 
 KEY = "sdk-test-key-" + "k" * 32
@@ -111,3 +115,32 @@ async def test_a_kick_ends_the_room_with_a_clear_exception(start_server: ServerF
     with pytest.raises(Disconnected):
         await room.wait_closed()
     await room.close()  # idempotent after the end
+
+
+async def test_a_lost_session_rejoins_and_publishes_again(start_server: ServerFactory) -> None:
+    """Signaling gone past the grace period: a new session, new connections, the same tracks."""
+    server = await start_server(media_config())
+    proxy = await FaultProxy(server.runner.addresses[0][1]).start()
+    grace = 100 * UNIT  # make_config's session grace period
+    bot = await Room.connect(proxy.url, room="again", name="bot", ice=LOOPBACK_ICE, auto_subscribe=False,
+                             options=RoomOptions(backoff=HeldBackoff(grace * 1.5)))
+    listener = await Room.connect(server.url, room="again", name="listener", ice=LOOPBACK_ICE)
+    bot_events, events = bot.events(), listener.events()
+    try:
+        publication = await bot.publish(PcmSource.from_chunks(_ticks()))
+        first = await _next(events, TrackSubscribed)
+        assert isinstance(first, TrackSubscribed)
+        await first.stream.recv()
+        old_peer = bot.local_peer
+        proxy.cut()
+        reconnected = await _next(bot_events, MediaReconnected)
+        assert isinstance(reconnected, MediaReconnected) and reconnected.reason == "rejoin"
+        assert reconnected.peer == bot.local_peer != old_peer and bot.media_reconnects == 1
+        again = await _next(events, TrackSubscribed)
+        assert isinstance(again, TrackSubscribed)
+        assert again.track.peer == bot.local_peer and again.track.id == publication.id
+        await again.stream.recv()  # media flows on the new connections
+    finally:
+        await bot.close()
+        await listener.close()
+        await proxy.close()
