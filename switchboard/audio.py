@@ -169,6 +169,7 @@ class PcmSource(MediaStreamTrack):
         self._frame_samples = sample_rate * frame_ms // 1000
         self._frame_bytes = self._frame_samples * 2 * channels
         self._frame_seconds = frame_ms / 1000
+        self._resync_after = 1.0
         self._max_bytes = round(max_buffer * sample_rate) * 2 * channels
         self._buffer = bytearray()
         self._room = asyncio.Event()
@@ -224,8 +225,9 @@ class PcmSource(MediaStreamTrack):
         if self._start is None:
             self._start = now
         due = self._start + self._sent * self._frame_seconds
-        if now - due > 0.1:
-            # Nobody read for a while (a media reconnect): pick the clock up from now.
+        if now - due > self._resync_after:
+            # Nobody read for a while (a media reconnect): pick the clock up from now. A shorter
+            # lag (a busy loop) is caught up by sending the late frames at once.
             self._start = now - self._sent * self._frame_seconds
             due = now
         if due > now:
