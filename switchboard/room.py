@@ -471,7 +471,9 @@ class Room:
             case sig.Resumed():
                 self._emit(SignalingResumed())
             case sig.Rejoined(peers=peers):
-                # A new signaling session: the SFU knows nothing of our old connections.
+                # A new signaling session: the SFU knows nothing of our old connections, and
+                # cseq starts over.
+                self._early_replies.clear()
                 self._emit_all(self.state.reset(peers))
                 self._enqueue(_Work("reset", reason="rejoin"))
             case sig.Closed(code=code, reason=reason):
@@ -522,7 +524,7 @@ class Room:
             self._emit_all(self.state.apply(message, self.client.peer_id))
 
     def _on_error(self, error: sig.ErrorReceived) -> None:
-        if error.cseq is not None and (error.cseq in self._replies or error.code != "self-target"):
+        if error.cseq is not None:
             self._reply(error.cseq, error)
         if error.code == "media-failed":
             if error.target == "publisher":
@@ -535,8 +537,11 @@ class Room:
     def _reply(self, cseq: int, reply: dict[str, Any] | sig.ErrorReceived) -> None:
         future = self._replies.pop(cseq, None)
         if future is None:
-            if len(self._early_replies) < 64:
-                self._early_replies[cseq] = reply
+            # The answer overtook our registration (or answers a message that is no request,
+            # e.g. a refused data message): kept a while, the oldest forgotten first.
+            self._early_replies[cseq] = reply
+            while len(self._early_replies) > 64:
+                del self._early_replies[next(iter(self._early_replies))]
             return
         if future.done():
             return
