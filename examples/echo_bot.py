@@ -27,7 +27,9 @@ async def main(args: argparse.Namespace) -> None:
     room = await Room.connect(args.url, room=args.room, name=args.name, token=args.token,
                               ice=IceOptions(host_addresses=tuple(args.ice_host)),
                               auto_subscribe=lambda track: track.source == "microphone")
-    echo = PcmSource(max_buffer=args.delay + 1.0)
+    # Never more than the delay (+ a 100 ms margin for jitter) waits: frames that queued up
+    # while we were busy are dropped, oldest first, instead of adding to the delay for good.
+    echo = PcmSource(max_buffer=args.delay + 0.1)
     echo.push(bytes(round(args.delay * 48_000) * 2))  # the delay: that much silence first
     try:
         await room.publish(echo, source="microphone")

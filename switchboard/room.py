@@ -341,7 +341,12 @@ class Room:
         for kind, callbacks in self._callbacks.items():
             if isinstance(event, kind):
                 for callback in callbacks:
-                    result = callback(event)
+                    try:
+                        result = callback(event)
+                    except Exception:
+                        # The application's bug must not stop the room's event pump.
+                        log.exception("callback %r for %s failed", callback, type(event).__name__)
+                        continue
                     if asyncio.iscoroutine(result):
                         self._spawn(result, f"callback:{type(event).__name__}")
 

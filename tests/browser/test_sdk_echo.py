@@ -3,39 +3,115 @@ hears its own fake microphone back through the SFU, about one second later."""
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import math
 import sys
-import time
+import wave
+from pathlib import Path
 
 from tests.browser.conftest import JoinFactory, Sandbox, Server, room_name
 from tests.sdk.bots import EXAMPLES, Bot
 
+#: The page's fake microphone plays this file in a loop: tone bursts at irregular offsets, so the
+#: echo's delay is the one lag at which the two envelopes line up (a periodic beep would leave
+#: the delay ambiguous by its period).
+BURSTS = (0.0, 0.35, 1.7)
+LOOP = 4.0
+
+#: In the page: the envelopes of its own microphone (the local tile) and of the echo (the bot's
+#: tile), sampled every ~10 ms for ``seconds``, as [t_ms, local, echo] rows.
+ENVELOPES_JS = """async (seconds) => {
+  const local = document.querySelector('.tile.local video')?.srcObject;
+  const echo = document.querySelector('.tile:not(.local) video')?.srcObject;
+  if (!local || !echo || !local.getAudioTracks().length || !echo.getAudioTracks().length) return null;
+  const ctx = new AudioContext();
+  await ctx.resume();
+  const analyser = (stream) => {
+    const node = ctx.createAnalyser();
+    node.fftSize = 512;
+    ctx.createMediaStreamSource(new MediaStream(stream.getAudioTracks())).connect(node);
+    return node;
+  };
+  const a = analyser(local), b = analyser(echo);
+  const buf = new Float32Array(512);
+  const peak = (node) => { node.getFloatTimeDomainData(buf); let m = 0; for (const v of buf) m = Math.max(m, Math.abs(v)); return m; };
+  const rows = [];
+  const t0 = performance.now();
+  while (performance.now() - t0 < seconds * 1000) {
+    await new Promise((r) => setTimeout(r, 10));
+    rows.push([performance.now() - t0, peak(a), peak(b)]);
+  }
+  await ctx.close();
+  return rows;
+}"""
+
+
+def write_bursts(path: Path) -> None:
+    rate = 48_000
+    samples = array.array("h", bytes(2 * round(LOOP * rate)))
+    for start in BURSTS:
+        first = round(start * rate)
+        for i in range(round(0.06 * rate)):
+            samples[first + i] = round(12_000 * math.sin(2 * math.pi * 1000 * i / rate))
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+
+
+def echo_delay(rows: list[list[float]]) -> float | None:
+    """The lag (s) in 0.3..3 s at which the echo's envelope best matches the microphone's."""
+    step = 0.01
+    end = rows[-1][0] / 1000
+    grid = [i * step for i in range(int(end / step))]
+    local, echo = [], []
+    j = 0
+    for t in grid:
+        while j + 1 < len(rows) and rows[j + 1][0] / 1000 <= t:
+            j += 1
+        local.append(1.0 if rows[j][1] > 0.05 else 0.0)
+        echo.append(1.0 if rows[j][2] > 0.05 else 0.0)
+    if sum(local) == 0 or sum(echo) == 0:
+        return None
+    best, best_lag = 0.0, None
+    for lag in range(int(0.3 / step), int(3.0 / step)):
+        score = sum(local[i] * echo[i + lag] for i in range(len(grid) - lag))
+        if score > best:
+            best, best_lag = score, lag
+    return best_lag * step if best_lag is not None else None
+
 
 async def test_echo_bot_sends_the_pages_audio_back(join: JoinFactory, app_server: Server, sandbox: Sandbox) -> None:
     room = room_name("echo")
-    page = await join(room, "alice", mode="sfu")
-    joined_at = time.time()
+    bursts = sandbox.workdir / "bursts.wav"
+    write_bursts(bursts)
+    page = await join(room, "alice", mode="sfu", extra_flags=[f"--use-file-for-fake-audio-capture={bursts}"])
     url = app_server.base_url.replace("http://", "ws://") + "/ws"
-    bot = Bot("echo_bot.py", "--url", url, "--room", room, "--ice-host", "127.0.0.1")
-    bot.argv = sandbox.wrap([sys.executable, str(EXAMPLES / "echo_bot.py"), *bot.argv[2:]])
+    bot = Bot("echo_bot.py")
+    bot.argv = sandbox.wrap([sys.executable, str(EXAMPLES / "echo_bot.py"), "--url", url, "--room", room,
+                             "--ice-host", "127.0.0.1"])
     await bot.start()
     try:
         await bot.wait_line("echoing in")
         await bot.wait_line("echoing " + str(await page.hook("peerId")))
-        # The echo arrives: packets, decoded samples, and sound (the fake microphone's beeps).
-        heard_at: float | None = None
+        # The echo arrives: packets, decoded samples, and sound.
         stats: dict[str, float] = {}
+        loudest = 0.0
         async with asyncio.timeout(60):
-            while True:
-                stats = await page.page.evaluate("window.switchboard.audioStats()")
-                if heard_at is None and stats["level"] > 0.01:
-                    heard_at = time.time()
-                if heard_at is not None and stats["packets"] > 100 and stats["samples"] > 48_000:
-                    break
+            while not (stats.get("packets", 0) > 100 and stats.get("samples", 0) > 48_000 and loudest > 0.01):
                 await asyncio.sleep(0.05)
-        print(f"echo: {stats}; first echoed sound {heard_at - joined_at:.2f} s after the page joined"
-              " (includes the bot's start and its 1 s delay)")
+                stats = await page.page.evaluate("window.switchboard.audioStats()")
+                loudest = max(loudest, stats["level"])
+        rows = await page.page.evaluate(ENVELOPES_JS, 2 * LOOP)
+        delay = echo_delay(rows) if rows else None
+        print(f"echo: {stats}; measured echo delay {delay if delay is None else f'{delay:.2f} s'}"
+              " (the bot's 1 s buffer + both network legs + decoding and jitter buffers)")
+        assert rows is not None, "the page's tiles carry no audio to measure"
+        assert delay is not None, "the echo's envelope never matched the microphone's"
+        assert delay >= 0.9, delay  # never earlier than the bot's buffer: it is our sound, echoed
     finally:
         await bot.stop()
     assert "Traceback" not in bot.output, bot.output

@@ -1,6 +1,6 @@
 """Run the examples/ bots as a user does: a separate Python process with command-line flags.
 
-Every wait is bounded (``MEDIA_PATIENCE``); the process is stopped at teardown (SIGINT, then
+Every wait is bounded (``BOT_PATIENCE``); the process is stopped at teardown (SIGINT, then
 SIGKILL after a bound), and its output is kept for failure messages.
 """
 
@@ -14,6 +14,9 @@ from pathlib import Path
 
 from tests.media.peers import MEDIA_PATIENCE
 
+#: Bound of a bot's waits: a fresh Python process imports aiortc and PyAV (seconds of CPU, far
+#: more on a loaded machine) before it joins.
+BOT_PATIENCE = 3 * MEDIA_PATIENCE
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -43,7 +46,7 @@ class Bot:
     def output(self) -> str:
         return "\n".join(self.lines[-60:])
 
-    async def wait_line(self, text: str, timeout: float = MEDIA_PATIENCE) -> str:
+    async def wait_line(self, text: str, timeout: float = BOT_PATIENCE) -> str:
         """Until the bot printed a line containing ``text``; returns it."""
         try:
             async with asyncio.timeout(timeout):
@@ -59,7 +62,7 @@ class Bot:
         except TimeoutError:
             raise AssertionError(f"bot never printed {text!r}:\n{self.output}") from None
 
-    async def wait_exit(self, timeout: float = MEDIA_PATIENCE) -> int:
+    async def wait_exit(self, timeout: float = BOT_PATIENCE) -> int:
         assert self.process is not None
         async with asyncio.timeout(timeout):
             code = await self.process.wait()
