@@ -108,6 +108,8 @@ class _Work:
     reason: str = ""
     delay: float = 0.0
     done: asyncio.Future[None] | None = None
+    #: Offers: the media generation they belong to (a reset queued after them makes them stale).
+    generation: int = 0
 
 
 class _RawTapEvents:
@@ -178,6 +180,7 @@ class Room:
         self._finishing = False
         self._closed = asyncio.Event()
         self._close_error: Disconnected | None = None
+        self._generation = 0
         #: How many times the media connections were rebuilt (failover, rejoin, media-failed).
         self.media_reconnects = 0
 
@@ -517,8 +520,10 @@ class Room:
     def _on_server_message(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "subscriber-offer":
-            self._enqueue(_Work("offer", message))
+            self._enqueue(_Work("offer", message, generation=self._generation))
         elif kind == "reconnect" and message.get("scope") == "media":
+            # Offers not applied yet came from the old SFU: dropped (docs/protocol.md).
+            self._generation += 1
             self._enqueue(_Work("reset", reason="sfu-failover", delay=message.get("delay_ms", 0) / 1000))
         elif kind == "publish-answer":
             self._reply(message["cseq"], message)
@@ -606,7 +611,8 @@ class Room:
 
     async def _handle(self, work: _Work) -> None:
         if work.kind == "offer":
-            await self._answer(work.message)
+            if work.generation == self._generation:
+                await self._answer(work.message)
         elif work.kind == "publish":
             await self._negotiate_publisher()
         elif work.kind == "unpublish":
