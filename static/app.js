@@ -1701,23 +1701,32 @@ Object.defineProperty(window, 'switchboard', {
     /** Inbound audio through the SFU (packets and decoded samples), for tests and debugging. */
     async audioStats() {
       const pc = app.room?.subscriber;
-      if (!pc) return { packets: 0, samples: 0, level: 0, videoPackets: 0, framesDecoded: 0 };
+      if (!pc) return { packets: 0, samples: 0, level: 0, videoPackets: 0, framesDecoded: 0, audioLost: 0, concealed: 0, videoLost: 0, framesReceived: 0 };
       let packets = 0;
       let samples = 0;
       let level = 0;
       let videoPackets = 0;
       let framesDecoded = 0;
+      // Also what did not make it: lost packets, concealed samples, frames received undecoded.
+      let audioLost = 0;
+      let concealed = 0;
+      let videoLost = 0;
+      let framesReceived = 0;
       (await pc.getStats()).forEach((/** @type {any} */ r) => {
         if (r.type === 'inbound-rtp' && r.kind === 'audio') {
           packets += r.packetsReceived ?? 0;
           samples += r.totalSamplesReceived ?? 0;
           level = Math.max(level, r.audioLevel ?? 0);
+          audioLost += r.packetsLost ?? 0;
+          concealed += r.concealedSamples ?? 0;
         } else if (r.type === 'inbound-rtp' && r.kind === 'video') {
           videoPackets += r.packetsReceived ?? 0;
           framesDecoded += r.framesDecoded ?? 0;
+          videoLost += r.packetsLost ?? 0;
+          framesReceived += r.framesReceived ?? 0;
         }
       });
-      return { packets, samples, level, videoPackets, framesDecoded };
+      return { packets, samples, level, videoPackets, framesDecoded, audioLost, concealed, videoLost, framesReceived };
     },
     /** Outbound media on the publisher connection (per kind), for tests and debugging. */
     async publisherStats() {

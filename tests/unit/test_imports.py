@@ -24,11 +24,12 @@ import pytest
 
 import sfu
 import signaling
+import switchboard
 
 
 def _modules() -> list[str]:
     names: list[str] = []
-    for package in (signaling, sfu):
+    for package in (signaling, sfu, switchboard):
         names.append(package.__name__)
         names.extend(
             info.name for info in pkgutil.walk_packages(package.__path__, prefix=package.__name__ + ".")
@@ -44,6 +45,7 @@ def test_the_walk_finds_the_packages() -> None:
     assert "signaling.cli" in MODULES
     assert "signaling.auth" in MODULES
     assert "sfu.service" in MODULES
+    assert "switchboard.room" in MODULES
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -67,7 +69,7 @@ def _imported() -> dict[str, str]:
     """Top-level names imported (at any depth of a module) by the shipped packages, with one
     file that imports each."""
     found: dict[str, str] = {}
-    for package in ("signaling", "sfu"):
+    for package in ("signaling", "sfu", "switchboard"):
         for path in sorted((ROOT / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 if isinstance(node, ast.Import):
@@ -78,7 +80,7 @@ def _imported() -> dict[str, str]:
                     continue
                 for name in names:
                     top = name.split(".")[0]
-                    if top not in sys.stdlib_module_names and top not in ("signaling", "sfu", "__future__"):
+                    if top not in sys.stdlib_module_names and top not in ("signaling", "sfu", "switchboard", "__future__"):
                         found.setdefault(top, str(path.relative_to(ROOT)))
     return found
 
