@@ -185,6 +185,8 @@ class Participant:
         self.name = name
         self.client = Client(url, room, name=name, subscribe=subscribe, backoff=backoff)
         self.events: list[Event] = []
+        #: ``time.monotonic()`` at which each of ``events`` arrived.
+        self.event_times: list[float] = []
         self.welcome: dict[str, Any] = {}
         self.pulse = Pulse()
         self.tasks = TaskSet()
@@ -209,6 +211,7 @@ class Participant:
     async def _pump(self) -> None:
         async for event in self.client:
             self.events.append(event)
+            self.event_times.append(time.monotonic())
             self.on_event(event)
             self.pulse.notify()
 
@@ -369,8 +372,12 @@ class Publisher(Participant):
 class Subscriber(Participant):
     """Answers every ``subscriber-offer`` and decodes what the SFU forwards."""
 
-    def __init__(self, url: str, room: str, name: str, *, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self, url: str, room: str, name: str, *, backoff: Backoff | None = None, relay: bool = False
+    ) -> None:
         super().__init__(url, room, name, backoff=backoff)
+        #: Receive through the TURN relay only (``iceTransportPolicy: "relay"``).
+        self.relay = relay
         self.received: dict[str, ReceivedTrack] = {}
         #: ``mid -> track id`` of the latest offer (what a client maps tracks by; see docs/sfu.md).
         self.track_of_mid: dict[str, str | None] = {}
@@ -385,7 +392,7 @@ class Subscriber(Participant):
 
     async def start(self) -> None:
         await super().start()
-        self._pc = RTCPeerConnection(rtc_configuration(self.welcome["ice_servers"]))
+        self._pc = RTCPeerConnection(rtc_configuration(self.welcome["ice_servers"], relay=self.relay))
         self.pc.on("track", self._on_track)
         self.tasks.spawn(self._answer_offers())
 
