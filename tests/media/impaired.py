@@ -93,6 +93,11 @@ class Outcome:
     frames_expected: int = 0
     frames_decoded: int = 0
     freezes: int = 0
+    #: ``media-failed`` errors the clients got, by target (publisher / subscriber).
+    media_failed: dict[str, int] = field(default_factory=dict)
+    #: Subscriber connections renewed (after ``media-failed``, or found closed by an offer).
+    subscriber_renewed: int = 0
+    subscriber_closed_silently: int = 0
     subscriber_minutes: float = 0.0
     media: dict[str, float] = field(default_factory=dict)
 
@@ -243,6 +248,10 @@ class ImpairedRooms:
             out.rejoins += rejoined
             out.closed += closed
             out.retained += not (rejoined or closed)
+            for error in member.errors():
+                if error.code == "media-failed":
+                    key = error.target or "?"
+                    out.media_failed[key] = out.media_failed.get(key, 0) + 1
             pending: float | None = None
             for event, at in zip(member.events, member.event_times, strict=True):
                 if isinstance(event, Reconnecting) and pending is None:
@@ -286,6 +295,8 @@ class ImpairedRooms:
         expected = set(range(first, last + 1))
         out.frames_sent += len(expected)
         for sub in room.subscribers:
+            out.subscriber_renewed += sub.resets
+            out.subscriber_closed_silently += sub.lost
             out.frames_expected += len(expected)
             out.frames_decoded += len(expected & sub.decoded())
             times = [t for r in sub.received.values() if r.kind == "video" for t in r.frame_times if start <= t <= stop]
@@ -330,6 +341,8 @@ MEDIA_METRICS = (
     "switchboard_sfu_pli_from_subscribers_total",
     "switchboard_sfu_pli_sent_upstream_total",
     "switchboard_sfu_packets_forwarded_total",
+    "switchboard_sfu_subscriber_resets_total",
+    "switchboard_sfu_pc_failures_total",
 )
 
 
@@ -353,6 +366,9 @@ def summary(out: Outcome) -> dict[str, Any]:
         "heartbeat_timeouts": out.heartbeat_timeouts,
         "frames_decoded_pct": round(100 * out.decoded_share, 1),
         "freezes_per_min": round(out.freezes_per_minute, 2),
+        "media_failed": out.media_failed,
+        "subscriber_renewed": out.subscriber_renewed,
+        "subscriber_closed_silently": out.subscriber_closed_silently,
         "median_resume_ms": None if not out.resume_latencies else round(1000 * statistics.median(out.resume_latencies), 1),
         **{k.removeprefix("switchboard_").removesuffix("_total"): v for k, v in out.media.items()},
     }
