@@ -77,18 +77,6 @@ SMALL = Scenario(
     rooms=1, size=3, media=MEDIA, latency=2 * UNIT, jitter=UNIT,
     outages=OutageConfig(every=20 * UNIT, shortest=2 * UNIT, longest=6 * UNIT, cuts=0.3), frames=60, min_outages=3,
 )
-#: Slow: two rooms at 400 ms RTT, ~10 % media loss in longer bursts, longer stalls, for longer.
-HARSH = Scenario(
-    rooms=2, size=3,
-    media=Impairment(
-        loss=0.045, bursts=GilbertElliott.bursts(0.06, 3.0), delay=4 * UNIT, jitter=UNIT / 2, reorder=0.02,
-        reorder_by=UNIT / 2, rate=125_000, queue=100,
-    ),
-    latency=4 * UNIT, jitter=UNIT,
-    outages=OutageConfig(every=40 * UNIT, shortest=8 * UNIT, longest=30 * UNIT, cuts=0.3), frames=900, min_outages=6,
-)
-
-
 async def frames_sent(publishers: list[Publisher], first: dict[str, int], frames: int) -> None:
     """Until every publisher handed ``frames`` more frames to its encoder (the video clock)."""
     for pub in publishers:
@@ -175,14 +163,6 @@ async def test_impaired_room_loses_nothing_and_keeps_decoding(
     start_server: ServerFactory, coturn: Coturn, relay: ImpairedUdpRelay, proxies: list[FaultProxy]
 ) -> None:
     await run_scenario(SMALL, start_server, coturn, relay, proxies)
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(600)
-async def test_harsh_network_two_rooms_lose_nothing(
-    start_server: ServerFactory, coturn: Coturn, relay: ImpairedUdpRelay, proxies: list[FaultProxy]
-) -> None:
-    await run_scenario(HARSH, start_server, coturn, relay, proxies)
 
 
 async def test_a_subscriber_connection_closed_under_the_sfu_is_renewed(
