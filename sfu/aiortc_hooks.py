@@ -101,6 +101,11 @@ _CALLABLES: list[tuple[object, str, tuple[str, ...] | None]] = [
     (RTCDtlsTransport, "_set_role", ("role",)),
     # Host candidate gathering (host address restriction, port range).
     (_aioice_ice.Connection, "get_component_candidates", ("component", "addresses", "timeout")),
+    # Consent freshness (replaced per connection: see patient_consent).
+    (_aioice_ice.Connection, "query_consent", ()),
+    (_aioice_ice.Connection, "build_request", ("pair", "nominate")),
+    (_aioice_ice.Connection, "close", ()),
+    (_aioice_stun.Transaction, "__init__", ("request", "addr", "protocol", "retransmissions")),
     (_aioice_ice, "get_host_addresses", ("use_ipv4", "use_ipv6")),
     (_aioice_ice, "server_reflexive_candidate", ("protocol", "stun_server")),
     (_aioice_ice, "StunProtocol", None),
@@ -748,7 +753,8 @@ def configure_ice(
     Call before ``setLocalDescription`` (which gathers). Touches, per aioice ``Connection``
     instance, ``get_component_candidates``: its ``addresses`` argument is replaced by
     ``host_addresses`` (unless empty), and with a port range host sockets are bound by us.
-    Per instance, so several SFUs with different settings can share a process.
+    Per instance, so several SFUs with different settings can share a process. Also makes
+    the connections' consent checks tolerate long round trips (:func:`patient_consent`).
     """
     for connection in _ice_connections(pc):
         if getattr(connection, "_sfu_ice_configured", False):
@@ -777,6 +783,68 @@ def configure_ice(
             )
 
         connection.get_component_candidates = get_component_candidates
+    patient_consent(pc)
+
+
+# ---------------------------------------------------------------------------------------------
+# ICE consent freshness (RFC 7675) on long round trips.
+# ---------------------------------------------------------------------------------------------
+
+#: RFC 7675 section 5.1: consent expires 30 s after the last answered check.
+CONSENT_EXPIRY = 30.0
+#: Seconds between consent checks, randomised by ±20 % (aioice's own interval).
+CONSENT_INTERVAL = 5.0
+#: Retransmissions of each check (RTO 0.5 s doubling): answers up to 7.5 s late still count.
+CONSENT_RETRANSMISSIONS = 3
+
+
+def patient_consent(pc: RTCPeerConnection) -> None:
+    """Replace aioice's consent checks on every ICE connection of ``pc`` by RFC 7675's rule.
+
+    aioice 0.13 sends each consent check once and counts it lost when no answer came within
+    0.5 s; six lost checks in a row (~30 s) close the connection. On a link whose round trip
+    exceeds 0.5 s (a 400 ms RTT mobile link, a starved peer) every check is "lost", so a healthy
+    connection dies after ~30 s — aiortc then reports it "closed" — and comes back, to die again.
+    Here each check is retransmitted (0.5, 1, 2, 4 s) and consent expires only when no check at
+    all was answered for :data:`CONSENT_EXPIRY` seconds. Touches, per aioice ``Connection``
+    instance, ``query_consent`` (looked up when ``connect()`` completes: call this before the
+    connection is established) and reads ``_nominated``, ``remote_password``,
+    ``_query_consent_task``.
+    """
+    for connection in _ice_connections(pc):
+        if getattr(connection, "_sfu_patient_consent", False):
+            continue
+        _require(connection, ("_nominated", "remote_password", "_query_consent_task"))
+        connection._sfu_patient_consent = True
+
+        async def query_consent(_connection: Any = connection) -> None:
+            await _patient_consent(_connection)
+
+        connection.query_consent = query_consent
+
+
+async def _patient_consent(connection: Any) -> None:
+    loop = asyncio.get_running_loop()
+    answered_at = loop.time()
+    while True:
+        await asyncio.sleep(CONSENT_INTERVAL * random.uniform(0.8, 1.2))
+        for pair in list(connection._nominated.values()):
+            request = connection.build_request(pair, nominate=False)
+            try:
+                await pair.protocol.request(
+                    request,
+                    pair.remote_addr,
+                    integrity_key=connection.remote_password.encode("utf8"),
+                    retransmissions=CONSENT_RETRANSMISSIONS,
+                )
+            except _aioice_stun.TransactionError:
+                continue
+            answered_at = loop.time()
+        if loop.time() - answered_at >= CONSENT_EXPIRY:
+            logger.info("ICE consent expired: no consent check answered for %.0f s", CONSENT_EXPIRY)
+            connection._query_consent_task = None
+            await connection.close()
+            return
 
 
 def _bind_in_range(address: str, port_range: tuple[int, int]) -> socket.socket | None:

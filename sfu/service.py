@@ -1143,12 +1143,25 @@ class Sfu:
         return pc
 
     async def _on_pc_down(self, p: _Participant, pc: RTCPeerConnection, role: str) -> None:
-        """A connection failed or the client closed it: drop what depended on it."""
-        failed = pc.connectionState == "failed"
-        why = aiortc_hooks.failure_reason(pc) if failed else "closed"
+        """A connection went down under us: drop what depended on it, and tell the client.
+
+        Every close the SFU makes itself detaches the leg first, so a leg still held here went
+        down on its own. That is a failure even when aiortc reports "closed" rather than
+        "failed": when ICE consent expires (RFC 7675, no answer for ~30 s) aioice closes the
+        connection, the DTLS transport ends with "closed", and aiortc closes the whole peer
+        connection by itself. Treating that as "the client closed it" left a subscriber without
+        media (nothing offered until the room changed) and a publisher unpublished without a
+        word; both now get ``media-failed``, like an ICE or DTLS failure, whose message names
+        the layer that failed (:func:`sfu.aiortc_hooks.failure_reason`).
+        """
+        state = pc.connectionState
+        why = (
+            aiortc_hooks.failure_reason(pc) if state == "failed"
+            else "it closed under us (ICE consent expired, or the client closed it)"
+        )
         logger.log(
-            logging.WARNING if failed else logging.INFO,
-            "%s connection of %s in %s is %s (%s)", role, p.id, p.room.name, pc.connectionState, why,
+            logging.WARNING if not p.left else logging.INFO,
+            "%s connection of %s in %s is %s (%s)", role, p.id, p.room.name, state, why,
         )
         if p.left:
             return
@@ -1160,12 +1173,11 @@ class Sfu:
                 route.assign(None)
             self._announce(p.room, [], removed)
             await self._close_unless_closing(pc)
-            if failed:
-                self._counters.pc_failures += 1
-                self._emit(p.id, {
-                    "type": "error", "code": MEDIA_FAILED, "target": "publisher",
-                    "message": f"the publisher connection failed ({why}); publish again",
-                })
+            self._counters.pc_failures += 1
+            self._emit(p.id, {
+                "type": "error", "code": MEDIA_FAILED, "target": "publisher",
+                "message": f"the publisher connection went down ({why}); publish again",
+            })
             await self._renegotiate_others(p.room, exclude=p.id)
         elif role == "player" and p.player is not None and p.player.pc is pc:
             for slot in p.player.slots:
@@ -1173,14 +1185,8 @@ class Sfu:
             p.player = None
             await self._close_unless_closing(pc)
         elif role == "subscriber" and p.subscriber is not None and p.subscriber.pc is pc:
-            if failed:
-                self._counters.pc_failures += 1
-                await self._reset_subscriber(p, p.subscriber, why)
-                return
-            for slot in p.subscriber.slots:
-                slot.close()
-            p.subscriber = None
-            await self._close_unless_closing(pc)
+            self._counters.pc_failures += 1
+            await self._reset_subscriber(p, p.subscriber, why)
 
     async def _close_unless_closing(self, pc: RTCPeerConnection) -> None:
         """A "closed" connection is already being closed by aiortc itself: a second close()

@@ -38,6 +38,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from sfu import aiortc_hooks
 from signaling.backoff import Backoff
 from signaling.client import Client, ErrorReceived, Event, Joined, ServerMessage
 from signaling.turn.uris import parse_ice_uri
@@ -185,6 +186,8 @@ class Participant:
         self.name = name
         self.client = Client(url, room, name=name, subscribe=subscribe, backoff=backoff)
         self.events: list[Event] = []
+        #: ``time.monotonic()`` at which each of ``events`` arrived.
+        self.event_times: list[float] = []
         self.welcome: dict[str, Any] = {}
         self.pulse = Pulse()
         self.tasks = TaskSet()
@@ -209,6 +212,7 @@ class Participant:
     async def _pump(self) -> None:
         async for event in self.client:
             self.events.append(event)
+            self.event_times.append(time.monotonic())
             self.on_event(event)
             self.pulse.notify()
 
@@ -325,6 +329,8 @@ class Publisher(Participant):
         force_codec(self.pc.addTransceiver(self.video, "sendonly"), "video", "VP8")
         if self.audio is not None:
             force_codec(self.pc.addTransceiver(self.audio, "sendonly"), "audio", "opus")
+        # Consent checks as a browser does them, not aioice's 0.5 s rule (sfu.aiortc_hooks).
+        aiortc_hooks.patient_consent(self.pc)
 
     def track_ids(self) -> set[str]:
         return {t.id for t in (self.video, self.audio) if t is not None}
@@ -369,12 +375,20 @@ class Publisher(Participant):
 class Subscriber(Participant):
     """Answers every ``subscriber-offer`` and decodes what the SFU forwards."""
 
-    def __init__(self, url: str, room: str, name: str, *, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self, url: str, room: str, name: str, *, backoff: Backoff | None = None, relay: bool = False
+    ) -> None:
         super().__init__(url, room, name, backoff=backoff)
+        #: Receive through the TURN relay only (``iceTransportPolicy: "relay"``).
+        self.relay = relay
         self.received: dict[str, ReceivedTrack] = {}
         #: ``mid -> track id`` of the latest offer (what a client maps tracks by; see docs/sfu.md).
         self.track_of_mid: dict[str, str | None] = {}
         self.answers: list[int] = []
+        #: Times the SFU reset our subscriber connection (``media-failed``, target subscriber).
+        self.resets = 0
+        #: Of those, connections that closed under us without a ``media-failed``.
+        self.lost = 0
         self._offers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._pc: RTCPeerConnection | None = None
 
@@ -385,13 +399,20 @@ class Subscriber(Participant):
 
     async def start(self) -> None:
         await super().start()
-        self._pc = RTCPeerConnection(rtc_configuration(self.welcome["ice_servers"]))
-        self.pc.on("track", self._on_track)
+        self._new_pc()
         self.tasks.spawn(self._answer_offers())
+
+    def _new_pc(self) -> None:
+        self._pc = RTCPeerConnection(rtc_configuration(self.welcome["ice_servers"], relay=self.relay))
+        self.pc.on("track", self._on_track)
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, ServerMessage) and event.message["type"] == "subscriber-offer":
             self._offers.put_nowait(event.message)
+        elif isinstance(event, ErrorReceived) and event.code == "media-failed" and event.target == "subscriber":
+            # The SFU closed our subscriber connection; its next offer is for a fresh one
+            # (docs/protocol.md, media failures). Queued, so it happens between two offers.
+            self._offers.put_nowait({"type": "reset"})
 
     def live_tracks(self) -> dict[str, dict[str, str]]:
         """Tracks announced with ``track-published`` and not withdrawn since."""
@@ -411,9 +432,21 @@ class Subscriber(Participant):
     async def _answer_offers(self) -> None:
         while True:
             offer = await self._offers.get()
+            if offer["type"] == "reset":
+                self.resets += 1
+                await self.pc.close()
+                self._new_pc()
+                continue
+            if self.pc.signalingState == "closed":
+                # aiortc closed the connection by itself (every DTLS transport closed, e.g. the
+                # SFU closed its side): a fresh offer is for a fresh connection.
+                self.lost += 1
+                self.resets += 1
+                self._new_pc()
             assert_loopback_only(offer["sdp"], who="the SFU")
             self.track_of_mid = mids_to_tracks(offer["sdp"])
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+            aiortc_hooks.patient_consent(self.pc)  # before the answer starts ICE
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             answer = self.pc.localDescription.sdp
             assert_loopback_only(answer, who=self.name)
@@ -424,7 +457,8 @@ class Subscriber(Participant):
     def _on_track(self, track: MediaStreamTrack) -> None:
         mid = next(t.mid for t in self.pc.getTransceivers() if t.receiver.track is track)
         received = ReceivedTrack(kind=track.kind)
-        self.received[str(mid)] = received
+        # A fresh connection after a reset reuses the mids: keep what the old one received.
+        self.received[str(mid) if not self.resets else f"{mid}#{self.resets}"] = received
         self.tasks.spawn(self._consume(track, received))
 
     async def _consume(self, track: MediaStreamTrack, received: ReceivedTrack) -> None:

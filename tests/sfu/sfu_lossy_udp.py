@@ -4,14 +4,22 @@ Loss is injected on the wire, not inside aiortc: the SDP each side sees is rewri
 both talk to the relay (the client sees the SFU at ``client_face``, the SFU sees the client at
 ``sfu_face``). RTP headers are in the clear under SRTP, so packets can be picked by payload type
 and the retransmissions (RTX) that repair them can be counted.
+
+Besides the drop predicates, each direction can be given an :class:`tests.netem.Impairment`
+(random loss, bursts, delay, jitter, reordering), applied by the same code as the impairment
+relay in front of coturn (tests/udp_impair.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 from collections.abc import Callable
 from typing import Any, cast
+
+from tests.netem import Impairment
+from tests.udp_impair import Direction
 
 _CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ udp \d+ )127\.0\.0\.1 (\d+)( typ host.*)$", re.I)
 
@@ -61,9 +69,21 @@ class _Face(asyncio.DatagramProtocol):
 class LossyRelay:
     """Relays one ICE/DTLS/SRTP flow, dropping what ``to_client`` / ``to_sfu`` select."""
 
-    def __init__(self, *, to_client: Drop | None = None, to_sfu: Drop | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        to_client: Drop | None = None,
+        to_sfu: Drop | None = None,
+        impair_to_client: Impairment | None = None,
+        impair_to_sfu: Impairment | None = None,
+        seed: int = 0,
+    ) -> None:
         self._to_client = to_client or (lambda data: False)
         self._to_sfu = to_sfu or (lambda data: False)
+        rng = random.Random(seed)
+        #: The impairment of each direction (a clean one when none is given).
+        self.client_direction = Direction(impair_to_client or Impairment(), random.Random(rng.random()))
+        self.sfu_direction = Direction(impair_to_sfu or Impairment(), random.Random(rng.random()))
         self._client_face = _Face(self._from_client)
         self._sfu_face = _Face(self._from_sfu)
         self._client_addr: tuple[str, int] | None = None
@@ -78,6 +98,8 @@ class LossyRelay:
         await loop.create_datagram_endpoint(lambda: self._sfu_face, local_addr=("127.0.0.1", 0))
 
     def close(self) -> None:
+        self.client_direction.close()
+        self.sfu_direction.close()
         for face in (self._client_face, self._sfu_face):
             if face.transport is not None:
                 face.transport.close()
@@ -116,14 +138,16 @@ class LossyRelay:
     def _from_client(self, data: bytes, addr: tuple[Any, ...]) -> None:
         self._count(self.to_sfu_types, data)
         transport = self._sfu_face.transport
-        if self._sfu_addr is not None and transport is not None and not self._to_sfu(data):
-            transport.sendto(data, self._sfu_addr)
+        sfu = self._sfu_addr
+        if sfu is not None and transport is not None and not self._to_sfu(data):
+            self.sfu_direction.send(data, lambda d: transport.sendto(d, sfu))
 
     def _from_sfu(self, data: bytes, addr: tuple[Any, ...]) -> None:
         self._count(self.to_client_types, data)
         transport = self._client_face.transport
-        if self._client_addr is not None and transport is not None and not self._to_client(data):
-            transport.sendto(data, self._client_addr)
+        client = self._client_addr
+        if client is not None and transport is not None and not self._to_client(data):
+            self.client_direction.send(data, lambda d: transport.sendto(d, client))
 
     @staticmethod
     def _count(counts: dict[int, int], data: bytes) -> None:
