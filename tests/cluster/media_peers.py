@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
+from signaling.backoff import Backoff
 from signaling.client import Event, ServerMessage
 from tests.media.peers import Participant, SignalingError, assert_loopback_only, rtc_configuration
 from tests.sfu.sfu_testpeers import PatternVideoTrack, ReceivedTrack, consume_frames, force_codec
@@ -37,8 +39,10 @@ def is_media_reconnect(event: Event) -> bool:
 class FailoverParticipant(Participant):
     """A participant that redoes its peer connection on ``reconnect {scope: media}``."""
 
-    def __init__(self, url: str, room: str, name: str, *, subscribe: bool = True) -> None:
-        super().__init__(url, room, name, subscribe=subscribe)
+    def __init__(
+        self, url: str | Sequence[str], room: str, name: str, *, subscribe: bool = True, backoff: Backoff | None = None
+    ) -> None:
+        super().__init__(url, room, name, subscribe=subscribe, backoff=backoff)
         self._work: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=64)
         self._pc: RTCPeerConnection | None = None
         #: 0 for the first peer connection, +1 per media reconnect.
@@ -90,8 +94,8 @@ class FailoverParticipant(Participant):
 class FailoverPublisher(FailoverParticipant):
     """Publishes generated video; publishes again (fresh connection, fresh track) after a reset."""
 
-    def __init__(self, url: str, room: str, name: str) -> None:
-        super().__init__(url, room, name, subscribe=False)
+    def __init__(self, url: str | Sequence[str], room: str, name: str, *, backoff: Backoff | None = None) -> None:
+        super().__init__(url, room, name, subscribe=False, backoff=backoff)
         #: ``time.monotonic()`` of each publish-answer applied.
         self.published_at: list[float] = []
         self.refusals: list[SignalingError] = []
@@ -125,8 +129,8 @@ class FailoverPublisher(FailoverParticipant):
 class FailoverSubscriber(FailoverParticipant):
     """Answers subscriber-offers and decodes; starts a fresh connection after a reset."""
 
-    def __init__(self, url: str, room: str, name: str) -> None:
-        super().__init__(url, room, name, subscribe=True)
+    def __init__(self, url: str | Sequence[str], room: str, name: str, *, backoff: Backoff | None = None) -> None:
+        super().__init__(url, room, name, subscribe=True, backoff=backoff)
         #: What each generation of peer connection decoded (video only).
         self.received: dict[int, list[ReceivedTrack]] = {}
 

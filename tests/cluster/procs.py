@@ -152,6 +152,19 @@ class Processes:
         await node.start()
         return node
 
+    async def restart(self, node: NodeProcess, *, patience: float = PATIENCE) -> NodeProcess:
+        """Start ``node``'s command again (same name, ports and arguments) once it has exited, as
+        a supervisor would; ready once its readiness URL answers 200. Its log goes to a new file."""
+        assert not node.running, f"{node.name} is still running"
+        runs = sum(1 for n in self.started if n.name == node.name)
+        again = NodeProcess(
+            node.name, node.args, ready_url=node.ready_url, log_path=self.directory / f"{node.name}.{runs}.log",
+            env=node.env,
+        )
+        self.started.append(again)
+        await again.start(patience=patience)
+        return again
+
     async def close(self, *, show_logs: bool) -> None:
         await asyncio.gather(*(node.stop() for node in self.started))
         if show_logs:
