@@ -841,7 +841,7 @@ def rolling_restart(ctx: click.Context, restart_cmd: str | None, only: tuple[str
     from signaling.rolling import PlanError, RollingRestart, StepFailed, plan, render, shell_restart
 
     if not restart_cmd:
-        raise click.UsageError("--restart-cmd is required (the command that starts a drained node again)")
+        fail(Exit.USAGE, "--restart-cmd is required (the command that starts a drained node again)")
 
     async def work(api: AdminClient, obj: Ctx) -> None:
         data = await api.call("GET", "/admin/nodes")
