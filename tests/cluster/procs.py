@@ -26,6 +26,9 @@ from tests.backend.conftest import PATIENCE, UNIT
 
 #: How often a wait re-checks its condition (a poll interval, not a wait for an outcome).
 POLL = UNIT / 2
+#: How long a process may take to answer its readiness URL: starting Python and importing aiortc
+#: takes well over ten seconds on a loaded two-core box.
+START_PATIENCE = 3 * PATIENCE
 
 
 class NodeProcess:
@@ -68,7 +71,7 @@ class NodeProcess:
         except FileNotFoundError:
             return ""
 
-    async def start(self, *, patience: float = PATIENCE) -> None:
+    async def start(self, *, patience: float = START_PATIENCE) -> None:
         """Spawn the process and return once ``GET ready_url`` answers 200.
 
         Fails (with the log) if the process exits first or is not ready within ``patience``.
@@ -152,7 +155,7 @@ class Processes:
         await node.start()
         return node
 
-    async def restart(self, node: NodeProcess, *, patience: float = PATIENCE) -> NodeProcess:
+    async def restart(self, node: NodeProcess, *, patience: float = START_PATIENCE) -> NodeProcess:
         """Start ``node``'s command again (same name, ports and arguments) once it has exited, as
         a supervisor would; ready once its readiness URL answers 200. Its log goes to a new file."""
         assert not node.running, f"{node.name} is still running"

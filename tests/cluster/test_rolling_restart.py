@@ -32,7 +32,7 @@ from signaling.client import Client, SignalReceived
 from signaling.rolling import RollingRestart, Target, plan
 from tests.cluster.conftest import UNIT, Cluster, Participants
 from tests.cluster.media_peers import FailoverParticipant, FailoverPublisher, FailoverSubscriber
-from tests.cluster.procs import POLL, NodeProcess, Processes
+from tests.cluster.procs import POLL, START_PATIENCE, NodeProcess, Processes
 from tests.conftest import PATIENCE
 
 TOKEN = "rolling-admin-token"
@@ -110,14 +110,14 @@ async def test_rolling_restart_of_every_node_loses_nothing_and_rejoins_nobody(
         old = current[target.node]
         await old.wait_exit()
         assert old.returncode == 0, f"{target.node} exited with {old.returncode} after its drain"
-        current[target.node] = await procs.restart(old, patience=3 * PATIENCE)
+        current[target.node] = await procs.restart(old)
 
     listed = [{"node": n.id, "kind": n.kind, "address": n.address} for n in await registry.nodes()]
     targets = plan(listed)
     assert [t.node for t in targets] == ["sig-1", "sig-2", "sig-3", "sfu-a", "sfu-b"]
     try:
         async with aiohttp.ClientSession() as http:
-            runner = RollingRestart(http, TOKEN, restart, node_timeout=3 * PATIENCE, poll=POLL, report=print)
+            runner = RollingRestart(http, TOKEN, restart, node_timeout=START_PATIENCE + PATIENCE, poll=POLL, report=print)
             results = await runner.run(targets)
         assert all(r.command_ran for r in results)
         # Media flows at the end: every subscriber decodes more frames after the last restart.
@@ -157,7 +157,7 @@ async def supervise(procs: Processes, current: dict[str, NodeProcess], directory
             await asyncio.to_thread(marker.unlink)
             old = current[node]
             await old.wait_exit()
-            current[node] = await procs.restart(old, patience=3 * PATIENCE)
+            current[node] = await procs.restart(old)
             restarted.append(node)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(POLL):
@@ -238,7 +238,7 @@ async def test_the_cli_restarts_signaling_nodes_one_by_one_and_refuses_mistakes(
     ]
     try:
         code, out, err = await run_cli(
-            "--json", "rolling-restart", "--restart-cmd", restart_cmd, "--yes", "--node-timeout", str(3 * PATIENCE), env=env
+            "--json", "rolling-restart", "--restart-cmd", restart_cmd, "--yes", "--node-timeout", str(START_PATIENCE + PATIENCE), env=env
         )
         assert code == 0, (out, err)
         report = json.loads(out)
