@@ -50,7 +50,7 @@ from signaling.client import SignalReceived  # noqa: E402
 from signaling.rolling import RollingRestart, Target, plan  # noqa: E402
 from tests.backend.conftest import _free_port, launch_redis  # noqa: E402
 from tests.cluster.media_peers import FailoverParticipant, FailoverPublisher, FailoverSubscriber  # noqa: E402
-from tests.cluster.procs import NodeProcess, Processes  # noqa: E402
+from tests.cluster.procs import START_PATIENCE, NodeProcess, Processes  # noqa: E402
 
 HOST = "127.0.0.1"
 TOKEN = "bench-rolling-token"
@@ -179,7 +179,7 @@ async def one_run(run: int, redis_url: str, args: argparse.Namespace, timings: T
 
         async def restart(target: Target) -> None:
             old = current[target.node]
-            await old.wait_exit()
+            await old.wait_exit(patience=START_PATIENCE)
             steps[target.node].down = time.monotonic()
             current[target.node] = await procs.restart(old, patience=300)
 

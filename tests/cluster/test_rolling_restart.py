@@ -36,7 +36,9 @@ from tests.cluster.procs import POLL, START_PATIENCE, NodeProcess, Processes
 from tests.conftest import PATIENCE
 
 TOKEN = "rolling-admin-token"
-ADMIN = ("--admin-token", TOKEN)
+#: A drain waits for its clients to resume elsewhere (its rooms to move): on a loaded box that can
+#: take far longer than the cluster fixture's drain timeout, and what is left at the deadline ends.
+ADMIN = ("--admin-token", TOKEN, "--set", f"drain_timeout={PATIENCE}")
 #: Nothing here may be rate limited: each client sends a signal every few units.
 SIGNALING_ARGS = (*ADMIN, "--set", "security.message_rate=100000", "--set", "security.message_burst=100000")
 ROOMS = 2
@@ -108,7 +110,7 @@ async def test_rolling_restart_of_every_node_loses_nothing_and_rejoins_nobody(
 
     async def restart(target: Target) -> None:
         old = current[target.node]
-        await old.wait_exit()
+        await old.wait_exit(patience=START_PATIENCE)
         assert old.returncode == 0, f"{target.node} exited with {old.returncode} after its drain"
         current[target.node] = await procs.restart(old)
 
@@ -156,7 +158,7 @@ async def supervise(procs: Processes, current: dict[str, NodeProcess], directory
             node = marker.name.removesuffix(".start")
             await asyncio.to_thread(marker.unlink)
             old = current[node]
-            await old.wait_exit()
+            await old.wait_exit(patience=START_PATIENCE)
             current[node] = await procs.restart(old)
             restarted.append(node)
         with contextlib.suppress(TimeoutError):
