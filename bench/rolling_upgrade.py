@@ -20,7 +20,8 @@ Reported: signals lost / duplicated / out of order (must be 0), session rejoins 
 resumes and media reconnects (``reconnect {scope: media}``), per restarted node the drain ->
 down and drain -> ready times and the media gap every subscriber saw while that node was being
 restarted (largest gap between two decoded frames overlapping the step; max and median over the
-subscribers), and the total duration. Exit status 1 if anything was lost, duplicated or
+subscribers), for SFU nodes the hand-over (``reconnect {scope: media}`` -> first frame decoded from
+the new node, per subscriber of a room that moved), and the total duration. Exit status 1 if anything was lost, duplicated or
 rejoined. Asserts nothing about timing; everything stops by itself.
 """
 
@@ -50,7 +51,7 @@ from signaling.client import SignalReceived  # noqa: E402
 from signaling.rolling import RollingRestart, Target, plan  # noqa: E402
 from tests.backend.conftest import _free_port, launch_redis  # noqa: E402
 from tests.cluster.media_peers import FailoverParticipant, FailoverPublisher, FailoverSubscriber  # noqa: E402
-from tests.cluster.procs import START_PATIENCE, NodeProcess, Processes  # noqa: E402
+from tests.cluster.procs import NodeProcess, Processes  # noqa: E402
 
 HOST = "127.0.0.1"
 TOKEN = "bench-rolling-token"
@@ -84,6 +85,11 @@ class Step:
     ready: float = 0.0
     #: Per subscriber: the largest gap between decoded frames overlapping [started, ready].
     gaps: list[float] = field(default_factory=list)
+    #: SFU nodes, per subscriber whose room was handed over: ``reconnect {scope: media}`` ->
+    #: first frame decoded from the new node.
+    handovers: list[float] = field(default_factory=list)
+    #: The drained process was still shutting down ``--stop-timeout`` after it stopped serving.
+    lingered: bool = False
 
 
 @dataclass
@@ -178,9 +184,15 @@ async def one_run(run: int, redis_url: str, args: argparse.Namespace, timings: T
         steps: dict[str, Step] = {}
 
         async def restart(target: Target) -> None:
+            # As systemctl restart would: wait for the drained process, kill it if it lingers.
             old = current[target.node]
-            await old.wait_exit(patience=START_PATIENCE)
             steps[target.node].down = time.monotonic()
+            try:
+                await old.wait_exit(patience=args.stop_timeout)
+            except TimeoutError:
+                steps[target.node].lingered = True
+                old.kill()
+                await old.wait_exit()
             current[target.node] = await procs.restart(old, patience=300)
 
         registry_nodes = [{"node": n, "kind": "sfu" if n.startswith("sfu") else "signaling",
@@ -199,6 +211,11 @@ async def one_run(run: int, redis_url: str, args: argparse.Namespace, timings: T
             await sub.wait_frames(sub.frames() + 30)
         for step in steps.values():
             step.gaps = [largest_gap(s.frame_times(), step.started, step.ready) for s in subs]
+            for s in subs:
+                for generation, at in enumerate(s.reconnects_at, 1):
+                    first = s.first_frame_at(generation)
+                    if step.started <= at <= step.ready and first is not None:
+                        step.handovers.append(first - at)
         stop.set()
         await asyncio.gather(*senders)
         # Wait for what is in flight, then count.
@@ -249,6 +266,8 @@ async def main() -> int:
     parser.add_argument("--ttl", type=float, default=2.0, help="registry TTL (s)")
     parser.add_argument("--watch", type=float, default=0.25, help="failover watcher interval of signaling nodes (s)")
     parser.add_argument("--drain-timeout", type=float, default=10.0, help="drain timeout of every node (s)")
+    parser.add_argument("--stop-timeout", type=float, default=15.0,
+                        help="after a drained node stopped serving, how long its process may take to exit before it is killed (s)")
     args = parser.parse_args()
     timings = Timings(args.heartbeat, args.ttl, args.watch, args.drain_timeout)
     aiortc_hooks.set_process_host_addresses((HOST,))
@@ -261,7 +280,8 @@ async def main() -> int:
     finally:
         redis.stop()
     bad = 0
-    print(f"\n{args.runs} rolling restart(s) of 3 signaling + 2 SFU nodes, {args.rooms} rooms (publisher + subscriber), "
+    print(f"\nload average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
+    print(f"{args.runs} rolling restart(s) of 3 signaling + 2 SFU nodes, {args.rooms} rooms (publisher + subscriber), "
           f"a numbered signal every {args.interval * 1000:.0f} ms each way; watcher every {timings.interval} s")
     for run, o in enumerate(outcomes, 1):
         bad += o.lost + o.duplicated + o.reordered + o.rejoins
@@ -269,10 +289,13 @@ async def main() -> int:
               f"out of order {o.reordered}; rejoins {o.rejoins}, resumes {o.resumes}, media reconnects {o.media_reconnects}")
         print(f"  baseline (nothing restarted, {args.baseline:.0f} s): largest frame gap max {ms(max(o.baseline))}, "
               f"median {ms(statistics.median(o.baseline))}")
-        print(f"  {'node':<7} {'down':>8} {'ready':>8}   media gap per subscriber: max      median   (x baseline max)")
+        print(f"  {'node':<7} {'down':>8} {'ready':>8}   frame gap per subscriber: max   median (x baseline max)"
+              "   hand-over (reconnect -> first frame): max   median")
         for s in o.steps:
+            handover = f"{ms(max(s.handovers))}  {ms(statistics.median(s.handovers))}  (n={len(s.handovers)})" if s.handovers else "-"
             print(f"  {s.node:<7} {s.down - s.started:7.2f}s {s.ready - s.started:7.2f}s   "
-                  f"{ms(max(s.gaps))}  {ms(statistics.median(s.gaps))}   {max(s.gaps) / max(max(o.baseline), 1e-3):5.1f}x")
+                  f"{ms(max(s.gaps))}  {ms(statistics.median(s.gaps))}   {max(s.gaps) / max(max(o.baseline), 1e-3):5.1f}x"
+                  f"      {handover}{'  (process lingered: killed)' if s.lingered else ''}")
     print(f"\nexactly once, in order, no rejoin: {'yes' if not bad else 'NO'}")
     return 1 if bad else 0
 

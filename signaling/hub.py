@@ -204,7 +204,12 @@ class Hub:
         """Close every connection (1001) and stop every task; sessions die with the node."""
         for conn in list(self._connections):
             conn.close(Close.GOING_AWAY, "server shutting down", flush=False)
-        await asyncio.gather(*(c.done.wait() for c in list(self._connections)))
+        try:
+            async with asyncio.timeout(self.config.limits.close_timeout):
+                await asyncio.gather(*(c.done.wait() for c in list(self._connections)))
+        except TimeoutError:
+            log.warning("shutdown: %d connection(s) not closed after %.1fs", len(self._connections),
+                        self.config.limits.close_timeout)
         await self._tasks.close()
         for live in list(self._sessions.values()):
             try:
