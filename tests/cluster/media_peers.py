@@ -100,6 +100,7 @@ class FailoverPublisher(FailoverParticipant):
         self.published_at: list[float] = []
         self.refusals: list[SignalingError] = []
         self.track: PatternVideoTrack | None = None
+        self._retry = Backoff(base=0.1, cap=2.0)
 
     async def start(self) -> None:
         await super().start()
@@ -117,9 +118,16 @@ class FailoverPublisher(FailoverParticipant):
         try:
             answer = await self.reply_to(cseq)
         except SignalingError as exc:
-            # The SFU went away under this publish: the reset that follows publishes again.
+            # The SFU went away under this publish: the reset that follows publishes again. A
+            # publish that got no answer in time (sfu-unavailable: Redis or the node was slow, no
+            # reset follows) is retried on a fresh connection after the SDK's backoff, as an
+            # application would.
             self.refusals.append(exc)
+            if exc.error.code == "sfu-unavailable" and pc is self._pc:
+                await asyncio.sleep(self._retry.next_delay())
+                self._work.put_nowait(("reset", {}))
             return
+        self._retry.attempt = 0
         assert_loopback_only(answer["sdp"], who="the SFU")
         if pc is self._pc:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
