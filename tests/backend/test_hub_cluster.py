@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from signaling.client import Client, Resumed, SignalReceived
 from signaling.config import ServerConfig
+from signaling.sfu_rpc import VIA
 from tests.backend.conftest import PATIENCE, UNIT, RedisServer, fast_backend, wait_for
 from tests.conftest import RunningServer, ServerFactory, make_config
 from tests.media.peers import HeldBackoff
@@ -162,3 +163,23 @@ async def test_a_drained_node_waits_until_its_sessions_resumed_elsewhere(
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_messages_of_an_sfu_node_the_room_moved_away_from_are_dropped(
+    redis_server: RedisServer, prefix: str, start_server: ServerFactory
+) -> None:
+    """An SFU node that hands its rooms over still renegotiates for a moment; what it says after
+    the room moved must not reach a client that started over with the new node. The field naming
+    the SFU node never reaches any client."""
+    one = await start_server(node_config("sig-1"), backend=fast_backend(redis_server.url, prefix))
+    one.hub.media_current = lambda room, node: (room, node) == ("call", "sfu-new")
+    alice = await Raw.joined(one.url, "call", "alice")
+    try:
+        await one.hub.deliver(alice.peer, {"type": "subscriber-offer", "sdp": "stale", VIA: "sfu-old"})
+        await one.hub.deliver(alice.peer, {"type": "subscriber-offer", "sdp": "fresh", VIA: "sfu-new"})
+        await one.hub.deliver(alice.peer, {"type": "track-published", "n": 1})  # not from an SFU node
+        offer = await alice.expect("subscriber-offer")
+        assert offer["sdp"] == "fresh" and VIA not in offer
+        assert (await alice.expect("track-published"))["n"] == 1
+    finally:
+        await alice.close()
