@@ -821,6 +821,63 @@ def nodes_drain(ctx: click.Context, node: str | None, yes: bool) -> None:
     _run(ctx, work)
 
 
+@admin.command("rolling-restart")
+@click.option("--restart-cmd", "restart_cmd", default=None, metavar="TEMPLATE",
+              help="Shell command run once a drained node is down, e.g. 'systemctl restart switchboard@{node}' "
+                   "(placeholders {node} {kind} {address} {host} {port}).")
+@click.option("--only", multiple=True, metavar="NODE", help="Restart only these nodes, in this order (repeatable).")
+@click.option("--node-timeout", default=120.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds each node may take to go down, and to come back ready.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_json_option
+@click.pass_context
+def rolling_restart(ctx: click.Context, restart_cmd: str | None, only: tuple[str, ...], node_timeout: float, yes: bool) -> None:
+    """Restart every node of the cluster, one at a time: drain it, wait until it is down, run
+    --restart-cmd, wait until it is ready, go on (docs/operations.md, "Rolling restart").
+
+    Nodes are read from the node registry through --url; each is reached at the address it
+    registered, with the same --token (SFU nodes need --admin-token too).
+    """
+    from signaling.rolling import PlanError, RollingRestart, StepFailed, plan, render, shell_restart
+
+    if not restart_cmd:
+        fail(Exit.USAGE, "--restart-cmd is required (the command that starts a drained node again)")
+
+    async def work(api: AdminClient, obj: Ctx) -> None:
+        data = await api.call("GET", "/admin/nodes")
+        try:
+            targets = plan(data.get("nodes", []), only=only)
+            for target in targets:
+                render(restart_cmd, target)
+        except PlanError as exc:
+            raise AdminError(Exit.USAGE, str(exc)) from None
+        if not targets:
+            raise AdminError(Exit.NOT_FOUND, "no nodes to restart")
+        order = ", ".join(t.node for t in targets)
+        if not yes and not _confirm(f"Restart {plural(len(targets), 'node')} one at a time ({order})?"):
+            raise AdminError(Exit.USAGE, "rolling restart not confirmed (pass --yes in scripts)")
+        assert obj.token is not None
+
+        def report(line: str) -> None:
+            click.echo(line, err=obj.json)
+
+        timeout = aiohttp.ClientTimeout(total=obj.timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            runner = RollingRestart(
+                http, obj.token, shell_restart(restart_cmd, timeout=node_timeout), node_timeout=node_timeout, report=report
+            )
+            try:
+                results = await runner.run(targets)
+            except StepFailed as exc:
+                raise AdminError(Exit.SERVER_ERROR, f"{exc} (nodes after it were not touched)") from None
+        if obj.json:
+            _emit_json({"nodes": [asdict(r) for r in results]})
+            return
+        click.echo(f"restarted {plural(len(results), 'node')}: {order}")
+
+    _run(ctx, work)
+
+
 # stats -------------------------------------------------------------------------------------------
 
 

@@ -87,7 +87,7 @@ _OPTIONS: dict[str, Any] = {
 
 #: The flags of an SFU node: where it listens (health and metrics only), the cluster, its ICE.
 _SFU_OPTIONS = (
-    "config_file", "sets", "host", "node_id", "drain_timeout",
+    "config_file", "sets", "host", "node_id", "drain_timeout", "admin_token",
     "ice_hosts", "announce_ip", "ice_port_range", "ice_allow_peers",
 )
 
@@ -322,8 +322,8 @@ def sfu(log_level: str, log_format: str, **params: Any) -> None:
     """Run an SFU node of a cluster (needs --redis); one per core is the expected deployment.
 
     It registers in the cluster's node registry, takes the rooms placed on it, serves /healthz,
-    /readyz and /metrics on --host/--port, and drains on SIGTERM (no new rooms; its rooms move
-    to other SFU nodes when it stops).
+    /readyz and /metrics on --host/--port, and drains on SIGTERM or POST /admin/drain (with
+    --admin-token): no new rooms, its rooms are handed over to other SFU nodes, then it exits.
     """
     from signaling.sfu_node import serve_sfu
 

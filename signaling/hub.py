@@ -56,6 +56,7 @@ from signaling.session import (
     SessionState,
     Stamped,
 )
+from signaling.sfu_rpc import VIA
 from signaling.tasks import OwnerKind, TaskRegistry, adopt
 from signaling.webhooks import WebhookSender
 
@@ -168,6 +169,11 @@ class Hub:
         #: None in dev mode: every join gets the default grants.
         self._verifier = TokenVerifier(keys) if keys else None
         self.draining = False
+        #: Set whenever a session leaves this node (ended or moved): what a drain waits on.
+        self._session_gone = asyncio.Event()
+        #: Cluster: whether an SFU node is the one this node uses for a room now (see
+        #: :data:`signaling.sfu_rpc.VIA`); None: every SFU message is delivered.
+        self.media_current: Callable[[str, str], bool] | None = None
         # Counted at scrape time, not on every join: a sum per join would be quadratic.
         metrics.sessions.labels("attached").set_function(self._attached_count)
         metrics.sessions.labels("detached").set_function(lambda: len(self._sessions) - self._attached_count())
@@ -198,7 +204,12 @@ class Hub:
         """Close every connection (1001) and stop every task; sessions die with the node."""
         for conn in list(self._connections):
             conn.close(Close.GOING_AWAY, "server shutting down", flush=False)
-        await asyncio.gather(*(c.done.wait() for c in list(self._connections)))
+        try:
+            async with asyncio.timeout(self.config.limits.close_timeout):
+                await asyncio.gather(*(c.done.wait() for c in list(self._connections)))
+        except TimeoutError:
+            log.warning("shutdown: %d connection(s) not closed after %.1fs", len(self._connections),
+                        self.config.limits.close_timeout)
         await self._tasks.close()
         for live in list(self._sessions.values()):
             try:
@@ -215,7 +226,12 @@ class Hub:
         await self.backend.close()
 
     async def drain(self, deadline: float) -> None:
-        """Stop taking sessions, tell every client to reconnect elsewhere, wait up to ``deadline`` s."""
+        """Stop taking sessions, tell every client to reconnect elsewhere, wait up to ``deadline`` s.
+
+        In a cluster it also waits (same deadline) until every session has resumed on another node:
+        what is still here when the node closes ends (its client rejoins)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + deadline
         self.draining = True
         if self.registry is not None:
             try:
@@ -233,10 +249,20 @@ class Hub:
         pending = [c.done.wait() for c in list(self._connections)]
         if pending:
             try:
-                async with asyncio.timeout(deadline):
+                async with asyncio.timeout_at(until):
                     await asyncio.gather(*pending)
             except TimeoutError:
                 log.warning("drain: %d connections still open after %.1fs", len(self._connections), deadline)
+        if self.backend.clustered and self._sessions:
+            try:
+                async with asyncio.timeout_at(until):
+                    while self._sessions:
+                        self._session_gone.clear()
+                        await self._session_gone.wait()
+                log.info("drain: every session resumed on another node")
+            except TimeoutError:
+                log.warning("drain: %d session(s) not resumed on another node after %.1fs; they end",
+                            len(self._sessions), deadline)
 
     async def run_connection(self, conn: Connection) -> None:
         self._connections.add(conn)
@@ -974,6 +1000,7 @@ class Hub:
             grace.cancel()
         self._sessions.pop(session.id, None)
         self._by_peer.pop(session.peer_id, None)
+        self._session_gone.set()
         left = self._rooms.get(session.room, 0) - 1
         if left > 0:
             self._rooms[session.room] = left
@@ -1042,6 +1069,13 @@ class Hub:
         """Backend delivery: a message for a peer whose session lives on this node. ``source``
         is its inbox entry id (cluster), recorded with the frame in the ledger."""
         live = self._by_peer.get(peer_id)
+        via = message.get(VIA)
+        if via is not None:
+            message = {k: v for k, v in message.items() if k != VIA}
+            if live is not None and self.media_current is not None and not self.media_current(live.session.room, str(via)):
+                log.info("%s for %s from SFU node %s dropped: the room moved to another SFU node",
+                         message.get("type"), peer_id, via)
+                return
         if live is not None:
             self._emit(live, message, source)
         elif self._takes:

@@ -32,7 +32,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -191,14 +191,19 @@ def plan_move(room: str, current: str | None, placed: str | None, participants: 
     return Move(room, current, placed, tuple(participants.items()))
 
 
-def rooms_to_check(rooms: Mapping[str, str | None], live: set[str], retry: Iterable[str] = ()) -> list[str]:
-    """Rooms worth a look this tick: their SFU node is not (or no longer) a live SFU node, or
-    they have participants whose join must be retried (``retry``).
+def rooms_to_check(
+    rooms: Mapping[str, str | None], live: set[str], retry: Iterable[str] = (), draining: Set[str] = frozenset()
+) -> list[str]:
+    """Rooms worth a look this tick: their SFU node is not (or no longer) a live SFU node, or is
+    draining (its rooms move while it still forwards), or they have participants whose join must
+    be retried (``retry``).
 
     Checking only these keeps a healthy cluster's watcher at one registry read per tick, however
     many rooms the node has.
     """
-    return sorted({room for room, node in rooms.items() if node is None or node not in live} | set(retry))
+    return sorted(
+        {room for room, node in rooms.items() if node is None or node not in live or node in draining} | set(retry)
+    )
 
 
 # -- the port --------------------------------------------------------------------------------------
@@ -474,6 +479,12 @@ class RemoteMedia:
                     log.warning("room %s: placement unknown while adopting %s: %s", room, participant, exc)
             state.participants[participant] = subscribe
 
+    def is_current(self, room: str, node: str) -> bool:
+        """False when this node moved ``room`` off ``node``: what ``node`` still says to the
+        room's clients is stale (they are starting over with the new node)."""
+        state = self._rooms.get(room)
+        return state is None or state.node is None or state.node == node
+
     def stats(self) -> dict[str, Any]:
         return {
             "rooms": len(self._rooms),
@@ -518,15 +529,16 @@ class RemoteMedia:
             pending = await self._send(node, op, room, participant, args)
         return await self._wait(pending)
 
-    async def _follow(self, room: str, state: _Room) -> str:
+    async def _follow(self, room: str, state: _Room, *, away_from: str | None = None) -> str:
         """The room's SFU node now; moves the room's local participants first if it changed.
 
+        ``away_from``: a draining node the room should leave if another node can take it.
         Runs under the room's lock. Raises ``sfu-unavailable`` when no node can take the room.
         """
         if self._closed:
             raise RemoteMediaError(SFU_UNAVAILABLE, "this node is closing")
         try:
-            placed = await self._registry.place(room)
+            placed = await self._registry.place(room, away_from=away_from)
         except BackendUnavailable as exc:
             raise RemoteMediaError(SFU_UNAVAILABLE, f"placing room {room} failed: {exc}") from exc
         move = plan_move(room, state.node, placed, state.participants)
@@ -598,20 +610,25 @@ class RemoteMedia:
             if not self._rooms:
                 continue
             try:
-                live = {n.id for n in await self._registry.nodes("sfu")}
+                sfus = await self._registry.nodes("sfu")
             except BackendUnavailable as exc:
                 log.debug("failover watcher: registry unavailable: %s", exc)
                 continue
+            live = {n.id for n in sfus}
+            draining = {n.id for n in sfus if n.draining}
             current = {room: state.node for room, state in self._rooms.items() if state.participants}
             retry = [room for room, state in self._rooms.items() if state.unjoined]
-            for room in rooms_to_check(current, live, retry):
+            for room in rooms_to_check(current, live, retry, draining):
                 if room not in self._rooms:
                     continue
                 try:
                     async with self._using(room) as state:
                         if not state.participants:
                             continue
-                        node = await self._follow(room, state)
+                        # A draining node hands its rooms over while it still forwards (make
+                        # before break); the room stays there if no other node can take it.
+                        leaving = state.node if state.node in draining else None
+                        node = await self._follow(room, state, away_from=leaving)
                         again = tuple((p, state.participants[p]) for p in sorted(state.unjoined) if p in state.participants)
                         if again:
                             log.info("room %s: joining %d participant(s) on %s again", room, len(again), node)

@@ -128,6 +128,7 @@ def build_app(
         if config.redis_url:
             # A cluster node runs no SFU: media goes to the SFU nodes that hold the rooms.
             hub.media = remote = _remote_media(config, hub)
+            hub.media_current = remote.is_current
         else:
             hub.media = _in_process_sfu(config, hub)
     if hub.media is not None:

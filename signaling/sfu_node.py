@@ -13,9 +13,11 @@ One process, one :class:`sfu.service.Sfu`, no client connections. It
 - sends what the SFU says to clients on its own (``emit``: subscriber offers, track events) to
   the peers through :class:`~signaling.backend.redis.PeerSender`, from one bounded, ordered
   outbox drained by one task (the SFU's ``emit`` is synchronous and must never block);
-- on SIGTERM drains: marks itself draining (no new rooms), waits up to ``drain_timeout`` for its
-  rooms to end, deregisters (its remaining rooms move at once: signaling nodes see the node gone
-  and tell their clients to redo media), closes the SFU and exits 0.
+- on SIGTERM (or ``POST /admin/drain`` with ``--admin-token``) drains: marks itself draining (no
+  new rooms). Signaling nodes then hand its rooms over to other SFU nodes while it still forwards
+  (make before break: each client is told ``reconnect {scope: media}``, joined on the new node,
+  and left here). It waits up to ``drain_timeout`` for its rooms to be gone, deregisters (what is
+  left moves at once: signaling nodes see the node gone), closes the SFU and exits 0.
 
 ``/healthz``, ``/readyz`` (registered, request reader in sync, not draining) and ``/metrics`` are
 served on a small HTTP port. aiortc is imported only when the node is built.
@@ -47,6 +49,7 @@ from signaling.remote_media import StreamReader, append
 from signaling.sfu_rpc import (
     CODES,
     SFU_ERROR,
+    VIA,
     Reply,
     Request,
     RpcFormatError,
@@ -393,7 +396,7 @@ class SfuNode:
         while True:
             participant, message = await self._outbox.get()
             try:
-                delivered = await self._sender.send(participant, message)
+                delivered = await self._sender.send(participant, {**message, VIA: self.node_id})
                 self.emitted["sent" if delivered else "unknown-peer"] += 1
             except BackendUnavailable as exc:
                 # Not retried: a retried append whose reply was lost would arrive twice.
@@ -441,10 +444,13 @@ def _aiortc_sfu(config: ServerConfig) -> Callable[[Emit], MediaPort]:
 
 NODE: web.AppKey[SfuNode] = web.AppKey("sfu_node", SfuNode)
 METRICS_REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("sfu_metrics", CollectorRegistry)
+#: Set by ``POST /admin/drain``: the process drains and exits as on SIGTERM.
+DRAIN_REQUESTED: web.AppKey[asyncio.Event] = web.AppKey("sfu_drain_requested", asyncio.Event)
 
 
 def build_sfu_app(node: SfuNode) -> web.Application:
-    """The node's small HTTP surface: health, readiness, metrics."""
+    """The node's small HTTP surface: health, readiness, metrics; ``POST /admin/drain`` with
+    ``--admin-token`` (a bare 404 without one, like a signaling node's admin API)."""
     registry = CollectorRegistry()
     registry.register(MediaCollector(node.media.stats))
     registry.register(node)
@@ -452,10 +458,35 @@ def build_sfu_app(node: SfuNode) -> web.Application:
     app = web.Application()
     app[NODE] = node
     app[METRICS_REGISTRY] = registry
+    app[DRAIN_REQUESTED] = asyncio.Event()
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_post("/admin/drain", _drain_handler(node.config))
     return app
+
+
+def _drain_handler(config: ServerConfig) -> Callable[[web.Request], Awaitable[web.Response]]:
+    from signaling.admin import bearer_ok
+    from signaling.ratelimit import FailureThrottle
+
+    token = config.admin_token
+    throttle = FailureThrottle(config.security.admin_failure_rate, config.security.admin_failure_burst)
+
+    async def drain(request: web.Request) -> web.Response:
+        if token is None:
+            raise web.HTTPNotFound()
+        address = request.remote or ""
+        now = asyncio.get_running_loop().time()
+        if throttle.blocked(address, now):
+            raise web.HTTPTooManyRequests(text='{"error":"too many wrong admin tokens"}', content_type="application/json")
+        if not bearer_ok(request, token):
+            throttle.failed(address, now)
+            raise web.HTTPUnauthorized(text='{"error":"unauthorized"}', content_type="application/json")
+        request.app[DRAIN_REQUESTED].set()
+        return web.json_response({"draining": True})
+
+    return drain
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -480,7 +511,7 @@ async def serve_sfu(config: ServerConfig, *, ready: asyncio.Event | None = None)
     app = build_sfu_app(node)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=config.limits.close_timeout)
     await runner.setup()
-    stop = asyncio.Event()
+    stop = app[DRAIN_REQUESTED]  # SIGTERM, SIGINT or POST /admin/drain
     loop = asyncio.get_running_loop()
     try:
         await web.TCPSite(runner, config.host, config.port).start()

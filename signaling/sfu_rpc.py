@@ -29,6 +29,12 @@ OPS: Final = frozenset(get_args(Op))
 #: ``sfu-unavailable`` is the caller's verdict when no SFU answered (dead, unreachable, timeout,
 #: no capacity). The hub maps each onto the protocol error of the same name.
 BAD_SDP: Final = "bad-sdp"
+#: Field an SFU node adds to every message it sends a client (its node id). The signaling node
+#: holding the client strips it, and drops the message when the client's room has moved to
+#: another SFU node since: a node that hands its rooms over still renegotiates for a moment, and
+#: its offer must not reach a client that already started over with the new node.
+VIA: Final = "_sfu"
+
 SFU_ERROR: Final = "sfu-error"
 UNKNOWN_TRACK: Final = "unknown-track"
 NOT_JOINED: Final = "not-joined"

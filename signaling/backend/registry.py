@@ -111,17 +111,13 @@ def choose_node(nodes: Iterable[NodeInfo], placed: Mapping[str, int]) -> str | N
 
 
 # Commit a placement if it is still valid. KEYS: placement hash, node key, rooms-on set of node,
-# placed-nodes. ARGV: room, node id, key prefix.
+# placed-nodes. ARGV: room, node id, key prefix, node to move the room away from ('' for none).
 # Returns {1, node} when placed (by us or earlier), {0, reason} to retry with a fresh snapshot.
+# The current placement stands while its node lives, unless it is ARGV[4] (a draining node handing
+# its rooms over); the old placement is removed only once the new node is known to be valid.
 _COMMIT = """
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur then
-  if redis.call('EXISTS', ARGV[3] .. 'node:' .. cur) == 1 then return {1, cur} end
-  local old = ARGV[3] .. 'rooms-on:' .. cur
-  redis.call('SREM', old, ARGV[1])
-  if redis.call('SCARD', old) == 0 then redis.call('SREM', KEYS[4], cur) end
-  redis.call('HDEL', KEYS[1], ARGV[1])
-end
+if cur and cur ~= ARGV[4] and redis.call('EXISTS', ARGV[3] .. 'node:' .. cur) == 1 then return {1, cur} end
 local raw = redis.call('GET', KEYS[2])
 if not raw then return {0, 'dead'} end
 local info = cjson.decode(raw)
@@ -130,6 +126,11 @@ if info['draining'] then return {0, 'draining'} end
 local count = redis.call('SCARD', KEYS[3])
 if count >= tonumber(info['capacity']) or tonumber(info['load']) >= tonumber(info['capacity']) then
   return {0, 'full'}
+end
+if cur then
+  local old = ARGV[3] .. 'rooms-on:' .. cur
+  redis.call('SREM', old, ARGV[1])
+  if redis.call('SCARD', old) == 0 then redis.call('SREM', KEYS[4], cur) end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[1])
@@ -342,21 +343,24 @@ class NodeRegistry:
         node = await bounded(self._redis.hget(self._key("placement"), room), self.op_timeout, "placement")
         return cast("str | None", node)
 
-    async def place(self, room: str) -> str | None:
+    async def place(self, room: str, *, away_from: str | None = None) -> str | None:
         """The SFU node of ``room``: its current one while that node lives, else a new one.
 
-        None when no live SFU node has capacity left (or contention outlasted ``max_attempts``).
+        ``away_from`` names a (draining) node the room should leave although it lives: the room
+        moves to another node if one can take it, and stays where it is otherwise (it moves once
+        that node is gone). A room placed elsewhere already is not touched. None when no live SFU
+        node has capacity left (or contention outlasted ``max_attempts``).
         """
         for _ in range(self.max_attempts):
             current = await self.placement(room)
-            if current is not None and await self._alive(current):
+            if current is not None and current != away_from and await self._alive(current):
                 return current
             sfus = await self.nodes("sfu")
             counts = await self._placed_counts([n.id for n in sfus])
-            choice = choose_node(sfus, counts)
+            choice = choose_node([n for n in sfus if n.id != away_from], counts)
             if choice is None:
                 # No room left anywhere, unless a concurrent ``place`` took the last slot for this
-                # very room while we were looking.
+                # very room while we were looking (or the room stays on the node it should leave).
                 current = await self.placement(room)
                 return current if current is not None and await self._alive(current) else None
             placed, node = cast(
@@ -369,7 +373,7 @@ class NodeRegistry:
                             self._key("rooms-on", choice),
                             self._key("placed-nodes"),
                         ],
-                        args=[room, choice, self.prefix],
+                        args=[room, choice, self.prefix, away_from or ""],
                     ),
                     self.op_timeout,
                     "place",

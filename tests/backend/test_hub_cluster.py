@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from signaling.client import Client, Resumed, SignalReceived
 from signaling.config import ServerConfig
-from tests.backend.conftest import RedisServer, fast_backend, wait_for
+from signaling.sfu_rpc import VIA
+from tests.backend.conftest import PATIENCE, UNIT, RedisServer, fast_backend, wait_for
 from tests.conftest import RunningServer, ServerFactory, make_config
+from tests.media.peers import HeldBackoff
 from tests.raw import Raw
 
 
@@ -128,3 +131,55 @@ async def test_nodes_register_drain_and_leave_the_registry(
     assert await listed(one) == {"sig-1": False, "sig-2": True}
     await two.stop()  # a clean stop deregisters at once (a crash would expire after the TTL)
     assert await listed(one) == {"sig-1": False}
+
+
+async def test_a_drained_node_waits_until_its_sessions_resumed_elsewhere(
+    redis_server: RedisServer, prefix: str, start_server: ServerFactory
+) -> None:
+    """A drain in a cluster returns only once its sessions live on another node: a node that exited
+    as soon as its sockets closed would end the sessions whose clients had not resumed yet (they
+    would rejoin). Here the client waits 20 units before it reconnects."""
+    one = await start_server(node_config("sig-1"), backend=fast_backend(redis_server.url, prefix))
+    two = await start_server(node_config("sig-2"), backend=fast_backend(redis_server.url, prefix))
+    alice = Client([one.url, two.url], "room", name="alice", backoff=HeldBackoff(20 * UNIT))
+    bob = Client(two.url, "room", name="bob")
+    await alice.connect()
+    await bob.connect()
+    try:
+        session = alice.session_id
+        assert alice.peer_id is not None and bob.peer_id is not None
+        await one.hub.drain(PATIENCE)
+        assert one.hub.session_count == 0  # moved, not ended
+        resumed = await alice.next_event()
+        while not isinstance(resumed, Resumed):
+            resumed = await alice.next_event()
+        assert (alice.session_id, alice.rejoins, alice.resumes) == (session, 0, 1)
+        assert alice.url == two.url
+        await alice.signal(bob.peer_id, {"after": "drain"})
+        got = await bob.next_event()
+        while not isinstance(got, SignalReceived):
+            got = await bob.next_event()
+        assert got.data == {"after": "drain"} and got.sender == alice.peer_id
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_messages_of_an_sfu_node_the_room_moved_away_from_are_dropped(
+    redis_server: RedisServer, prefix: str, start_server: ServerFactory
+) -> None:
+    """An SFU node that hands its rooms over still renegotiates for a moment; what it says after
+    the room moved must not reach a client that started over with the new node. The field naming
+    the SFU node never reaches any client."""
+    one = await start_server(node_config("sig-1"), backend=fast_backend(redis_server.url, prefix))
+    one.hub.media_current = lambda room, node: (room, node) == ("call", "sfu-new")
+    alice = await Raw.joined(one.url, "call", "alice")
+    try:
+        await one.hub.deliver(alice.peer, {"type": "subscriber-offer", "sdp": "stale", VIA: "sfu-old"})
+        await one.hub.deliver(alice.peer, {"type": "subscriber-offer", "sdp": "fresh", VIA: "sfu-new"})
+        await one.hub.deliver(alice.peer, {"type": "track-published", "n": 1})  # not from an SFU node
+        offer = await alice.expect("subscriber-offer")
+        assert offer["sdp"] == "fresh" and VIA not in offer
+        assert (await alice.expect("track-published"))["n"] == 1
+    finally:
+        await alice.close()

@@ -105,6 +105,29 @@ async def test_placement_skips_full_draining_and_dead_nodes(redis_server: RedisS
     assert await sig.place("r2") == "draining"
 
 
+async def test_a_draining_node_hands_its_rooms_over_when_another_can_take_them(
+    redis_server: RedisServer, prefix: str, registries: Make
+) -> None:
+    old, new, sig, other = (registries(redis_server.url, prefix) for _ in range(4))
+    await old.register(sfu("old"))
+    assert [await sig.place(r) for r in ("r1", "r2")] == ["old", "old"]
+    # Nowhere to go: the rooms stay on the draining node (they move once it is gone).
+    await old.set_draining()
+    assert await sig.place("r1", away_from="old") == "old"
+    await new.register(sfu("new", capacity=1))
+    # Without away_from placement stays sticky; with it the room moves, once, while old lives.
+    assert await sig.place("r1") == "old"
+    assert await sig.place("r1", away_from="old") == "new"
+    assert await other.place("r1", away_from="old") == "new"  # a second signaling node agrees
+    assert await sig.rooms_on("old") == {"r2"}
+    assert await sig.rooms_on("new") == {"r1"}
+    # new is full now: r2 stays where it is, its placement untouched.
+    assert await sig.place("r2", away_from="old") == "old"
+    assert await sig.placement("r2") == "old"
+    # A node that is not draining is never picked by its own away_from.
+    assert await sig.place("r3", away_from="new") is None
+
+
 async def test_placement_is_atomic_under_concurrent_clients(redis_server: RedisServer, prefix: str, registries: Make) -> None:
     """Two signaling nodes place 60 rooms at once over 3 SFUs with 7 slots each."""
     sfus = [registries(redis_server.url, prefix) for _ in range(3)]

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
+from signaling.backoff import Backoff
 from signaling.client import Event, ServerMessage
 from tests.media.peers import Participant, SignalingError, assert_loopback_only, rtc_configuration
 from tests.sfu.sfu_testpeers import PatternVideoTrack, ReceivedTrack, consume_frames, force_codec
@@ -37,8 +39,10 @@ def is_media_reconnect(event: Event) -> bool:
 class FailoverParticipant(Participant):
     """A participant that redoes its peer connection on ``reconnect {scope: media}``."""
 
-    def __init__(self, url: str, room: str, name: str, *, subscribe: bool = True) -> None:
-        super().__init__(url, room, name, subscribe=subscribe)
+    def __init__(
+        self, url: str | Sequence[str], room: str, name: str, *, subscribe: bool = True, backoff: Backoff | None = None
+    ) -> None:
+        super().__init__(url, room, name, subscribe=subscribe, backoff=backoff)
         self._work: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=64)
         self._pc: RTCPeerConnection | None = None
         #: 0 for the first peer connection, +1 per media reconnect.
@@ -90,12 +94,13 @@ class FailoverParticipant(Participant):
 class FailoverPublisher(FailoverParticipant):
     """Publishes generated video; publishes again (fresh connection, fresh track) after a reset."""
 
-    def __init__(self, url: str, room: str, name: str) -> None:
-        super().__init__(url, room, name, subscribe=False)
+    def __init__(self, url: str | Sequence[str], room: str, name: str, *, backoff: Backoff | None = None) -> None:
+        super().__init__(url, room, name, subscribe=False, backoff=backoff)
         #: ``time.monotonic()`` of each publish-answer applied.
         self.published_at: list[float] = []
         self.refusals: list[SignalingError] = []
         self.track: PatternVideoTrack | None = None
+        self._retry = Backoff(base=0.1, cap=2.0)
 
     async def start(self) -> None:
         await super().start()
@@ -113,9 +118,16 @@ class FailoverPublisher(FailoverParticipant):
         try:
             answer = await self.reply_to(cseq)
         except SignalingError as exc:
-            # The SFU went away under this publish: the reset that follows publishes again.
+            # The SFU went away under this publish: the reset that follows publishes again. A
+            # publish that got no answer in time (sfu-unavailable: Redis or the node was slow, no
+            # reset follows) is retried on a fresh connection after the SDK's backoff, as an
+            # application would.
             self.refusals.append(exc)
+            if exc.error.code == "sfu-unavailable" and pc is self._pc:
+                await asyncio.sleep(self._retry.next_delay())
+                self._work.put_nowait(("reset", {}))
             return
+        self._retry.attempt = 0
         assert_loopback_only(answer["sdp"], who="the SFU")
         if pc is self._pc:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
@@ -125,8 +137,8 @@ class FailoverPublisher(FailoverParticipant):
 class FailoverSubscriber(FailoverParticipant):
     """Answers subscriber-offers and decodes; starts a fresh connection after a reset."""
 
-    def __init__(self, url: str, room: str, name: str) -> None:
-        super().__init__(url, room, name, subscribe=True)
+    def __init__(self, url: str | Sequence[str], room: str, name: str, *, backoff: Backoff | None = None) -> None:
+        super().__init__(url, room, name, subscribe=True, backoff=backoff)
         #: What each generation of peer connection decoded (video only).
         self.received: dict[int, list[ReceivedTrack]] = {}
 

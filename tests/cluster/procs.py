@@ -26,6 +26,9 @@ from tests.backend.conftest import PATIENCE, UNIT
 
 #: How often a wait re-checks its condition (a poll interval, not a wait for an outcome).
 POLL = UNIT / 2
+#: How long a process may take to answer its readiness URL: starting Python and importing aiortc
+#: takes well over ten seconds on a loaded two-core box.
+START_PATIENCE = 3 * PATIENCE
 
 
 class NodeProcess:
@@ -68,7 +71,7 @@ class NodeProcess:
         except FileNotFoundError:
             return ""
 
-    async def start(self, *, patience: float = PATIENCE) -> None:
+    async def start(self, *, patience: float = START_PATIENCE) -> None:
         """Spawn the process and return once ``GET ready_url`` answers 200.
 
         Fails (with the log) if the process exits first or is not ready within ``patience``.
@@ -151,6 +154,19 @@ class Processes:
         self.started.append(node)
         await node.start()
         return node
+
+    async def restart(self, node: NodeProcess, *, patience: float = START_PATIENCE) -> NodeProcess:
+        """Start ``node``'s command again (same name, ports and arguments) once it has exited, as
+        a supervisor would; ready once its readiness URL answers 200. Its log goes to a new file."""
+        assert not node.running, f"{node.name} is still running"
+        runs = sum(1 for n in self.started if n.name == node.name)
+        again = NodeProcess(
+            node.name, node.args, ready_url=node.ready_url, log_path=self.directory / f"{node.name}.{runs}.log",
+            env=node.env,
+        )
+        self.started.append(again)
+        await again.start(patience=patience)
+        return again
 
     async def close(self, *, show_logs: bool) -> None:
         await asyncio.gather(*(node.stop() for node in self.started))

@@ -146,3 +146,44 @@ async def test_a_draining_sfu_node_hands_its_rooms_over_without_waiting_for_the_
         error = await reply_to(a, cseq)
         # Joined on the new node (else: not-joined), which answers for its own tracks.
         assert isinstance(error, ErrorReceived) and error.code == "unknown-track", error
+
+
+async def test_a_draining_sfu_node_hands_its_rooms_over_before_it_stops(cluster: Cluster) -> None:
+    """Make before break: the rooms move while the draining node still runs (and still forwards),
+    and it exits once they are gone, long before its drain timeout."""
+    token = "sfu-admin-token"
+    first = await cluster.sfu("sfu-a", args=["--admin-token", token, "--drain-timeout", str(2 * PATIENCE)])
+    drain_url = first.ready_url.replace("/readyz", "/admin/drain")
+    _, url = await cluster.signaling("sig-1")
+    registry = cluster.registry()
+    async with aiohttp.ClientSession() as http:
+        # No token, a wrong one: refused, nothing drains.
+        async with http.post(drain_url) as response:
+            assert response.status == 401
+        async with http.post(drain_url, headers={"Authorization": "Bearer wrong"}) as response:
+            assert response.status == 401
+        async with Client(url, "handover", name="a") as a, Client(url, "handover", name="b", subscribe=False) as b:
+            assert await registry.placement("handover") == "sfu-a"
+            await cluster.sfu("sfu-b")
+            async with http.post(drain_url, headers={"Authorization": f"Bearer {token}"}) as response:
+                assert response.status == 200 and await response.json() == {"draining": True}
+            # Within PATIENCE, while the drain lasts 2 * PATIENCE: the room moved while sfu-a still
+            # ran (it deregisters only once its rooms are gone, or at its drain deadline).
+            for client in (a, b):
+                await next_matching(client, is_media_reconnect, what=f"{client.name}: reconnect {{scope: media}}")
+            assert await registry.placement("handover") == "sfu-b"
+            # Its room is gone from it: it exits well within its drain timeout.
+            assert await first.wait_exit(patience=PATIENCE) == 0
+            cseq = await a.send({"type": "unpublish", "track": "t"})
+            error = await reply_to(a, cseq)
+            assert isinstance(error, ErrorReceived) and error.code == "unknown-track", error
+        assert (a.resumes, a.rejoins, b.resumes, b.rejoins) == (0, 0, 0, 0)
+
+
+async def test_sfu_drain_endpoint_is_off_without_an_admin_token(cluster: Cluster) -> None:
+    node = await cluster.sfu("sfu-a")
+    async with aiohttp.ClientSession() as http, http.post(
+        node.ready_url.replace("/readyz", "/admin/drain"), headers={"Authorization": "Bearer x"}
+    ) as response:
+        assert response.status == 404
+    assert node.running

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,7 +181,7 @@ class Participant:
     """One SDK client, every event it received, and the tasks it owns."""
 
     def __init__(
-        self, url: str, room: str, name: str, *, backoff: Backoff | None = None, subscribe: bool = True
+        self, url: str | Sequence[str], room: str, name: str, *, backoff: Backoff | None = None, subscribe: bool = True
     ) -> None:
         self.name = name
         self.client = Client(url, room, name=name, subscribe=subscribe, backoff=backoff)

@@ -147,6 +147,8 @@ def test_the_watcher_only_checks_rooms_whose_node_is_not_live() -> None:
     assert rooms_to_check({}, set()) == []
     # Rooms with a join to retry are looked at even when their node lives.
     assert rooms_to_check(rooms, {"sfu-1", "sfu-2"}, retry=["b"]) == ["b", "c"]
+    # Rooms on a draining node are looked at too: they move while it still forwards.
+    assert rooms_to_check(rooms, {"sfu-1", "sfu-2"}, draining={"sfu-1"}) == ["a", "c", "d"]
 
 
 # -- the SFU node's executor -----------------------------------------------------------------------
