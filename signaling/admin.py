@@ -18,7 +18,7 @@ from aiohttp import web
 from signaling import __version__
 from signaling.hub import Hub, Live
 from signaling.leakwatch import LeakWatch
-from signaling.media import MediaPort
+from signaling.media import MEDIA_REFUSALS, MediaPort
 from signaling.ratelimit import FailureThrottle
 from signaling.tasks import TaskInfo, count_by_kind, snapshot
 
@@ -171,8 +171,8 @@ def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:
             raise web.HTTPBadRequest(text='{"error":"expected {track: str, muted: bool}"}', content_type="application/json")
         try:
             found = await hub.mute(request.match_info["peer"], track, muted)
-        except Exception as exc:
-            if getattr(exc, "code", None) == "unknown-track":
+        except MEDIA_REFUSALS as exc:
+            if exc.code == "unknown-track":
                 raise web.HTTPNotFound(text='{"error":"no such track"}', content_type="application/json") from None
             raise
         if not found:
@@ -197,8 +197,8 @@ def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:
         media = _media_or_503(hub)
         try:
             started = await media.record_start(request.match_info["room"], directory=directory, track=track)
-        except Exception as exc:
-            refusal = _media_refusal(exc)
+        except MEDIA_REFUSALS as exc:
+            refusal = _media_refusal(exc.code, str(exc))
             if refusal is None:
                 raise
             raise refusal from None
@@ -208,8 +208,8 @@ def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:
         media = _media_or_503(hub)
         try:
             stopped = await media.record_stop(request.match_info["room"])
-        except Exception as exc:
-            refusal = _media_refusal(exc)
+        except MEDIA_REFUSALS as exc:
+            refusal = _media_refusal(exc.code, str(exc))
             if refusal is None:
                 raise
             raise refusal from None
@@ -256,10 +256,9 @@ def _media_or_503(hub: Hub) -> MediaPort:
     return hub.media
 
 
-def _media_refusal(exc: Exception) -> web.HTTPException | None:
-    """An SFU refusal of a recording request as an HTTP error (None: not a refusal)."""
-    code = getattr(exc, "code", None)
-    body = json.dumps({"error": code, "detail": str(exc)})
+def _media_refusal(code: str, detail: str) -> web.HTTPException | None:
+    """An SFU refusal of a recording request as an HTTP error (None: a code we do not map)."""
+    body = json.dumps({"error": code, "detail": detail})
     if code in ("not-joined", "unknown-track"):
         return web.HTTPNotFound(text=body, content_type="application/json")
     if code == "sfu-error":

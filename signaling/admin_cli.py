@@ -31,6 +31,7 @@ from rich.table import Table
 from yarl import URL
 
 from signaling.auth import ALL_GRANTS, DEFAULT_GRANTS, create_token
+from signaling.errors import PeerError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -51,7 +52,7 @@ class Exit(enum.IntEnum):
     SERVER_ERROR = 5
 
 
-class AdminError(Exception):
+class AdminError(PeerError):
     """A failure to report as one line, with its exit code."""
 
     def __init__(self, code: Exit, message: str) -> None:

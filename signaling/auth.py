@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import jwt
 
 from signaling.codes import Close, CloseCode, Err, ErrorCode
+from signaling.errors import PeerError
 from signaling.protocol import unsafe_text as _unsafe_name
 
 ALGORITHM = "HS256"
@@ -30,7 +31,7 @@ ALL_GRANTS = frozenset({"publish", "subscribe", "signal", "data", "admin"})
 DEFAULT_GRANTS = frozenset({"publish", "subscribe", "signal", "data"})
 
 
-class AuthError(Exception):
+class AuthError(PeerError):
     def __init__(self, close: CloseCode, error: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.close = close

@@ -23,6 +23,7 @@ import click
 from signaling import __version__, settings
 from signaling.admin_cli import admin
 from signaling.config import ServerConfig
+from signaling.errors import PeerError
 from signaling.loadtest import loadtest
 from signaling.turn.cli import turn
 
@@ -33,7 +34,7 @@ SFU_DEFAULT_PORT = 9100
 REDIS_CHECK_TIMEOUT = 3.0
 
 
-class OperatorError(click.ClickException):
+class OperatorError(PeerError, click.ClickException):
     """A configuration mistake: one line on stderr naming the flag/key, exit 2, no traceback."""
 
     exit_code = 2

@@ -31,6 +31,7 @@ import aiohttp
 from signaling import protocol
 from signaling.backoff import Backoff
 from signaling.codes import ClientAction, Close
+from signaling.errors import PeerError
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ Event = (
 )
 
 
-class ClientError(Exception):
+class ClientError(PeerError):
     """The client cannot go on (fatal close code, or closed)."""
 
     def __init__(self, message: str, code: int | None = None) -> None:

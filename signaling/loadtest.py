@@ -53,6 +53,7 @@ from signaling.client import (
     Resumed,
     SignalReceived,
 )
+from signaling.errors import PeerError
 
 MAX_PARTICIPANTS = 5000
 MAX_RATE = 50.0
@@ -74,11 +75,11 @@ EXIT_FAILURES = 1
 # -- target check (before any connection) --------------------------------------------------------
 
 
-class TargetRefused(Exception):
+class TargetRefused(PeerError):
     """The URL is not a loopback WebSocket URL (and ``--allow-remote`` was not given)."""
 
 
-class TargetUnresolvable(Exception):
+class TargetUnresolvable(PeerError):
     """The host name does not resolve."""
 
 
@@ -440,7 +441,7 @@ class LoadTest:
 
     async def _join_failed(self, client: Client, exc: BaseException) -> None:
         self.join_failed += 1
-        reason, code = str(exc), getattr(exc, "code", None)
+        reason, code = str(exc), exc.code if isinstance(exc, ClientError) else None
         if isinstance(exc, TimeoutError):
             # Why the attempts failed: the last Reconnecting event says (the client is closed,
             # so its events end with Closed and this loop cannot wait).

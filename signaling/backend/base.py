@@ -13,6 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from signaling.errors import InternalError
+from signaling.errors import SessionMoved as SessionMoved  # re-exported: the backends raise it
+
 if TYPE_CHECKING:  # redis-py is loaded by cluster nodes only
     from signaling.backend.ledger import SessionLedger
 
@@ -23,7 +26,7 @@ Delivery = Callable[[str, dict[str, Any], str], Awaitable[None]]
 Control = Callable[[dict[str, str]], Awaitable[None]]
 
 
-class BackendUnavailable(Exception):
+class BackendUnavailable(InternalError):
     """Redis did not answer within the deadline (or refused): the operation did not complete.
 
     A write that raised this may or may not have been applied; the backend resyncs the members
@@ -43,10 +46,6 @@ class Written(enum.Enum):
     #: cannot be encoded): the session's stream has a hole, so the session must end. Other
     #: sessions are not affected.
     FAILED = "failed"
-
-
-class SessionMoved(Exception):
-    """Another node owns the session now (it resumed there): this node must let it go."""
 
 
 @dataclass(frozen=True, slots=True)
