@@ -24,6 +24,10 @@ from signaling.tasks import TaskInfo, count_by_kind, snapshot
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: Set by ``POST /admin/drain`` (and by SIGTERM in ``signaling.server``): the process drains.
+#: Defined here, where it is requested, so the server imports the admin API and not back.
+DRAIN_REQUESTED: web.AppKey[asyncio.Event] = web.AppKey("drain_requested", asyncio.Event)
+
 
 def _session_json(live: Live) -> dict[str, Any]:
     s = live.session
@@ -224,8 +228,6 @@ def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:
         return web.json_response({"recordings": await media.recordings()})
 
     async def drain(request: web.Request) -> web.Response:
-        from signaling.server import DRAIN_REQUESTED
-
         request.app[DRAIN_REQUESTED].set()
         return web.json_response({"draining": True})
 

@@ -7,8 +7,12 @@ config with small, scaled values instead of patching anything.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from signaling import media_limits
+
+if TYPE_CHECKING:
+    from sfu.config import SfuConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,3 +248,30 @@ class ServerConfig:
     ice: IceConfig = field(default_factory=IceConfig)
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+
+def sfu_settings(config: ServerConfig, *, dev_mode: bool = False) -> SfuConfig:
+    """The SFU's network settings from the node's config (embedded SFU and SFU nodes alike).
+
+    ``dev_mode`` (an embedded SFU without token keys, which only ever serves loopback) also
+    lets ICE contact loopback candidates; SFU nodes and production servers need
+    ``ice.allow_peers`` for that.
+    """
+    from sfu.candidate_policy import LOOPBACK_NETWORKS
+    from sfu.config import SfuConfig
+
+    hosts = config.ice.host_addresses
+    if not hosts and config.host in ("127.0.0.1", "localhost", "::1"):
+        # A node only reachable on loopback has only loopback clients: gather nothing else.
+        hosts = ("127.0.0.1",) if config.host != "::1" else ("::1",)
+    ports = None
+    if config.ice.port_range:
+        low, _, high = config.ice.port_range.partition("-")
+        ports = (int(low), int(high))
+    allow = config.ice.allow_peers + (LOOPBACK_NETWORKS if dev_mode else ())
+    return SfuConfig(
+        host_addresses=hosts, announce_ip=config.ice.announce_ip, port_range=ports,
+        ice_allow_peers=allow,
+        max_tracks_per_kind=config.security.max_tracks_per_kind,
+        max_tracks_per_room=config.security.max_tracks_per_room,
+    )

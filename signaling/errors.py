@@ -35,6 +35,15 @@ class InternalError(SwitchboardError):
     """Our own failure, or one of a dependency we rely on (Redis, the SFU's internals)."""
 
 
+class BackendUnavailable(InternalError):
+    """Redis did not answer within the deadline (or refused): the operation did not complete.
+
+    A write that raised this may or may not have been applied; the backend resyncs the members
+    it holds, so membership converges either way, and a ``send`` that raised was delivered at
+    most once.
+    """
+
+
 class ResumeRefusal(enum.Enum):
     """Why a resume was refused; the value is the ``reason`` label of
     ``switchboard_resume_failures_total`` (docs/operations.md)."""

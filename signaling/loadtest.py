@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import random
 import re
@@ -40,7 +39,6 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from yarl import URL
 
-from signaling.admin_cli import Exit
 from signaling.backoff import Backoff
 from signaling.client import (
     Client,
@@ -54,6 +52,8 @@ from signaling.client import (
     SignalReceived,
 )
 from signaling.errors import PeerError
+from signaling.exits import Exit
+from signaling.loopback import is_loopback
 
 MAX_PARTICIPANTS = 5000
 MAX_RATE = 50.0
@@ -109,20 +109,13 @@ def check_target(url: str, *, allow_remote: bool, resolve: Resolve = system_reso
     addresses = resolve(host, u.port or 80)
     if not addresses:
         raise TargetUnresolvable(f"{host} resolves to nothing")
-    remote = [a for a in addresses if not _loopback(a)]
+    remote = [a for a in addresses if not is_loopback(a)]
     if remote:
         raise TargetRefused(
             f"refusing to load-test {host} ({', '.join(remote)}): not loopback. "
             "Only 127.0.0.0/8 and ::1 are allowed without --allow-remote"
         )
     return addresses
-
-
-def _loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 class PinnedResolver(AbstractResolver):

@@ -434,7 +434,7 @@ class SfuNode:
 
 def _aiortc_sfu(config: ServerConfig) -> Callable[[Emit], MediaPort]:
     from sfu.service import Sfu
-    from signaling.server import sfu_settings
+    from signaling.config import sfu_settings
 
     # An SFU node is never in dev mode: loopback candidates need ice.allow_peers like any range.
     settings = sfu_settings(config)

@@ -42,11 +42,10 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from signaling.backend.base import BackendUnavailable, Written
-from signaling.backend.durable import ReplicaWait
-from signaling.backend.redis import bounded
+from signaling.backend.durable import ReplicaWait, Written
+from signaling.backend.redis_io import bounded
 from signaling.backoff import Backoff
-from signaling.errors import ResumeRefusal, ResumeRefused
+from signaling.errors import BackendUnavailable, ResumeRefusal, ResumeRefused
 from signaling.tasks import OwnerKind, TaskRegistry
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Literal, cast
 
 from signaling.backend.base import BackendUnavailable
-from signaling.backend.redis import bounded, make_client
+from signaling.backend.connect import make_client
+from signaling.backend.redis_io import bounded
 from signaling.backoff import Backoff
 from signaling.tasks import OwnerKind, TaskRegistry
 
