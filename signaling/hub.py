@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from signaling import protocol
-from signaling.auth import DEV_IDENTITY_GRANTS, AuthError, TokenVerifier
+from signaling.auth import DEV_IDENTITY_GRANTS, AuthError, TokenVerifier, missing_grant
 from signaling.backend import Backend, BackendUnavailable, Member, SessionMoved
 from signaling.backend.base import Written
 from signaling.backoff import Backoff
@@ -410,13 +410,8 @@ class Hub:
 
     def _refuse(self, live: Live, message: protocol.Sequenced) -> ProtocolError | None:
         """Grants and limits, checked before anything is relayed or reaches the SFU."""
-        grant = {
-            Signal: "signal", Publish: "publish", Unpublish: "publish", TrackState: "publish",
-            SubscriberAnswer: "subscribe",
-        }.get(type(message))
-        if isinstance(message, Candidate):
-            grant = "publish" if message.target == "publisher" else "subscribe"
-        if grant is not None and grant not in live.grants:
+        grant = missing_grant(message, live.grants)
+        if grant is not None:
             return ProtocolError(Err.FORBIDDEN, f"the token does not grant {grant}", cseq=message.cseq)
         limits = self.config.security
         if isinstance(message, Data):
@@ -437,9 +432,7 @@ class Hub:
         return None
 
     def _refuse_data(self, live: Live, message: Data) -> ProtocolError | None:
-        """``data`` needs the ``data`` grant (or ``signal``: peer messaging) and its own rate."""
-        if not live.grants & {"data", "signal"}:
-            return ProtocolError(Err.FORBIDDEN, "the token does not grant data", cseq=message.cseq)
+        """``data`` has its own rate (its grant was checked by :func:`~signaling.auth.missing_grant`)."""
         sec = self.config.security
         if live.data_bucket is None:
             live.data_bucket = TokenBucket(sec.data_rate, sec.data_burst)

@@ -75,16 +75,6 @@ class NodeInfo:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Replacement:
-    """A room whose SFU node died, and where it went."""
-
-    room: str
-    dead_node: str
-    #: None when no live SFU had capacity; the room stays unplaced (``place`` again later).
-    new_node: str | None
-
-
 def utilisation(node: NodeInfo, placed: int) -> float:
     """How full ``node`` is: rooms placed on it or rooms it reports, whichever is larger."""
     return max(placed, node.load) / node.capacity
@@ -404,17 +394,6 @@ class NodeRegistry:
                 for room in sorted(await self.rooms_on(node)):
                     out[room] = node
         return out
-
-    async def replace_dead(self) -> list[Replacement]:
-        """Place every orphaned room again; the caller tells its clients to rejoin media.
-
-        Safe to run from several signaling nodes at once: each room moves once (the commit
-        script re-checks that the old node is dead and the room still on it).
-        """
-        moved: list[Replacement] = []
-        for room, dead in (await self.orphaned()).items():
-            moved.append(Replacement(room, dead, await self.place(room)))
-        return moved
 
     async def _alive(self, node_id: str) -> bool:
         n = await bounded(self._redis.exists(self._key("node", node_id)), self.op_timeout, "alive")
