@@ -39,6 +39,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from yarl import URL
 
+from signaling.aio import cancel_and_wait
 from signaling.backoff import Backoff
 from signaling.client import (
     Client,
@@ -342,9 +343,7 @@ class LoadTest:
             except TimeoutError:
                 timed_out = True
             finally:
-                ticker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await ticker
+                await cancel_and_wait(ticker)
         return self._summary(loop.time() - started, timed_out)
 
     async def _tick(self, on_tick: Callable[[LoadTest], None] | None) -> None:
