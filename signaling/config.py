@@ -72,6 +72,10 @@ class LimitsConfig:
     send_queue_size: int = 256
     #: Seconds a close handshake may take before the transport is aborted.
     close_timeout: float = 2.0
+    #: Seconds the hub's shutdown may take in all (closing connections, ending sessions): with
+    #: Redis down, ending N sessions one after another would otherwise take N Redis timeouts.
+    #: Sessions not ended by then are abandoned; their members expire with the node.
+    shutdown_timeout: float = 10.0
     #: Seconds a new TCP connection has to send a complete HTTP request head (request line and
     #: headers); then it is aborted. Counted from accept, before aiohttp parses anything.
     head_timeout: float = 10.0

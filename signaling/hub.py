@@ -195,17 +195,35 @@ class Hub:
             self._tasks.spawn(self.leaks.run(), name="leak-watch")
 
     async def close(self) -> None:
-        """Close every connection (1001) and stop every task; sessions die with the node."""
+        """Close every connection (1001) and stop every task; sessions die with the node.
+
+        Connections and sessions are ended under one deadline (``limits.shutdown_timeout``);
+        what is left when it passes is abandoned with a warning (the members expire with this
+        node: the reaper of another node removes them).
+        """
+        deadline = asyncio.get_running_loop().time() + self.config.limits.shutdown_timeout
         for conn in list(self._connections):
             conn.close(Close.GOING_AWAY, "server shutting down", flush=False)
-        await asyncio.gather(*(c.done.wait() for c in list(self._connections)))
+        try:
+            async with asyncio.timeout_at(deadline):
+                await asyncio.gather(*(c.done.wait() for c in list(self._connections)))
+        except TimeoutError:
+            log.warning("shutdown: %d connections still closing at the deadline", len(self._connections))
         await self._tasks.close()
-        for live in list(self._sessions.values()):
-            try:
-                await self._end(live, "shutdown", notify=False, patient=False)
-            except BackendUnavailable as exc:
-                # Redis is gone: the members expire with this node (the reaper of another node).
-                log.warning("shutdown: could not remove %s: %s", live.session.peer_id, exc)
+        sessions = list(self._sessions.values())
+        ended = 0
+        try:
+            async with asyncio.timeout_at(deadline):
+                for live in sessions:
+                    try:
+                        await self._end(live, "shutdown", notify=False, patient=False)
+                    except BackendUnavailable as exc:
+                        # Redis is gone: the members expire with this node (the reaper of another node).
+                        log.warning("shutdown: could not remove %s: %s", live.session.peer_id, exc)
+                    ended += 1
+        except TimeoutError:
+            log.warning("shutdown: deadline passed with %d of %d sessions not ended; their members expire "
+                        "with this node", len(sessions) - ended, len(sessions))
         if self.registry is not None:
             await self.registry.close()
         if self.media is not None:
