@@ -47,6 +47,7 @@ from aiortc import rtp as _aiortc_rtp
 from aiortc.codecs import h264 as _aiortc_h264
 from aiortc.codecs import vpx as _aiortc_vpx
 
+from sfu.errors import SfuException
 from sfu.h264 import PROFILE_LEVEL_IDS
 from sfu.packets import CodecSpec, InboundRtp, ReceiveInfo, SenderReport
 
@@ -55,7 +56,7 @@ logger = logging.getLogger(__name__)
 REQUIRED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0"}
 
 
-class AiortcInternalsError(RuntimeError):
+class AiortcInternalsError(SfuException, RuntimeError):
     """aiortc/aioice is not the version, or not the shape, this module was written against."""
 
 

@@ -35,7 +35,13 @@ MEDIA_FAILED: Final = "media-failed"
 SFU_ERROR: Final = "sfu-error"
 
 
-class SfuError(Exception):
+class SfuException(Exception):
+    """Root of every exception the SFU defines. ``sfu`` never imports ``signaling``, so this is
+    not a ``signaling.errors.SwitchboardError``; signaling meets SFU errors only through its
+    media port (``signaling.media.MEDIA_REFUSALS``)."""
+
+
+class SfuError(SfuException):
     """A request to the SFU failed; :attr:`code` is stable, the message is for humans."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:

@@ -109,10 +109,6 @@ class PublishedTrack:
     def ingest_counters(self) -> IngestCounters:
         return self._ingest.counters if self._ingest is not None else IngestCounters()
 
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._slots)
-
     def start(self, info: ReceiveInfo) -> None:
         """The publisher's receiver is configured: packets can be understood from now on."""
         if self._ingest is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from sfu.errors import SfuException
 from sfu.h264 import codec_name, is_h264, profile_key
 
 SENDING_DIRECTIONS = frozenset({"sendonly", "sendrecv"})
@@ -19,7 +20,7 @@ _DIRECTIONS = frozenset({"sendonly", "sendrecv", "recvonly", "inactive"})
 _TOKEN = re.compile(r"^[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]{1,64}$")
 
 
-class SdpError(ValueError):
+class SdpError(SfuException, ValueError):
     """The SDP is not something the SFU can negotiate."""
 
 

@@ -448,6 +448,10 @@ class Sfu:
             (t for t in p.room.tracks.values() if t.publisher == p.id and t.msid_track == track_id), None
         )
 
+    async def adopt(self, room: str, participant: str, *, subscribe: bool = True) -> None:
+        """Nothing to take over: an in-process SFU serves only its own node's participants
+        (the media port's ``adopt`` matters for a cluster's remote SFU)."""
+
     async def leave(self, room: str, participant: str) -> None:
         """Remove the participant: its tracks leave every subscriber, its connections close.
 

@@ -18,11 +18,15 @@ from aiohttp import web
 from signaling import __version__
 from signaling.hub import Hub, Live
 from signaling.leakwatch import LeakWatch
-from signaling.media import MediaPort
+from signaling.media import MEDIA_REFUSALS, MediaPort
 from signaling.ratelimit import FailureThrottle
 from signaling.tasks import TaskInfo, count_by_kind, snapshot
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Set by ``POST /admin/drain`` (and by SIGTERM in ``signaling.server``): the process drains.
+#: Defined here, where it is requested, so the server imports the admin API and not back.
+DRAIN_REQUESTED: web.AppKey[asyncio.Event] = web.AppKey("drain_requested", asyncio.Event)
 
 
 def _session_json(live: Live) -> dict[str, Any]:
@@ -171,8 +175,8 @@ def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:
             raise web.HTTPBadRequest(text='{"error":"expected {track: str, muted: bool}"}', content_type="application/json")
         try:
             found = await hub.mute(request.match_info["peer"], track, muted)
-        except Exception as exc:
-            if getattr(exc, "code", None) == "unknown-track":
+        except MEDIA_REFUSALS as exc:
+            if exc.code == "unknown-track":
                 raise web.HTTPNotFound(text='{"error":"no such track"}', content_type="application/json") from None
             raise
         if not found:
@@ -197,8 +201,8 @@ def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:
         media = _media_or_503(hub)
         try:
             started = await media.record_start(request.match_info["room"], directory=directory, track=track)
-        except Exception as exc:
-            refusal = _media_refusal(exc)
+        except MEDIA_REFUSALS as exc:
+            refusal = _media_refusal(exc.code, str(exc))
             if refusal is None:
                 raise
             raise refusal from None
@@ -208,8 +212,8 @@ def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:
         media = _media_or_503(hub)
         try:
             stopped = await media.record_stop(request.match_info["room"])
-        except Exception as exc:
-            refusal = _media_refusal(exc)
+        except MEDIA_REFUSALS as exc:
+            refusal = _media_refusal(exc.code, str(exc))
             if refusal is None:
                 raise
             raise refusal from None
@@ -224,8 +228,6 @@ def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:
         return web.json_response({"recordings": await media.recordings()})
 
     async def drain(request: web.Request) -> web.Response:
-        from signaling.server import DRAIN_REQUESTED
-
         request.app[DRAIN_REQUESTED].set()
         return web.json_response({"draining": True})
 
@@ -256,10 +258,9 @@ def _media_or_503(hub: Hub) -> MediaPort:
     return hub.media
 
 
-def _media_refusal(exc: Exception) -> web.HTTPException | None:
-    """An SFU refusal of a recording request as an HTTP error (None: not a refusal)."""
-    code = getattr(exc, "code", None)
-    body = json.dumps({"error": code, "detail": str(exc)})
+def _media_refusal(code: str, detail: str) -> web.HTTPException | None:
+    """An SFU refusal of a recording request as an HTTP error (None: a code we do not map)."""
+    body = json.dumps({"error": code, "detail": detail})
     if code in ("not-joined", "unknown-track"):
         return web.HTTPNotFound(text=body, content_type="application/json")
     if code == "sfu-error":

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import enum
-import ipaddress
 import json
 import math
 import sys
@@ -31,27 +29,14 @@ from rich.table import Table
 from yarl import URL
 
 from signaling.auth import ALL_GRANTS, DEFAULT_GRANTS, create_token
+from signaling.errors import PeerError
+from signaling.exits import Exit as Exit  # re-exported: scripts and tests read it here
+from signaling.loopback import is_loopback
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
-class Exit(enum.IntEnum):
-    """Exit codes of ``switchboard admin`` (and ``switchboard loadtest``)."""
-
-    OK = 0
-    #: The room, participant, session or node does not exist (or no admin API at that URL).
-    NOT_FOUND = 1
-    #: Bad command line (click's own code for usage errors).
-    USAGE = 2
-    #: The server refused the token (401/403).
-    UNAUTHORIZED = 3
-    #: No answer: connection refused, DNS failure, timeout, TLS failure.
-    UNREACHABLE = 4
-    #: The server failed (5xx) or answered something unexpected.
-    SERVER_ERROR = 5
-
-
-class AdminError(Exception):
+class AdminError(PeerError):
     """A failure to report as one line, with its exit code."""
 
     def __init__(self, code: Exit, message: str) -> None:
@@ -83,15 +68,6 @@ def segment(value: str) -> str:
     if value in (".", ".."):
         return value.replace(".", "%2E")
     return quote(value, safe="")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class AdminClient:
@@ -399,7 +375,7 @@ def _run(
         raise click.UsageError("no admin token: set SWITCHBOARD_ADMIN_TOKEN (or pass --token)")
     client = AdminClient(obj.url, obj.token if needs_token else None, timeout=obj.timeout)
     host = client.base.host or ""
-    if needs_token and client.base.scheme == "http" and not _is_loopback(host):
+    if needs_token and client.base.scheme == "http" and not is_loopback(host):
         click.echo(f"warning: sending the admin token to {host} over plain http", err=True)
 
     async def main() -> None:

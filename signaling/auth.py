@@ -23,6 +23,17 @@ from dataclasses import dataclass, field
 import jwt
 
 from signaling.codes import Close, CloseCode, Err, ErrorCode
+from signaling.errors import PeerError
+from signaling.protocol import (
+    Candidate,
+    ClientMessage,
+    Data,
+    Publish,
+    Signal,
+    SubscriberAnswer,
+    TrackState,
+    Unpublish,
+)
 from signaling.protocol import unsafe_text as _unsafe_name
 
 ALGORITHM = "HS256"
@@ -30,7 +41,7 @@ ALL_GRANTS = frozenset({"publish", "subscribe", "signal", "data", "admin"})
 DEFAULT_GRANTS = frozenset({"publish", "subscribe", "signal", "data"})
 
 
-class AuthError(Exception):
+class AuthError(PeerError):
     def __init__(self, close: CloseCode, error: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.close = close
@@ -47,6 +58,26 @@ class Identity:
 
     def may(self, grant: str) -> bool:
         return grant in self.grants
+
+
+def missing_grant(message: ClientMessage, grants: frozenset[str]) -> str | None:
+    """The grant ``message`` needs and ``grants`` lack (None: allowed). The hub checks this
+    before anything is relayed or reaches the SFU; ``data`` is peer messaging, so ``signal``
+    allows it too."""
+    match message:
+        case Signal():
+            needed: tuple[str, ...] = ("signal",)
+        case Data():
+            needed = ("data", "signal")
+        case Publish() | Unpublish() | TrackState():
+            needed = ("publish",)
+        case SubscriberAnswer():
+            needed = ("subscribe",)
+        case Candidate(target=target):
+            needed = ("publish",) if target == "publisher" else ("subscribe",)
+        case _:
+            return None
+    return None if grants.intersection(needed) else needed[0]
 
 
 #: What a dev-mode join gets: everything except admin.

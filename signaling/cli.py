@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import json
 import logging
 import os
@@ -23,7 +22,9 @@ import click
 from signaling import __version__, settings
 from signaling.admin_cli import admin
 from signaling.config import ServerConfig
+from signaling.errors import PeerError
 from signaling.loadtest import loadtest
+from signaling.loopback import is_loopback
 from signaling.turn.cli import turn
 
 #: Where an SFU node listens (health and metrics) unless told otherwise: not serve's 8080, so the
@@ -33,7 +34,7 @@ SFU_DEFAULT_PORT = 9100
 REDIS_CHECK_TIMEOUT = 3.0
 
 
-class OperatorError(click.ClickException):
+class OperatorError(PeerError, click.ClickException):
     """A configuration mistake: one line on stderr naming the flag/key, exit 2, no traceback."""
 
     exit_code = 2
@@ -291,7 +292,7 @@ def serve(log_level: str, log_format: str, **params: Any) -> None:
 
     setup_logging(log_level, log_format)
     config = _load(params)
-    if not config.security.token_keys and not _is_loopback(config.host):
+    if not config.security.token_keys and not is_loopback(config.host):
         raise OperatorError(
             f"refusing to serve on {config.host} without access tokens: pass --token-key KID:SECRET "
             f"({_where('security.token_keys')}), or bind 127.0.0.1 for development"
@@ -354,15 +355,6 @@ def config_show(as_json: bool, **params: Any) -> None:
         click.echo(json.dumps(settings.effective(config), indent=2))
         return
     click.echo(settings.to_toml(config), nl=False)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 cli.add_command(turn)

@@ -7,8 +7,12 @@ config with small, scaled values instead of patching anything.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from signaling import media_limits
+
+if TYPE_CHECKING:
+    from sfu.config import SfuConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,10 @@ class LimitsConfig:
     send_queue_size: int = 256
     #: Seconds a close handshake may take before the transport is aborted.
     close_timeout: float = 2.0
+    #: Seconds the hub's shutdown may take in all (closing connections, ending sessions): with
+    #: Redis down, ending N sessions one after another would otherwise take N Redis timeouts.
+    #: Sessions not ended by then are abandoned; their members expire with the node.
+    shutdown_timeout: float = 10.0
     #: Seconds a new TCP connection has to send a complete HTTP request head (request line and
     #: headers); then it is aborted. Counted from accept, before aiohttp parses anything.
     head_timeout: float = 10.0
@@ -244,3 +252,30 @@ class ServerConfig:
     ice: IceConfig = field(default_factory=IceConfig)
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+
+def sfu_settings(config: ServerConfig, *, dev_mode: bool = False) -> SfuConfig:
+    """The SFU's network settings from the node's config (embedded SFU and SFU nodes alike).
+
+    ``dev_mode`` (an embedded SFU without token keys, which only ever serves loopback) also
+    lets ICE contact loopback candidates; SFU nodes and production servers need
+    ``ice.allow_peers`` for that.
+    """
+    from sfu.candidate_policy import LOOPBACK_NETWORKS
+    from sfu.config import SfuConfig
+
+    hosts = config.ice.host_addresses
+    if not hosts and config.host in ("127.0.0.1", "localhost", "::1"):
+        # A node only reachable on loopback has only loopback clients: gather nothing else.
+        hosts = ("127.0.0.1",) if config.host != "::1" else ("::1",)
+    ports = None
+    if config.ice.port_range:
+        low, _, high = config.ice.port_range.partition("-")
+        ports = (int(low), int(high))
+    allow = config.ice.allow_peers + (LOOPBACK_NETWORKS if dev_mode else ())
+    return SfuConfig(
+        host_addresses=hosts, announce_ip=config.ice.announce_ip, port_range=ports,
+        ice_allow_peers=allow,
+        max_tracks_per_kind=config.security.max_tracks_per_kind,
+        max_tracks_per_room=config.security.max_tracks_per_room,
+    )

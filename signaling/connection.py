@@ -84,10 +84,6 @@ class Connection:
     def closing(self) -> bool:
         return self._close_requested.is_set()
 
-    @property
-    def outbox_size(self) -> int:
-        return len(self._outbox)
-
     # -- the one place that writes ------------------------------------------------------------
 
     def send(self, frame: str, *, force: bool = False) -> bool:

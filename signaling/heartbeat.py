@@ -32,10 +32,6 @@ class HeartbeatPolicy:
         j = self.config.jitter
         return self.config.interval * self._rng.uniform(1.0 - j, 1.0 + j)
 
-    def detection_bound(self) -> float:
-        """Worst time from the client's last frame to the 4013 close (for docs and tests)."""
-        return max(self.config.timeout, self.config.max_timeout)
-
 
 class AdaptiveTimeout:
     """The silence timeout of one session, adapted to the RTT its pongs measure.

@@ -19,16 +19,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from signaling import protocol
-from signaling.auth import DEV_IDENTITY_GRANTS, AuthError, TokenVerifier
+from signaling.auth import DEV_IDENTITY_GRANTS, AuthError, TokenVerifier, missing_grant
 from signaling.backend import Backend, BackendUnavailable, Member, SessionMoved
 from signaling.backend.base import Written
 from signaling.backoff import Backoff
 from signaling.codes import Close, Err, ErrorCode
 from signaling.config import ServerConfig
 from signaling.connection import Connection
+from signaling.errors import PeerError, ResumeRefusal, ResumeRefused
 from signaling.heartbeat import HeartbeatPolicy
 from signaling.leakwatch import LeakWatch
-from signaling.media import MediaPort
+from signaling.media import MEDIA_REFUSALS, MediaPort
 from signaling.metrics import Metrics
 from signaling.protocol import (
     Ack,
@@ -51,7 +52,6 @@ from signaling.sdpcheck import SdpError, check_candidate, check_sdp
 from signaling.session import (
     AckError,
     ReplayOverflow,
-    ResumeRefused,
     Session,
     SessionState,
     Stamped,
@@ -107,7 +107,7 @@ class Live:
     headless: bool = False
 
 
-class HeadlessRefused(Exception):
+class HeadlessRefused(PeerError):
     """A headless participant cannot join: ``reason`` is draining, node-full or room-full."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -201,22 +201,35 @@ class Hub:
             self._tasks.spawn(self.leaks.run(), name="leak-watch")
 
     async def close(self) -> None:
-        """Close every connection (1001) and stop every task; sessions die with the node."""
+        """Close every connection (1001) and stop every task; sessions die with the node.
+
+        Connections and sessions are ended under one deadline (``limits.shutdown_timeout``);
+        what is left when it passes is abandoned with a warning (the members expire with this
+        node: the reaper of another node removes them).
+        """
+        deadline = asyncio.get_running_loop().time() + self.config.limits.shutdown_timeout
         for conn in list(self._connections):
             conn.close(Close.GOING_AWAY, "server shutting down", flush=False)
         try:
-            async with asyncio.timeout(self.config.limits.close_timeout):
+            async with asyncio.timeout_at(deadline):
                 await asyncio.gather(*(c.done.wait() for c in list(self._connections)))
         except TimeoutError:
-            log.warning("shutdown: %d connection(s) not closed after %.1fs", len(self._connections),
-                        self.config.limits.close_timeout)
+            log.warning("shutdown: %d connections still closing at the deadline", len(self._connections))
         await self._tasks.close()
-        for live in list(self._sessions.values()):
-            try:
-                await self._end(live, "shutdown", notify=False, patient=False)
-            except BackendUnavailable as exc:
-                # Redis is gone: the members expire with this node (the reaper of another node).
-                log.warning("shutdown: could not remove %s: %s", live.session.peer_id, exc)
+        sessions = list(self._sessions.values())
+        ended = 0
+        try:
+            async with asyncio.timeout_at(deadline):
+                for live in sessions:
+                    try:
+                        await self._end(live, "shutdown", notify=False, patient=False)
+                    except BackendUnavailable as exc:
+                        # Redis is gone: the members expire with this node (the reaper of another node).
+                        log.warning("shutdown: could not remove %s: %s", live.session.peer_id, exc)
+                    ended += 1
+        except TimeoutError:
+            log.warning("shutdown: deadline passed with %d of %d sessions not ended; their members expire "
+                        "with this node", len(sessions) - ended, len(sessions))
         if self.registry is not None:
             await self.registry.close()
         if self.media is not None:
@@ -423,24 +436,21 @@ class Hub:
                     await media.add_candidate(room, peer, target, candidate)
                 case Unpublish(track=track):
                     await media.unpublish(room, peer, track)
-        except Exception as exc:
-            # The SFU rejects bad SDP, unknown tracks and the like with a coded error; anything
-            # else it raises is still this request's failure, never the connection's.
-            code = getattr(exc, "code", None)
-            error = _media_error(code)
+        except MEDIA_REFUSALS as exc:
+            # The SFU rejects bad SDP, unknown tracks and the like with a coded error.
+            error = _media_error(exc.code)
             if error is Err.INTERNAL:
-                log.exception("media request %s of %s failed", type(message).__name__, peer)
+                log.error("media request %s of %s refused with unknown code %r", type(message).__name__, peer, exc.code)
             await self.on_error(conn, ProtocolError(error, str(exc) or error.meaning, cseq=message.cseq))
+        except Exception as exc:
+            # Anything else is still this request's failure, never the connection's.
+            log.exception("media request %s of %s failed", type(message).__name__, peer)
+            await self.on_error(conn, ProtocolError(Err.INTERNAL, str(exc) or Err.INTERNAL.meaning, cseq=message.cseq))
 
     def _refuse(self, live: Live, message: protocol.Sequenced) -> ProtocolError | None:
         """Grants and limits, checked before anything is relayed or reaches the SFU."""
-        grant = {
-            Signal: "signal", Publish: "publish", Unpublish: "publish", TrackState: "publish",
-            SubscriberAnswer: "subscribe",
-        }.get(type(message))
-        if isinstance(message, Candidate):
-            grant = "publish" if message.target == "publisher" else "subscribe"
-        if grant is not None and grant not in live.grants:
+        grant = missing_grant(message, live.grants)
+        if grant is not None:
             return ProtocolError(Err.FORBIDDEN, f"the token does not grant {grant}", cseq=message.cseq)
         limits = self.config.security
         if isinstance(message, Data):
@@ -461,9 +471,7 @@ class Hub:
         return None
 
     def _refuse_data(self, live: Live, message: Data) -> ProtocolError | None:
-        """``data`` needs the ``data`` grant (or ``signal``: peer messaging) and its own rate."""
-        if not live.grants & {"data", "signal"}:
-            return ProtocolError(Err.FORBIDDEN, "the token does not grant data", cseq=message.cseq)
+        """``data`` has its own rate (its grant was checked by :func:`~signaling.auth.missing_grant`)."""
         sec = self.config.security
         if live.data_bucket is None:
             live.data_bucket = TokenBucket(sec.data_rate, sec.data_burst)
@@ -624,7 +632,7 @@ class Hub:
             self._verifier.verify(join.token, join.room)
         except AuthError as exc:
             self.metrics.auth_failures.labels(exc.error.code).inc()
-            self.metrics.resume_failures.labels("unauthorized").inc()
+            self.metrics.resume_failures.labels(ResumeRefusal.UNAUTHORIZED.value).inc()
             conn.send_message(protocol.error(exc.error, f"resume: {exc.message}"))
             conn.close(exc.close, exc.error.code)
             return False
@@ -688,10 +696,10 @@ class Hub:
         live = self._sessions.get(join.resume.session)
         try:
             if live is None or live.session.room != join.room:
-                raise ResumeRefused("unknown or expired session")
+                raise ResumeRefused(ResumeRefusal.UNKNOWN, "unknown or expired session")
             frames = live.session.resume(join.resume.token, join.resume.last_seq)
         except ResumeRefused as exc:
-            self.metrics.resume_failures.labels(str(exc).split(" ")[0]).inc()
+            self.metrics.resume_failures.labels(exc.reason.value).inc()
             conn.send_message(protocol.error(Err.RESUME_FAILED, str(exc)))
             conn.close(Close.SESSION_UNKNOWN, "resume failed")
             return
@@ -729,7 +737,7 @@ class Hub:
         """Resume a session another node held (it died, or the client came here): take it over
         in Redis, replay what the client missed, then stamp what that node received and never
         stamped. Deliveries for peers not held here wait in ``_unclaimed`` meanwhile."""
-        from signaling.backend.ledger import TakeRefused, token_hash
+        from signaling.backend.ledger import token_hash
 
         assert join.resume is not None
         resume = join.resume
@@ -738,8 +746,8 @@ class Hub:
             try:
                 taken = await ledger.take(resume.session, join.room, resume.token, resume.last_seq)
                 live = self._adopt(resume.session, resume.token, resume.last_seq, taken)
-            except (TakeRefused, ReplayOverflow, ValueError) as exc:
-                self.metrics.resume_failures.labels(str(exc).split(" ")[0]).inc()
+            except ResumeRefused as exc:
+                self.metrics.resume_failures.labels(exc.reason.value).inc()
                 conn.send_message(protocol.error(Err.RESUME_FAILED, str(exc)))
                 conn.close(Close.SESSION_UNKNOWN, "resume failed")
                 return
@@ -768,10 +776,9 @@ class Hub:
         for stamped in frames:
             conn.send(stamped.frame, force=True)
             live.sent_seq = stamped.seq
-        adopt = getattr(self.media, "adopt", None)
-        if adopt is not None:
+        if self.media is not None:
             # The media side follows: a later SFU failover moves this participant from here.
-            await self._media_call(adopt(live.session.room, live.session.peer_id, subscribe=live.subscribe))
+            await self._media_call(self.media.adopt(live.session.room, live.session.peer_id, subscribe=live.subscribe))
         if resume.fresh_media:
             await self._fresh_media(live)
         self.metrics.resumes.inc()
@@ -1194,6 +1201,6 @@ _MEDIA_ERRORS = {
 }
 
 
-def _media_error(code: object) -> ErrorCode:
-    """A coded SFU refusal keeps its code; anything else is our failure (``internal``)."""
-    return _MEDIA_ERRORS.get(code, Err.INTERNAL) if isinstance(code, str) else Err.INTERNAL
+def _media_error(code: str) -> ErrorCode:
+    """A coded SFU refusal keeps its code; an unknown code is our failure (``internal``)."""
+    return _MEDIA_ERRORS.get(code, Err.INTERNAL)

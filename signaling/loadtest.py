@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import random
 import re
@@ -40,7 +39,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from yarl import URL
 
-from signaling.admin_cli import Exit
+from signaling.aio import cancel_and_wait
 from signaling.backoff import Backoff
 from signaling.client import (
     Client,
@@ -53,6 +52,9 @@ from signaling.client import (
     Resumed,
     SignalReceived,
 )
+from signaling.errors import PeerError
+from signaling.exits import Exit
+from signaling.loopback import is_loopback
 
 MAX_PARTICIPANTS = 5000
 MAX_RATE = 50.0
@@ -74,11 +76,11 @@ EXIT_FAILURES = 1
 # -- target check (before any connection) --------------------------------------------------------
 
 
-class TargetRefused(Exception):
+class TargetRefused(PeerError):
     """The URL is not a loopback WebSocket URL (and ``--allow-remote`` was not given)."""
 
 
-class TargetUnresolvable(Exception):
+class TargetUnresolvable(PeerError):
     """The host name does not resolve."""
 
 
@@ -108,20 +110,13 @@ def check_target(url: str, *, allow_remote: bool, resolve: Resolve = system_reso
     addresses = resolve(host, u.port or 80)
     if not addresses:
         raise TargetUnresolvable(f"{host} resolves to nothing")
-    remote = [a for a in addresses if not _loopback(a)]
+    remote = [a for a in addresses if not is_loopback(a)]
     if remote:
         raise TargetRefused(
             f"refusing to load-test {host} ({', '.join(remote)}): not loopback. "
             "Only 127.0.0.0/8 and ::1 are allowed without --allow-remote"
         )
     return addresses
-
-
-def _loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 class PinnedResolver(AbstractResolver):
@@ -348,9 +343,7 @@ class LoadTest:
             except TimeoutError:
                 timed_out = True
             finally:
-                ticker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await ticker
+                await cancel_and_wait(ticker)
         return self._summary(loop.time() - started, timed_out)
 
     async def _tick(self, on_tick: Callable[[LoadTest], None] | None) -> None:
@@ -440,7 +433,7 @@ class LoadTest:
 
     async def _join_failed(self, client: Client, exc: BaseException) -> None:
         self.join_failed += 1
-        reason, code = str(exc), getattr(exc, "code", None)
+        reason, code = str(exc), exc.code if isinstance(exc, ClientError) else None
         if isinstance(exc, TimeoutError):
             # Why the attempts failed: the last Reconnecting event says (the client is closed,
             # so its events end with Closed and this loop cannot wait).

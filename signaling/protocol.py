@@ -20,12 +20,13 @@ from typing import Any, Literal
 import fastjsonschema
 
 from signaling.codes import Err, ErrorCode
+from signaling.errors import PeerError
 
 PROTOCOL_VERSION = 1
 JSON = dict[str, Any]
 
 
-class ProtocolError(Exception):
+class ProtocolError(PeerError):
     """A client frame that cannot be accepted; the connection goes on unless told otherwise."""
 
     def __init__(
@@ -189,7 +190,7 @@ MAX_DEPTH = 32
 MAX_INT_DIGITS = 21
 
 
-class StrictJSONError(ValueError):
+class StrictJSONError(PeerError, ValueError):
     """A text that ``json`` would accept but RFC 8259 (or valid UTF-8) does not."""
 
 

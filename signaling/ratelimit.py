@@ -73,6 +73,12 @@ class IpLimiter:
     def open_count(self, ip: str) -> int:
         return self._open.get(ip, 0)
 
+    @property
+    def tracked(self) -> int:
+        """Addresses remembered: past ``max_tracked`` only those with open connections or a
+        bucket still refilling stay."""
+        return len(self._buckets)
+
 
 @dataclass(slots=True)
 class FailureThrottle:
@@ -98,6 +104,11 @@ class FailureThrottle:
                 self._prune(now)
             bucket = self._buckets[address] = TokenBucket(self.rate, self.burst)
         bucket.take(now)
+
+    @property
+    def tracked(self) -> int:
+        """Addresses remembered (at most ``max_tracked``)."""
+        return len(self._buckets)
 
     def retry_after(self, address: str) -> float:
         bucket = self._buckets.get(address)

@@ -40,7 +40,9 @@ from redis.asyncio import Redis
 
 from signaling import protocol
 from signaling.backend import BackendUnavailable
-from signaling.backend.redis import bounded, make_client, stream_id
+from signaling.backend.connect import make_client
+from signaling.backend.redis import stream_id
+from signaling.backend.redis_io import bounded
 from signaling.backend.registry import NodeRegistry
 from signaling.backoff import Backoff
 from signaling.media import Emit

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from signaling.errors import PeerError
+
 #: What makes a line (of the text with CR LF made LF) not ``<letter>=<value>``: a control
 #: character other than tab and LF, or a line (after the first, which starts ``v=0``) that does
 #: not start with a lowercase letter and ``=``. Two plain searches: a single alternation would
@@ -22,7 +24,7 @@ _CANDIDATE = re.compile(
 )
 
 
-class SdpError(ValueError):
+class SdpError(PeerError, ValueError):
     """The input cannot be a valid SDP or candidate; the message says why."""
 
 

@@ -22,8 +22,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from signaling import __version__, admin, protocol, whip_http
 from signaling.accept import AcceptThrottle, AddressCounter, GuardedSite
+from signaling.admin import DRAIN_REQUESTED
 from signaling.backend import Backend, MemoryBackend
-from signaling.config import ServerConfig
+from signaling.config import ServerConfig, sfu_settings
 from signaling.connection import Connection
 from signaling.forwarded import TrustedProxies
 from signaling.hub import Hub
@@ -33,8 +34,7 @@ from signaling.ratelimit import IpLimiter
 from signaling.turn.credentials import check_ice_config, ice_servers
 from signaling.webhooks import WebhookSender
 
-if TYPE_CHECKING:  # loaded only when used: aiortc by the embedded SFU, redis-py by cluster nodes
-    from sfu.config import SfuConfig
+if TYPE_CHECKING:  # loaded only when used: redis-py by cluster nodes
     from signaling.remote_media import RemoteMedia
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 HUB: web.AppKey[Hub] = web.AppKey("hub", Hub)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 CONFIG: web.AppKey[ServerConfig] = web.AppKey("config", ServerConfig)
-#: Set by ``POST /admin/drain``: the process drains and exits as on SIGTERM.
-DRAIN_REQUESTED: web.AppKey[asyncio.Event] = web.AppKey("drain_requested", asyncio.Event)
 IP_LIMITER: web.AppKey[IpLimiter] = web.AppKey("ip_limiter", IpLimiter)
 #: Open TCP connections per address, counted at accept time (see signaling.accept).
 ACCEPTED: web.AppKey[AddressCounter] = web.AppKey("accepted", AddressCounter)
@@ -206,33 +204,6 @@ def _webhooks(config: ServerConfig) -> WebhookSender | None:
     if not hooks.urls or not hooks.secret:
         return None
     return WebhookSender(list(hooks.urls), hooks.secret, node=config.node_id, queue_size=hooks.queue_size)
-
-
-def sfu_settings(config: ServerConfig, *, dev_mode: bool = False) -> SfuConfig:
-    """The SFU's network settings from the node's config (embedded SFU and SFU nodes alike).
-
-    ``dev_mode`` (an embedded SFU without token keys, which only ever serves loopback) also
-    lets ICE contact loopback candidates; SFU nodes and production servers need
-    ``ice.allow_peers`` for that.
-    """
-    from sfu.candidate_policy import LOOPBACK_NETWORKS
-    from sfu.config import SfuConfig
-
-    hosts = config.ice.host_addresses
-    if not hosts and config.host in ("127.0.0.1", "localhost", "::1"):
-        # A node only reachable on loopback has only loopback clients: gather nothing else.
-        hosts = ("127.0.0.1",) if config.host != "::1" else ("::1",)
-    ports = None
-    if config.ice.port_range:
-        low, _, high = config.ice.port_range.partition("-")
-        ports = (int(low), int(high))
-    allow = config.ice.allow_peers + (LOOPBACK_NETWORKS if dev_mode else ())
-    return SfuConfig(
-        host_addresses=hosts, announce_ip=config.ice.announce_ip, port_range=ports,
-        ice_allow_peers=allow,
-        max_tracks_per_kind=config.security.max_tracks_per_kind,
-        max_tracks_per_room=config.security.max_tracks_per_room,
-    )
 
 
 def _in_process_sfu(config: ServerConfig, hub: Hub) -> MediaPort:

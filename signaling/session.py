@@ -16,18 +16,15 @@ import secrets
 from collections import deque
 from dataclasses import dataclass
 
+from signaling.errors import PeerError, ResumeRefusal, ResumeRefused
 from signaling.protocol import JSON, encode
 
 
-class ReplayOverflow(Exception):
+class ReplayOverflow(PeerError):
     """The replay buffer cannot hold another message: the session can no longer be resumed."""
 
 
-class ResumeRefused(Exception):
-    """A resume request that cannot be honoured; the client must rejoin."""
-
-
-class AckError(Exception):
+class AckError(PeerError):
     """The client acknowledged a message the server never sent."""
 
 
@@ -138,15 +135,21 @@ class Session:
         """Rebuild a session another node held, from its durable copy (cross-node resume).
 
         ``frames`` are the unacknowledged messages after ``acked_seq``, consecutive and oldest
-        first; raises :class:`ReplayOverflow` if they do not fit this node's replay bounds.
+        first; raises :class:`ResumeRefused` if they have a hole or do not fit this node's replay
+        bounds.
         """
         session = cls(room=room, name=name, max_messages=max_messages, max_bytes=max_bytes,
                       session_id=session_id, peer_id=peer_id, token=token)
         expected = acked_seq + 1
         for item in frames:
             if item.seq != expected:
-                raise ValueError(f"replay gap: expected seq {expected}, got {item.seq}")
-            session._replay.append(item)
+                raise ResumeRefused(
+                    ResumeRefusal.REPLAY_INCOMPLETE, f"replay gap: expected seq {expected}, got {item.seq}"
+                )
+            try:
+                session._replay.append(item)
+            except ReplayOverflow as exc:
+                raise ResumeRefused(ResumeRefusal.REPLAY_OVERFLOW, str(exc)) from exc
             expected += 1
         session.acked_seq = acked_seq
         session.last_seq = expected - 1
@@ -210,12 +213,16 @@ class Session:
         ``last_seq`` doubles as an acknowledgement: the client has everything up to it.
         """
         if self.state is SessionState.ENDED:
-            raise ResumeRefused("session ended")
+            raise ResumeRefused(ResumeRefusal.ENDED, "session ended")
         if not self.verify_token(token):
-            raise ResumeRefused("bad resume token")
+            raise ResumeRefused(ResumeRefusal.BAD_TOKEN, "bad resume token")
         if last_seq > self.last_seq:
-            raise ResumeRefused(f"last_seq {last_seq} is beyond the last sent seq {self.last_seq}")
+            raise ResumeRefused(
+                ResumeRefusal.AHEAD, f"last_seq {last_seq} is beyond the last sent seq {self.last_seq}"
+            )
         if last_seq < self.acked_seq:
-            raise ResumeRefused(f"last_seq {last_seq} is below the acknowledged seq {self.acked_seq}")
+            raise ResumeRefused(
+                ResumeRefusal.BEHIND, f"last_seq {last_seq} is below the acknowledged seq {self.acked_seq}"
+            )
         self.ack(last_seq)
         return self._replay.after(last_seq)

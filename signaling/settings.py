@@ -26,11 +26,12 @@ from signaling import media_limits
 from signaling.backend.redis_url import check_url as check_redis_url
 from signaling.backend.redis_url import redact as redact_redis_url
 from signaling.config import ServerConfig
+from signaling.errors import PeerError
 
 SECRET_KEYS = frozenset({"admin_token", "security.token_keys", "ice.turn_secrets", "webhooks.secret", "security.metrics_token"})
 
 
-class ConfigError(ValueError):
+class ConfigError(PeerError, ValueError):
     """An invalid configuration value; the message names the key."""
 
 

@@ -43,7 +43,7 @@ from signaling.backend.redis import PeerSender, make_client
 from signaling.backend.registry import NodeInfo, NodeRegistry
 from signaling.backoff import Backoff
 from signaling.config import ServerConfig
-from signaling.media import Emit, MediaPort
+from signaling.media import MEDIA_REFUSALS, Emit, MediaPort
 from signaling.metrics import MediaCollector, TaskCollector
 from signaling.remote_media import StreamReader, append
 from signaling.sfu_rpc import (
@@ -184,13 +184,17 @@ class RpcExecutor:
                     result = await media.record_stop(room)
                 case "recordings":
                     result = await media.recordings()
-        except Exception as exc:
-            code = getattr(exc, "code", None)
-            if not isinstance(code, str) or code not in CODES:
-                log.exception("%s of %s in %s failed", request.op, participant, room)
+        except MEDIA_REFUSALS as exc:
+            code = exc.code
+            if code not in CODES:
+                log.error("%s of %s in %s refused with unknown code %r", request.op, participant, room, code)
                 code = SFU_ERROR
             self.refused[code] += 1
             return Reply.refusal(request.id, code, str(exc) or code)
+        except Exception as exc:
+            log.exception("%s of %s in %s failed", request.op, participant, room)
+            self.refused[SFU_ERROR] += 1
+            return Reply.refusal(request.id, SFU_ERROR, str(exc) or SFU_ERROR)
         self.ran[request.op] += 1
         return Reply(request.id, True, result)
 
@@ -433,7 +437,7 @@ class SfuNode:
 
 def _aiortc_sfu(config: ServerConfig) -> Callable[[Emit], MediaPort]:
     from sfu.service import Sfu
-    from signaling.server import sfu_settings
+    from signaling.config import sfu_settings
 
     # An SFU node is never in dev mode: loopback candidates need ice.allow_peers like any range.
     settings = sfu_settings(config)

@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast, get_args
 
+from signaling.errors import MediaError, PeerError
+
 Op = Literal[
     "join", "publish", "subscriber_answer", "add_candidate", "unpublish", "mute", "track_state", "leave",
     # WHEP and recording (signaling/whip_http.py, the admin API).
@@ -50,19 +52,12 @@ CODES: Final = frozenset(
 RUN_WHEN_LATE: Final = frozenset({"join", "leave"})
 
 
-class RpcFormatError(ValueError):
+class RpcFormatError(PeerError, ValueError):
     """A stream entry that is not a valid request or reply (dropped and logged by the reader)."""
 
 
-class RemoteMediaError(Exception):
-    """A media call failed; :attr:`code` is one of :data:`CODES` (the hub's ``_MEDIA_ERRORS``)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-    def __repr__(self) -> str:
-        return f"RemoteMediaError({self.code!r}, {str(self)!r})"
+class RemoteMediaError(MediaError):
+    """A media call to an SFU node failed; :attr:`code` is one of :data:`CODES`."""
 
 
 def request_stream(prefix: str, sfu_node: str) -> str:

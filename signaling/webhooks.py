@@ -39,6 +39,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from signaling.errors import PeerError
 from signaling.tasks import OwnerKind, adopt
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class _Event:
     body: bytes
 
 
-class _Retry(Exception):
+class _Retry(PeerError):
     """An attempt failed in a way worth retrying; ``after`` is a server-imposed minimum delay."""
 
     def __init__(self, why: str, after: float | None = None) -> None:

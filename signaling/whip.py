@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
+from signaling.errors import PeerError
 from signaling.sdpcheck import SdpError, check_candidate
 
 SDP = "application/sdp"
@@ -33,7 +34,7 @@ PROBLEM_BASE = "https://switchboard.dev/problems/"
 Kind = Literal["whip", "whep"]
 
 
-class Problem(Exception):
+class Problem(PeerError):
     """An HTTP error answer with an RFC 9457 problem body."""
 
     def __init__(

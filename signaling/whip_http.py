@@ -16,6 +16,7 @@ from aiohttp import web
 from signaling.auth import DEV_IDENTITY_GRANTS, AuthError, TokenVerifier
 from signaling.codes import Err
 from signaling.hub import HeadlessRefused, Hub
+from signaling.media import MEDIA_REFUSALS
 from signaling.sdpcheck import SdpError, check_sdp
 from signaling.turn.credentials import ice_servers
 from signaling.whip import (
@@ -108,11 +109,10 @@ def add_routes(app: web.Application, hub: Hub, *, limit: int = 1000) -> None:
             await hub.end_headless(peer, "left")
             if isinstance(exc, Problem):
                 raise
-            code = getattr(exc, "code", None)
-            if not isinstance(code, str) or code not in _MEDIA_STATUS:
-                log.exception("%s offer for %s failed", kind, room)
-                raise Problem(500, "internal", "the SFU failed to answer") from None
-            raise Problem(_MEDIA_STATUS[code], code, str(exc)) from None
+            if isinstance(exc, MEDIA_REFUSALS) and exc.code in _MEDIA_STATUS:
+                raise Problem(_MEDIA_STATUS[exc.code], exc.code, str(exc)) from None
+            log.exception("%s offer for %s failed", kind, room)
+            raise Problem(500, "internal", "the SFU failed to answer") from None
         hub.metrics.messages_in.labels(f"{kind}-post").inc()
         headers = {
             **_CORS,
@@ -148,8 +148,8 @@ def add_routes(app: web.Application, hub: Hub, *, limit: int = 1000) -> None:
         for candidate in candidates:
             try:
                 await media.add_candidate(resource.room, resource.peer, target, candidate)
-            except Exception as exc:
-                code = getattr(exc, "code", None)
+            except MEDIA_REFUSALS as exc:
+                code = exc.code
                 if code == "bad-sdp":
                     raise Problem(400, "bad-candidate", str(exc)) from None
                 if code == "candidate-refused":

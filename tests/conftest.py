@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,15 +22,16 @@ from signaling.hub import Hub
 from signaling.metrics import Metrics
 from signaling.server import HUB, METRICS, build_app, listener, make_runner
 
+# Re-exported: tests import the timing names from here (tests/support/timing.py holds them).
+from tests.support.timing import PATIENCE as PATIENCE
+from tests.support.timing import UNIT as UNIT
+from tests.support.timing import eventually as eventually
+
 # Hypothesis' per-example deadline and its "too slow" health check are wall-clock assertions: on a
 # loaded machine they fail tests whose logic is fine. Property tests check properties, not speed.
 settings.register_profile("switchboard", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("switchboard")
 
-#: Every timing in the tests is a multiple of this; raise SWITCHBOARD_TEST_TIME_SCALE on a slow box.
-UNIT = 0.05 * float(os.environ.get("SWITCHBOARD_TEST_TIME_SCALE", "1"))
-#: Generous bound for "this must happen eventually" waits.
-PATIENCE = 400 * UNIT
 
 
 #: Every test peer is on loopback, which the SFU's candidate policy refuses by default.
@@ -124,8 +123,3 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def eventually(predicate: Callable[[], bool], timeout: float = PATIENCE, what: str = "condition") -> None:
-    """Wait until ``predicate()`` holds, polling on the loop (not a fixed sleep)."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(UNIT / 10)

@@ -7,11 +7,15 @@ finding the node. The memory backend is one node whose "bus" is a direct call.
 
 from __future__ import annotations
 
-import enum
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+# Re-exported: the backends raise these, the hub reads what became of a ledger write.
+from signaling.backend.durable import Written as Written
+from signaling.errors import BackendUnavailable as BackendUnavailable
+from signaling.errors import SessionMoved as SessionMoved
 
 if TYPE_CHECKING:  # redis-py is loaded by cluster nodes only
     from signaling.backend.ledger import SessionLedger
@@ -21,32 +25,6 @@ if TYPE_CHECKING:  # redis-py is loaded by cluster nodes only
 Delivery = Callable[[str, dict[str, Any], str], Awaitable[None]]
 #: Called with a control entry of this node's inbox (cluster backends): ``{"c": "moved", "s": ...}``.
 Control = Callable[[dict[str, str]], Awaitable[None]]
-
-
-class BackendUnavailable(Exception):
-    """Redis did not answer within the deadline (or refused): the operation did not complete.
-
-    A write that raised this may or may not have been applied; the backend resyncs the members
-    it holds, so membership converges either way, and a ``send`` that raised was delivered at
-    most once.
-    """
-
-
-class Written(enum.Enum):
-    """What became of a queued write (passed to its ``done`` callback)."""
-
-    #: It is in Redis: the frames may reach the client.
-    OK = "ok"
-    #: Another node owns the session now (it resumed there): this node must let it go.
-    FENCED = "fenced"
-    #: This write cannot be stored, ever (a frame that is not valid UTF-8, an argument that
-    #: cannot be encoded): the session's stream has a hole, so the session must end. Other
-    #: sessions are not affected.
-    FAILED = "failed"
-
-
-class SessionMoved(Exception):
-    """Another node owns the session now (it resumed there): this node must let it go."""
 
 
 @dataclass(frozen=True, slots=True)

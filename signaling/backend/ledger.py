@@ -42,10 +42,10 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from signaling.backend.base import BackendUnavailable, Written
-from signaling.backend.durable import ReplicaWait
-from signaling.backend.redis import bounded
+from signaling.backend.durable import ReplicaWait, Written
+from signaling.backend.redis_io import bounded
 from signaling.backoff import Backoff
+from signaling.errors import BackendUnavailable, ResumeRefusal, ResumeRefused
 from signaling.tasks import OwnerKind, TaskRegistry
 
 log = logging.getLogger(__name__)
@@ -102,33 +102,33 @@ return 1
 # KEYS: sess hash, mbox, peers index. ARGV: new owner, token hash, client's last_seq, key prefix,
 #       ttl ms, room the client names, session id, inbox maxlen.
 # Returns {'ok', old owner, meta, last_cseq, frames (flat seq, frame...), pending
-# (flat inbox payloads)} or {'refused', reason}.
+# (flat inbox payloads)} or {'refused', reason code (ResumeRefusal), message}.
 _TAKE = """
 local h = KEYS[1]
 local owner = redis.call('HGET', h, 'owner')
-if not owner then return {'refused', 'unknown or expired session'} end
-if redis.call('HGET', h, 'tok') ~= ARGV[2] then return {'refused', 'bad resume token'} end
+if not owner then return {'refused', 'unknown', 'unknown or expired session'} end
+if redis.call('HGET', h, 'tok') ~= ARGV[2] then return {'refused', 'bad-token', 'bad resume token'} end
 local last_seq = tonumber(redis.call('HGET', h, 'last_seq'))
 local acked = tonumber(redis.call('HGET', h, 'acked'))
 local client = tonumber(ARGV[3])
-if client > last_seq then return {'refused', 'last_seq beyond the last sent seq'} end
-if client < acked then return {'refused', 'last_seq below the acknowledged seq'} end
+if client > last_seq then return {'refused', 'ahead', 'last_seq beyond the last sent seq'} end
+if client < acked then return {'refused', 'behind', 'last_seq below the acknowledged seq'} end
 local meta = cjson.decode(redis.call('HGET', h, 'meta'))
-if meta['room'] ~= ARGV[6] then return {'refused', 'unknown or expired session'} end
+if meta['room'] ~= ARGV[6] then return {'refused', 'unknown', 'unknown or expired session'} end
 local peer_id = meta['peer']
 local raw = redis.call('HGET', KEYS[3], peer_id)
-if not raw then return {'refused', 'session ended'} end
+if not raw then return {'refused', 'ended', 'session ended'} end
 local entries = redis.call('XRANGE', KEYS[2], '(' .. client .. '-1', '+')
 local frames = {}
 local expect = client + 1
 for _, e in ipairs(entries) do
   local seq = tonumber(string.match(e[1], '^(%d+)'))
-  if seq ~= expect then return {'refused', 'replay incomplete'} end
+  if seq ~= expect then return {'refused', 'replay-incomplete', 'replay incomplete'} end
   frames[#frames + 1] = seq
   frames[#frames + 1] = e[2][2]
   expect = seq + 1
 end
-if expect ~= last_seq + 1 then return {'refused', 'replay incomplete'} end
+if expect ~= last_seq + 1 then return {'refused', 'replay-incomplete', 'replay incomplete'} end
 -- What the previous owner (possibly this very node, restarted) received for the peer but did not
 -- stamp: its inbox after the last entry it stamped into the session.
 local pending = {}
@@ -177,10 +177,6 @@ class Taken:
     frames: list[tuple[int, str]]
     #: Messages the previous owner received for the peer but never stamped, oldest first.
     pending: list[dict[str, Any]]
-
-
-class TakeRefused(Exception):
-    """The session cannot be resumed here (unknown, ended, bad token, incomplete replay)."""
 
 
 @dataclass(slots=True)
@@ -413,7 +409,7 @@ class SessionLedger:
             await bounded(pipe.execute(), self.op_timeout * 2, "ledger refresh")
 
     async def take(self, session_id: str, room: str, token: str, last_seq: int) -> Taken:
-        """Move ``session_id`` to this node for a resume; raise :class:`TakeRefused` if it cannot be."""
+        """Move ``session_id`` to this node for a resume; raise :class:`ResumeRefused` if it cannot be."""
         reply = cast(
             "list[Any]",
             await bounded(
@@ -427,7 +423,7 @@ class SessionLedger:
             ),
         )
         if reply[0] != "ok":
-            raise TakeRefused(str(reply[1]))
+            raise ResumeRefused(ResumeRefusal(str(reply[1])), str(reply[2]))
         _, previous, meta, last_cseq, flat, pending = reply
         frames = [(int(flat[i]), str(flat[i + 1])) for i in range(0, len(flat), 2)]
         return Taken(

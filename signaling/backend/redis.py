@@ -37,8 +37,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from redis.exceptions import RedisError
-
 from signaling.backend.base import (
     Backend,
     BackendUnavailable,
@@ -50,6 +48,10 @@ from signaling.backend.base import (
 # Re-exported: the registry, RemoteMedia and the SFU node import the factory from here.
 from signaling.backend.connect import make_client as make_client
 from signaling.backend.durable import ReplicaWait
+
+# Re-exported: the CLI's check and older callers import these two from here.
+from signaling.backend.redis_io import REDIS_ERRORS as REDIS_ERRORS
+from signaling.backend.redis_io import bounded as bounded
 from signaling.backoff import Backoff
 from signaling.tasks import OwnerKind, TaskRegistry
 
@@ -61,19 +63,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-#: Errors that mean "Redis is not reachable or not answering" (asyncio.timeout raises TimeoutError).
-REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
-
-
-async def bounded(call: Awaitable[T], seconds: float, what: str) -> T:
-    """Await one Redis call under a deadline; every failure becomes :class:`BackendUnavailable`."""
-    try:
-        async with asyncio.timeout(seconds):
-            return await call
-    except REDIS_ERRORS as exc:
-        raise BackendUnavailable(f"redis {what} failed: {exc!r}") from exc
-
 
 #: What a send script answers while the cluster resyncs: try again shortly.
 _WAIT = "wait"
@@ -484,7 +473,7 @@ class RedisBackend(Backend):
                 log.warning("redis backend of node %s: start: %s; retrying", node_id, exc)
                 await asyncio.sleep(delay)
         self._healthy = True
-        from signaling.backend.ledger import SessionLedger  # it imports this module's helpers
+        from signaling.backend.ledger import SessionLedger  # loaded with the ledger only
 
         self._ledger = SessionLedger(
             self._redis, prefix=self.prefix, node_id=node_id, op_timeout=self.op_timeout,

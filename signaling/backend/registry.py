@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Literal, cast
 
 from signaling.backend.base import BackendUnavailable
-from signaling.backend.redis import bounded, make_client
+from signaling.backend.connect import make_client
+from signaling.backend.redis_io import bounded
 from signaling.backoff import Backoff
 from signaling.tasks import OwnerKind, TaskRegistry
 
@@ -72,16 +73,6 @@ class NodeInfo:
             load=float(data.get("load", 0.0)),
             draining=bool(data.get("draining", False)),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Replacement:
-    """A room whose SFU node died, and where it went."""
-
-    room: str
-    dead_node: str
-    #: None when no live SFU had capacity; the room stays unplaced (``place`` again later).
-    new_node: str | None
 
 
 def utilisation(node: NodeInfo, placed: int) -> float:
@@ -407,17 +398,6 @@ class NodeRegistry:
                 for room in sorted(await self.rooms_on(node)):
                     out[room] = node
         return out
-
-    async def replace_dead(self) -> list[Replacement]:
-        """Place every orphaned room again; the caller tells its clients to rejoin media.
-
-        Safe to run from several signaling nodes at once: each room moves once (the commit
-        script re-checks that the old node is dead and the room still on it).
-        """
-        moved: list[Replacement] = []
-        for room, dead in (await self.orphaned()).items():
-            moved.append(Replacement(room, dead, await self.place(room)))
-        return moved
 
     async def _alive(self, node_id: str) -> bool:
         n = await bounded(self._redis.exists(self._key("node", node_id)), self.op_timeout, "alive")

@@ -19,6 +19,8 @@ from typing import Any
 
 from aioice import stun
 
+from signaling.errors import PeerError
+
 #: REQUESTED-TRANSPORT value for UDP relaying (protocol 17 in the high byte, RFC 8656 §14.7).
 REQUESTED_TRANSPORT_UDP = 0x11000000
 #: Allocation lifetime we ask for; a check releases it at once anyway (RFC 8656 §7.2: 600 s).
@@ -41,7 +43,7 @@ ERROR_HINTS: dict[int, str] = {
 }
 
 
-class StunClientError(Exception):
+class StunClientError(PeerError):
     """Root of the errors of this client."""
 
 

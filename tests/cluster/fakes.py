@@ -5,13 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Literal
 
+from sfu.errors import SfuError
 from signaling.media import Emit
-
-
-class SfuError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class FakeSfu:

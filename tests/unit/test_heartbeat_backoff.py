@@ -126,4 +126,3 @@ def test_a_cap_below_the_timeout_means_no_adaptation() -> None:
     adaptive = AdaptiveTimeout(HeartbeatConfig(interval=10, timeout=20, max_timeout=5))
     assert adaptive.observe(9.0) == 20
     assert adaptive.bound == 20
-    assert HeartbeatPolicy(ADAPTIVE).detection_bound() == 40

@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signaling.session import AckError, ReplayOverflow, ResumeRefused, Session, SessionState
+from signaling.errors import ResumeRefusal
+from signaling.session import (
+    AckError,
+    ReplayOverflow,
+    ResumeRefused,
+    Session,
+    SessionState,
+    Stamped,
+)
 
 
 def make(max_messages: int = 100, max_bytes: int = 100_000) -> Session:
@@ -66,23 +74,54 @@ def test_resume_with_nothing_missed_replays_nothing() -> None:
 
 
 @pytest.mark.parametrize(
-    ("token_ok", "last_seq", "why"),
-    [(False, 3, "bad resume token"), (True, 9, "beyond"), (True, 0, "below")],
+    ("token_ok", "last_seq", "why", "reason"),
+    [
+        (False, 3, "bad resume token", ResumeRefusal.BAD_TOKEN),
+        (True, 9, "beyond", ResumeRefusal.AHEAD),
+        (True, 0, "below", ResumeRefusal.BEHIND),
+    ],
 )
-def test_resume_refused(token_ok: bool, last_seq: int, why: str) -> None:
+def test_resume_refused(token_ok: bool, last_seq: int, why: str, reason: ResumeRefusal) -> None:
     s = make()
     for _ in range(5):
         s.stamp({"type": "x"})
     s.ack(2)
-    with pytest.raises(ResumeRefused, match=why):
+    with pytest.raises(ResumeRefused, match=why) as refused:
         s.resume(s.token if token_ok else "wrong", last_seq)
+    assert refused.value.reason is reason
 
 
 def test_resume_of_ended_session_refused() -> None:
     s = make()
     s.state = SessionState.ENDED
-    with pytest.raises(ResumeRefused):
+    with pytest.raises(ResumeRefused) as refused:
         s.resume(s.token, 0)
+    assert refused.value.reason is ResumeRefusal.ENDED
+
+
+def _restore(frames: list[Stamped], max_messages: int = 10) -> Session:
+    return Session.restore(
+        session_id="s_1", peer_id="p_1", room="r", name="n", token="t", acked_seq=2, last_cseq=0,
+        frames=frames, max_messages=max_messages, max_bytes=10_000,
+    )
+
+
+def test_restore_refuses_a_replay_with_a_hole() -> None:
+    with pytest.raises(ResumeRefused) as refused:
+        _restore([Stamped(3, "a"), Stamped(5, "c")])
+    assert refused.value.reason is ResumeRefusal.REPLAY_INCOMPLETE
+
+
+def test_restore_refuses_a_replay_beyond_the_bounds() -> None:
+    with pytest.raises(ResumeRefused) as refused:
+        _restore([Stamped(3, "a"), Stamped(4, "b")], max_messages=1)
+    assert refused.value.reason is ResumeRefusal.REPLAY_OVERFLOW
+
+
+def test_restore_keeps_a_consecutive_replay() -> None:
+    s = _restore([Stamped(3, "a"), Stamped(4, "b")])
+    assert (s.acked_seq, s.last_seq) == (2, 4)
+    assert [f.seq for f in s.pending()] == [3, 4]
 
 
 def test_overflow_by_count_stamps_nothing() -> None:

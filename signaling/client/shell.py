@@ -1,4 +1,4 @@
-"""Python client SDK: the reference implementation of protocol v1 for mobile and bot developers.
+"""The Python SDK's aiohttp shell around the pure :class:`~signaling.client.core.ClientSession`.
 
     async with Client("ws://127.0.0.1:8080/ws", room="demo", name="bot") as client:
         await client.signal(peer_id, {"sdp": ...})
@@ -11,6 +11,12 @@ server had not confirmed; if the server refuses the resume (4011) it rejoins as 
 fatal close codes (4001, 4003, 4006, 4010, 4012) end it for good. Reconnect attempts back off
 exponentially with full jitter (first retry immediate). A server that stays silent past the
 heartbeat timeout it announced counts as dead.
+
+The socket reader never waits for the application: events go into a bounded buffer, and a
+stream message that finds it full is *held* (not acknowledged; the server keeps it for replay).
+Once the application has read half of the buffer the client resumes at once, and the server
+replays what was held. Pings are answered all along, so a slow application never looks like a
+dead link, and nothing the client acknowledged is ever dropped.
 """
 
 from __future__ import annotations
@@ -23,14 +29,17 @@ import json
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from signaling import protocol
+from signaling.aio import cancel_and_wait
 from signaling.backoff import Backoff
+from signaling.client.core import ClientSession, Inbound, Welcome
 from signaling.codes import ClientAction, Close
+from signaling.errors import PeerError
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +162,7 @@ Event = (
 )
 
 
-class ClientError(Exception):
+class ClientError(PeerError):
     """The client cannot go on (fatal close code, or closed)."""
 
     def __init__(self, message: str, code: int | None = None) -> None:
@@ -174,10 +183,56 @@ class _Outcome:
     welcomed: bool = False
 
 
-@dataclass(slots=True)
-class _Unconfirmed:
-    cseq: int
-    message: dict[str, Any] = field(repr=False)
+#: Lifecycle events (Reconnecting, Resumed, Closed, …) the buffer takes beyond ``max_events``:
+#: they are never replayable, so they must never be refused for lack of room.
+LIFECYCLE_SLACK = 64
+
+
+class _Events:
+    """The application's event buffer: at most ``limit`` stream events (a stream message that
+    finds no room is held, see :class:`~signaling.client.core.ClientSession`), plus up to
+    :data:`LIFECYCLE_SLACK` unreplayable ones (lifecycle events, unstamped errors). When that is
+    full too, the oldest ``Reconnecting`` goes (superseded by later ones); an acknowledged
+    stream event is never evicted."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: deque[Event] = deque()
+        self._ready = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def room(self) -> bool:
+        return len(self._items) < self.limit
+
+    @property
+    def caught_up(self) -> bool:
+        """The application read enough of a full buffer for a resume to be worth it."""
+        return len(self._items) <= self.limit // 2
+
+    def put(self, event: Event) -> None:
+        """A stream event, after :meth:`room` said yes."""
+        self._items.append(event)
+        self._ready.set()
+
+    def put_unreplayable(self, event: Event) -> None:
+        if len(self._items) >= self.limit + LIFECYCLE_SLACK:
+            old = next((e for e in self._items if isinstance(e, Reconnecting)), None)
+            if old is not None:
+                self._items.remove(old)
+            elif not isinstance(event, Closed):
+                log.warning("event buffer full: dropping %s", type(event).__name__)
+                return
+        self._items.append(event)
+        self._ready.set()
+
+    async def get(self) -> Event:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
 
 
 class Client:
@@ -214,22 +269,13 @@ class Client:
         self._token = token_provider if token_provider is not None else token
         self._backoff = backoff or Backoff()
         self._connect_timeout = connect_timeout
-        self._ack_every = ack_every
         self._ack_delay = ack_delay
-        self._max_unconfirmed = max_unconfirmed
+        self._core = ClientSession(ack_every=ack_every, ack_delay=ack_delay, max_unconfirmed=max_unconfirmed)
         self._http = session
         self._own_http = session is None
-        self._events: asyncio.Queue[Event] = asyncio.Queue(maxsize=max_events)
+        self._events = _Events(max_events)
         self.state = ClientState.CONNECTING
-        self.peer_id: str | None = None
-        self.session_id: str | None = None
-        self._resume_token: str | None = None
         self.peers: dict[str, str] = {}
-        #: Highest server ``seq`` received (what a resume asks to continue after).
-        self.last_seq = 0
-        self._acked = 0
-        self._cseq = 0
-        self._unconfirmed: deque[_Unconfirmed] = deque()
         self._room_for_more = asyncio.Event()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._send_lock = asyncio.Lock()
@@ -242,6 +288,24 @@ class Client:
         self.rejoins = 0
         #: Signaling RTT the server measured from our pongs (ms), from the latest ping.
         self.rtt_ms: float | None = None
+
+    @property
+    def peer_id(self) -> str | None:
+        return self._core.peer_id
+
+    @property
+    def session_id(self) -> str | None:
+        return self._core.session_id
+
+    @property
+    def last_seq(self) -> int:
+        """Highest server ``seq`` received (what a resume asks to continue after)."""
+        return self._core.last_seq
+
+    @property
+    def held(self) -> int:
+        """Stream messages held because the application was not reading (replayed later)."""
+        return self._core.held
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -304,17 +368,15 @@ class Client:
     async def send(self, message: dict[str, Any]) -> int:
         """Send a state-changing message (it gets the next ``cseq``); returns that cseq."""
         self._check_open()
-        while len(self._unconfirmed) >= self._max_unconfirmed:
+        while not self._core.window_open:
             # Wait for the server to confirm (it does every 32 messages and on every ping).
             self._check_open()
             self._room_for_more.clear()
             await self._room_for_more.wait()
-        self._cseq += 1
-        message = {**message, "cseq": self._cseq}
-        self._unconfirmed.append(_Unconfirmed(self._cseq, message))
+        message = self._core.stamp(message)
         if self.state is ClientState.CONNECTED:
             await self._write(message)
-        return self._cseq
+        return int(message["cseq"])
 
     def _check_open(self) -> None:
         if self.state is ClientState.CLOSED:
@@ -347,9 +409,7 @@ class Client:
         self._closing = True
         supervisor = self._supervisor
         if supervisor is not None and supervisor is not asyncio.current_task():
-            supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await supervisor
+            await cancel_and_wait(supervisor)
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
@@ -372,10 +432,8 @@ class Client:
         self._room_for_more.set()
 
     def _put_nowait(self, event: Event) -> None:
-        # Lifecycle events must not block the supervisor; drop the oldest if the app never reads.
-        if self._events.full():
-            self._events.get_nowait()
-        self._events.put_nowait(event)
+        # Lifecycle events never block the supervisor and never evict a stream event.
+        self._events.put_unreplayable(event)
 
     @property
     def url(self) -> str:
@@ -391,14 +449,10 @@ class Client:
                 self._ws = None
                 if not outcome.welcomed or outcome.code == Close.GOING_AWAY.code:
                     self._url_index = (self._url_index + 1) % len(self.urls)
-                action = _action(outcome.code)
-                if outcome.reconnect_mode == "rejoin":
-                    action = ClientAction.REJOIN
+                action = self._core.closed(outcome.code, reconnect_mode=outcome.reconnect_mode)
                 if action in (ClientAction.DONE, ClientAction.FATAL):
                     self._finish(outcome.code, outcome.reason)
                     return
-                if action is ClientAction.REJOIN:
-                    self._forget_session()
                 delay = self._backoff.next_delay()
                 if outcome.reconnect_delay is not None:
                     delay = outcome.reconnect_delay
@@ -411,10 +465,6 @@ class Client:
             if self.state is not ClientState.CLOSED:
                 self._finish(Close.NORMAL.code, "closed by client")
             raise
-
-    def _forget_session(self) -> None:
-        self.session_id = None
-        self._resume_token = None
 
     async def _token_value(self) -> str | None:
         token = self._token
@@ -462,9 +512,10 @@ class Client:
         token = await self._token_value()
         if token:
             join["token"] = token
-        resuming = self.session_id is not None and self._resume_token is not None
-        if resuming:
-            join["resume"] = {"session": self.session_id, "token": self._resume_token, "last_seq": self.last_seq}
+        resume = self._core.join_resume()
+        resuming = resume is not None
+        if resume is not None:
+            join["resume"] = resume
         await ws.send_str(protocol.encode(join))
         outcome = _Outcome(None, "closed before welcome")
         while True:
@@ -491,42 +542,31 @@ class Client:
     async def _on_welcome(self, welcome: dict[str, Any], resuming: bool) -> None:
         peers = {p["id"]: p["name"] for p in welcome.get("peers", [])}
         self.peers = peers
-        if resuming and welcome.get("resumed"):
+        kind, dropped = self._core.welcomed(welcome, resuming=resuming)
+        self._confirmed()
+        if kind is Welcome.RESUMED:
             self.resumes += 1
-            self._confirm(welcome.get("last_cseq", 0))
             # Resend in cseq order. send() does not write until the state is CONNECTED, and
-            # what it appends meanwhile is picked up here, so nothing overtakes a resend.
+            # what it stamps meanwhile is picked up here, so nothing overtakes a resend.
             resent = 0
-            while resent < len(self._unconfirmed):
-                await self._write(self._unconfirmed[resent].message)
+            while (message := self._core.unconfirmed(resent)) is not None:
+                await self._write(message)
                 resent += 1
             self.state = ClientState.CONNECTED
             self._put_nowait(Resumed(replayed=welcome.get("replayed", 0), resent=resent))
             return
-        self.state = ClientState.CONNECTED
         # A fresh session: seq and cseq start over.
-        dropped = len(self._unconfirmed)
-        self._unconfirmed.clear()
-        self._room_for_more.set()
-        self._cseq = 0
-        self.last_seq = welcome["seq"]
-        self._acked = 0
-        self.session_id = welcome["session"]
-        self._resume_token = welcome["resume_token"]
-        first = self.peer_id is None
-        self.peer_id = welcome["peer"]
-        if first:
-            self._put_nowait(Joined(self.peer_id, welcome["session"], peers, welcome))
+        self.state = ClientState.CONNECTED
+        if kind is Welcome.JOINED:
+            self._put_nowait(Joined(welcome["peer"], welcome["session"], peers, welcome))
             if self._first_welcome is not None and not self._first_welcome.done():
                 self._first_welcome.set_result(None)
         else:
             self.rejoins += 1
             self._put_nowait(Rejoined(welcome["peer"], welcome["session"], peers, dropped))
 
-    def _confirm(self, last_cseq: int) -> None:
-        while self._unconfirmed and self._unconfirmed[0].cseq <= last_cseq:
-            self._unconfirmed.popleft()
-        if len(self._unconfirmed) < self._max_unconfirmed:
+    def _confirmed(self) -> None:
+        if self._core.window_open:
             self._room_for_more.set()
 
     async def _write(self, message: dict[str, Any]) -> None:
@@ -538,43 +578,51 @@ class Client:
                 await ws.send_str(protocol.encode(message))
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse, welcome: dict[str, Any]) -> _Outcome:
+        """Read until the connection ends. Never waits for the application (see the module doc)."""
         loop = asyncio.get_running_loop()
+        core = self._core
         dead_after = welcome["heartbeat"]["timeout_ms"] / 1000
         outcome = _Outcome(None, "connection lost")
         last_heard = loop.time()
-        ack_due: float | None = None
         while True:
+            if core.lagging and self._events.caught_up:
+                # The application read what it had: resume now, the server replays what was held.
+                await _abort(ws)
+                return _Outcome(None, "caught up: resuming for the held messages", reconnect_delay=0.0)
             now = loop.time()
             wake = last_heard + dead_after
-            if ack_due is not None:
-                wake = min(wake, ack_due)
+            ack_deadline = core.ack_deadline
+            if ack_deadline is not None:
+                wake = min(wake, ack_deadline)
+            if core.lagging:
+                wake = min(wake, now + max(self._ack_delay, 0.01))  # look for room again soon
             try:
                 msg = await ws.receive(timeout=max(0.0, wake - now))
             except TimeoutError:
                 now = loop.time()
-                if ack_due is not None and now >= ack_due:
-                    ack_due = None
-                    await self._ack()
+                await self._ack(now)
+                if now < last_heard + dead_after:
                     continue
                 log.info("server silent for %.1fs: treating the link as dead", now - last_heard)
                 await _abort(ws)
                 return _Outcome(None, "server heartbeat timeout")
             if msg.type is not aiohttp.WSMsgType.TEXT:
                 return self._closed_outcome(ws, outcome)
+            last_heard = loop.time()
             message = protocol_json(msg.data)
             kind = message.get("type")
             seq = message.get("seq")
-            if isinstance(seq, int):
-                if seq <= self.last_seq:
-                    continue  # a duplicate: already delivered
-                if seq != self.last_seq + 1:
-                    log.warning("gap in server seq: expected %d, got %d; resuming", self.last_seq + 1, seq)
-                    await _abort(ws)
-                    return _Outcome(None, "sequence gap")
+            verdict = core.receive(seq if isinstance(seq, int) else None, room=self._events.room, now=last_heard)
+            if verdict is Inbound.GAP:
+                log.warning("gap in server seq: expected %d, got %s; resuming", core.last_seq + 1, seq)
+                await _abort(ws)
+                return _Outcome(None, "sequence gap")
+            if verdict is not Inbound.ACCEPT:
+                continue  # a duplicate, or held for the replay
+            stamped = isinstance(seq, int)
             if kind == "ping":
-                await self._write({"type": "pong", "t": message["t"]})
-                if "last_cseq" in message:
-                    self._confirm(message["last_cseq"])
+                await self._write(core.ping(message))
+                self._confirmed()
                 if isinstance(message.get("rtt_ms"), int | float):
                     self.rtt_ms = float(message["rtt_ms"])
                 announced = message.get("timeout_ms")
@@ -586,27 +634,27 @@ class Client:
                     outcome.retry_after = message["retry_after_ms"] / 1000
                 outcome.reason = f"{message.get('code')}: {message.get('message')}"
                 if message.get("code") != "replay-overflow":
-                    await self._events.put(ErrorReceived(message["code"], message["message"], message.get("cseq"), message.get("target")))
+                    error = ErrorReceived(message["code"], message["message"], message.get("cseq"), message.get("target"))
+                    self._deliver(error, stamped)
             elif kind == "reconnect" and message.get("scope", "session") == "session":
                 outcome.reconnect_mode = message["mode"]
                 outcome.reconnect_delay = message["delay_ms"] / 1000
             else:
-                await self._events.put(_event(message))
+                event = _event(message)
+                self._deliver(event, stamped)
                 self._track_peers(message)
-            # Only now, with the event handed over, does the message count as received.
-            last_heard = loop.time()
-            if isinstance(seq, int):
-                self.last_seq = seq
-                if self.last_seq - self._acked >= self._ack_every:
-                    ack_due = None
-                    await self._ack()
-                elif ack_due is None:
-                    ack_due = loop.time() + self._ack_delay
+            await self._ack(loop.time())
 
-    async def _ack(self) -> None:
-        if self.last_seq > self._acked:
-            self._acked = self.last_seq
-            await self._write({"type": "ack", "seq": self.last_seq})
+    def _deliver(self, event: Event, stamped: bool) -> None:
+        if stamped:
+            self._events.put(event)  # the core saw room for it
+        else:
+            self._events.put_unreplayable(event)
+
+    async def _ack(self, now: float) -> None:
+        seq = self._core.ack_due(now)
+        if seq is not None:
+            await self._write({"type": "ack", "seq": seq})
 
     def _track_peers(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -642,25 +690,7 @@ def _event(message: dict[str, Any]) -> Event:
     return ServerMessage(message)
 
 
-def _action(code: int | None) -> ClientAction:
-    if code is None:
-        return ClientAction.RESUME_BACKOFF  # the link died without a close frame
-    entry = Close.by_code(code)
-    if entry is not None:
-        return entry.action
-    if 4000 <= code < 5000:
-        return ClientAction.FATAL  # an application code we do not know: do not hammer
-    return ClientAction.RESUME_BACKOFF
-
-
 async def _abort(ws: aiohttp.ClientWebSocketResponse) -> None:
     with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
         async with asyncio.timeout(0.5):
             await ws.close(code=Close.GOING_AWAY.code)
-
-
-__all__ = [
-    "Client", "ClientError", "ClientState", "Closed", "DataReceived", "ErrorReceived", "Event", "Joined",
-    "PeerJoined", "PeerLeft", "PeerReconnecting", "PeerResumed", "Reconnecting", "Rejoined", "Resumed",
-    "ServerMessage", "SignalReceived",
-]

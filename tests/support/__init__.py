@@ -1,0 +1,1 @@
+"""Helpers every test family shares (import from here, not from another folder's conftest)."""
