@@ -31,15 +31,17 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from signaling.errors import PeerError
+
 #: Placeholders a restart command template may use.
 PLACEHOLDERS = ("node", "kind", "address", "host", "port")
 
 
-class PlanError(ValueError):
+class PlanError(PeerError, ValueError):
     """An operator mistake in what to restart or how: reported as one line, exit 2."""
 
 
-class StepFailed(Exception):
+class StepFailed(PeerError):
     """A node did not go down, did not come back, or its restart command failed."""
 
 
