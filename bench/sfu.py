@@ -498,13 +498,18 @@ async def main(args: argparse.Namespace) -> None:
     async with asyncio.timeout(args.deadline):
         print("forwarder (sfu.service.Sfu), CPU of the SFU process:", flush=True)
         forward = await phase(ctx, "forward", [0, 2, 4, 8], args.window)
-        print(
-            "MediaRelay (decode once, encode per subscriber), CPU of the relay process:", flush=True
-        )
+        if args.relay:
+            print(
+                "MediaRelay (decode once, encode per subscriber), CPU of the relay process:",
+                flush=True,
+            )
         relay = await phase(ctx, "relay", [0, 1, 2, 3], args.window) if args.relay else []
         fwd = slope([(r["subscribers"], r["cpu_percent"]) for r in forward])
         rel = slope([(r["subscribers"], r["cpu_percent"]) for r in relay]) if relay else 0.0
-        print(f"CPU per added subscriber: forwarder {fwd:.2f} % of a core, MediaRelay {rel:.2f} %")
+        print(
+            f"CPU per added subscriber: forwarder {fwd:.2f} % of a core"
+            + (f", MediaRelay {rel:.2f} %" if relay else "")
+        )
         pps = statistics.mean(r["packets_per_subscriber_s"] for r in forward if r["subscribers"])
         marginal = fwd / 100 * 1e6 / pps if pps else 0.0
         floor = measure_floor()
