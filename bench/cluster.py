@@ -259,6 +259,13 @@ class Result:
     problems: list[str]
     #: Process name -> % of one core it used while the pairs ran (joins excluded).
     cpu: dict[str, float]
+    #: CPU seconds of the servers (Redis and the nodes, not the load generator) in the window.
+    server_cpu_s: float = 0.0
+
+    @property
+    def server_us_per_msg(self) -> float:
+        """Server CPU per delivered message: what a loaded (shared) machine cannot distort."""
+        return self.server_cpu_s * 1e6 / self.delivered if self.delivered else float("nan")
 
 
 class Pair:
@@ -414,6 +421,11 @@ async def measure(procs: Processes, http: aiohttp.ClientSession, path: str, send
         delivered=sum(p.arrivals.received for p in pairs),
         problems=problems,
         cpu={name: (cpu_after[name] - cpu_before[name]) / wall * 100 for name in cpu_after if name in cpu_before},
+        server_cpu_s=sum(
+            cpu_after[name] - cpu_before[name]
+            for name in cpu_after
+            if name in cpu_before and name != "load generator"
+        ),
     )
 
 
@@ -446,6 +458,11 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     print("CPU while the pairs ran, % of one core: " + ", ".join(names))
     for r in results:
         print(f"{r.load.label:>7} {r.path:<11} " + " ".join(f"{r.cpu.get(name, float('nan')):>5.0f}" for name in names))
+    print("server CPU (Redis + nodes) per delivered message, and the efficiency against embedded:")
+    for r in results:
+        base = by_key.get((r.load.label, "embedded"))
+        rel = f"  embedded/this {ratio(base.server_us_per_msg, r.server_us_per_msg):.2f}x" if base else ""
+        print(f"{r.load.label:>7} {r.path:<11} {r.server_us_per_msg:>8.0f} us/msg{rel}")
     for r in results:
         for problem in r.problems[:10]:
             print(f"  {r.load.label} {r.path}: {problem}")

@@ -470,6 +470,26 @@ async def phase(
     return rows
 
 
+def measure_floor() -> float:
+    """µs per packet of the physical floor: SRTP protect + sendto of VP8-sized packets."""
+    import socket
+
+    from bench.forward_path import floor_packets, make_trace, run_floor
+
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    try:
+        packets = floor_packets(make_trace(3000), 4)
+        runs = []
+        for _ in range(3):
+            start = time.process_time()
+            count = run_floor(packets, sink.getsockname())
+            runs.append((time.process_time() - start) * 1e6 / count)
+        return statistics.median(runs)
+    finally:
+        sink.close()
+
+
 async def main(args: argparse.Namespace) -> None:
     ctx = multiprocessing.get_context("spawn")
     print(
@@ -478,14 +498,29 @@ async def main(args: argparse.Namespace) -> None:
     async with asyncio.timeout(args.deadline):
         print("forwarder (sfu.service.Sfu), CPU of the SFU process:", flush=True)
         forward = await phase(ctx, "forward", [0, 2, 4, 8], args.window)
-        print(
-            "MediaRelay (decode once, encode per subscriber), CPU of the relay process:", flush=True
-        )
-        relay = await phase(ctx, "relay", [0, 1, 2, 3], args.window)
+        if args.relay:
+            print(
+                "MediaRelay (decode once, encode per subscriber), CPU of the relay process:",
+                flush=True,
+            )
+        relay = await phase(ctx, "relay", [0, 1, 2, 3], args.window) if args.relay else []
         fwd = slope([(r["subscribers"], r["cpu_percent"]) for r in forward])
-        rel = slope([(r["subscribers"], r["cpu_percent"]) for r in relay])
-        print(f"CPU per added subscriber: forwarder {fwd:.2f} % of a core, MediaRelay {rel:.2f} %")
-        print(f"MediaRelay / forwarder: {rel / fwd:.1f}x" if fwd > 0 else "forwarder: ~0")
+        rel = slope([(r["subscribers"], r["cpu_percent"]) for r in relay]) if relay else 0.0
+        print(
+            f"CPU per added subscriber: forwarder {fwd:.2f} % of a core"
+            + (f", MediaRelay {rel:.2f} %" if relay else "")
+        )
+        pps = statistics.mean(r["packets_per_subscriber_s"] for r in forward if r["subscribers"])
+        marginal = fwd / 100 * 1e6 / pps if pps else 0.0
+        floor = measure_floor()
+        print(
+            f"forwarder marginal cost: {marginal:.1f} us per forwarded packet "
+            f"({pps:.0f} packets/s per subscriber); floor (libsrtp protect + sendto, same run): "
+            f"{floor:.1f} us; ratio {marginal / floor:.2f}x",
+            flush=True,
+        )
+        if relay:
+            print(f"MediaRelay / forwarder: {rel / fwd:.1f}x" if fwd > 0 else "forwarder: ~0")
         print(f"capacity (forwarder, up to {args.max_subscribers} subscribers):", flush=True)
         steps = [n for n in (10, 20, 30, 40, 60, 80) if n <= args.max_subscribers]
         await phase(ctx, "forward", steps, args.window, stop_when_degraded=True)
@@ -495,6 +530,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--window", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--max-subscribers", type=int, default=40)
+    parser.add_argument(
+        "--no-relay", dest="relay", action="store_false", help="skip the MediaRelay phase"
+    )
     parser.add_argument("--deadline", type=float, default=480.0, help="seconds before giving up")
     try:
         asyncio.run(main(parser.parse_args()))

@@ -41,6 +41,7 @@ from aiortc import (
     RTCRtpSender,
 )
 from aiortc import codecs as _aiortc_codecs
+from aiortc import rtcdtlstransport as _aiortc_dtls
 from aiortc import rtcrtpparameters as _aiortc_parameters
 from aiortc import rtcrtpreceiver as _aiortc_receiver_module
 from aiortc import rtp as _aiortc_rtp
@@ -48,6 +49,7 @@ from aiortc.codecs import h264 as _aiortc_h264
 from aiortc.codecs import vpx as _aiortc_vpx
 
 from sfu.errors import SfuException
+from sfu.fastpath import HeaderTemplate, sequence_number_of
 from sfu.h264 import PROFILE_LEVEL_IDS
 from sfu.packets import CodecSpec, InboundRtp, ReceiveInfo, SenderReport
 
@@ -96,8 +98,14 @@ _CALLABLES: list[tuple[object, str, tuple[str, ...] | None]] = [
     (RTCRtpSender, "_next_encoded_frame", ("codec",)),
     (RTCRtpSender, "_handle_rtcp_packet", ("packet",)),
     (RTCRtpSender, "_retransmit", ("sequence_number",)),
-    # Egress: SRTP-protect and send one datagram.
+    # Egress: SRTP-protect and send one datagram (the slow path; the fast path does the same
+    # inline: see SenderPort), and what the fast path's history entries are turned back into.
     (RTCDtlsTransport, "_send_rtp", ("data",)),
+    (_aiortc_dtls, "State", None),
+    (_aioice_ice.Connection, "sendto", ("data", "component")),
+    (_aioice_ice.StunProtocol, "send_data", ("data", "addr")),
+    (_aioice_ice.CandidatePair, "remote_addr", None),
+    (_aiortc_rtp.RtpPacket, "parse", ("data", "extensions_map")),
     # DTLS role before answering (the SFU as DTLS server: see answer_as_dtls_server).
     (RTCDtlsTransport, "_set_role", ("role",)),
     # Host candidate gathering (host address restriction, port range).
@@ -172,6 +180,8 @@ _PSFB_FIR: int = _aiortc_rtp.RTCP_PSFB_FIR
 _PSFB_APP: int = _aiortc_rtp.RTCP_PSFB_APP
 _RTPFB_NACK: int = _aiortc_rtp.RTCP_RTPFB_NACK
 _RtcpSrPacket: Any = _aiortc_rtp.RtcpSrPacket
+#: The DTLS state in which ``_send_rtp`` sends (the fast path checks the same).
+_DTLS_CONNECTED: Any = _aiortc_dtls.State.CONNECTED
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,6 +267,13 @@ _RECEIVER_ATTRS = (
     "_RTCRtpReceiver__decoder_queue",
     "_RTCRtpReceiver__decoder_thread",
     "_RTCRtpReceiver__rtcp_ssrc",
+)
+_DTLS_ATTRS = (
+    "_state",
+    "_tx_srtp",
+    "transport",
+    "_RTCDtlsTransport__tx_bytes",
+    "_RTCDtlsTransport__tx_packets",
 )
 _SENDER_ATTRS = (
     "_ssrc",
@@ -481,17 +498,29 @@ class SenderPort:
     the sender's own ids), the sender-report counters ``__ntp_timestamp``, ``__rtp_timestamp``,
     ``__octet_count``, ``__packet_count`` (only aiortc's RTP loop updates them otherwise, and it
     is idle here), ``_ssrc``, and ``RTCDtlsTransport._send_rtp`` (SRTP protect + send).
+
+    The fast path (:meth:`send_now`, synchronous) does what ``_send_rtp`` and the coroutine
+    chain below it do, without the chain: it touches ``RTCDtlsTransport._state``,
+    ``_tx_srtp`` (the SRTP session: ``protect``), ``__tx_bytes``/``__tx_packets`` (transport
+    stats), ``RTCIceTransport._connection`` and aioice ``Connection._nominated`` (the selected
+    pair: ``protocol.transport.sendto(data, remote_addr)``, exactly what aioice's ``send``
+    does). Its NACK history entries are the serialized packets (``bytes``); the
+    :class:`SenderTap` turns one back into an ``RtpPacket`` when a NACK asks for it.
     """
 
     __slots__ = (
+        "_dtls",
         "_ext_map",
         "_history",
+        "_nominated",
         "_send_rtp",
         "_sender",
+        "_templates",
         "clock_rate",
         "codec",
         "mid",
         "payload_type",
+        "slow_sends",
         "ssrc",
     )
 
@@ -506,10 +535,35 @@ class SenderPort:
         self.codec: str = codec.mimeType.split("/", 1)[1]
         self.mid: str | None = parameters.muxId
         self.ssrc: int = sender._ssrc
+        dtls = sender.transport
+        _require(dtls, _DTLS_ATTRS)
+        _require(dtls.transport, ("_connection",))
+        _require(dtls.transport._connection, ("_nominated",))
+        self._dtls = dtls
+        self._nominated: dict[int, Any] = dtls.transport._connection._nominated
+        #: Packets that took the slow path (padding, or a header layout without a template).
+        self.slow_sends = 0
+        #: (without audio level, with audio level); None where the layout cannot be patched.
+        self._templates = (
+            HeaderTemplate.learn(self._serialize_header, self.payload_type, with_level=False),
+            HeaderTemplate.learn(self._serialize_header, self.payload_type, with_level=True),
+        )
 
-    async def send(
+    def _serialize_header(
         self,
-        *,
+        marker: int,
+        sequence_number: int,
+        timestamp: int,
+        abs_send_time: int,
+        audio_level: tuple[bool, int] | None,
+    ) -> bytes:
+        """The header the slow path would send (aiortc's own serialization), empty payload."""
+        packet = self._packet(marker, sequence_number, timestamp, b"", 0, audio_level, abs_send_time)
+        data: bytes = packet.serialize(self._ext_map)
+        return data
+
+    def _packet(
+        self,
         marker: int,
         sequence_number: int,
         timestamp: int,
@@ -517,9 +571,7 @@ class SenderPort:
         padding_size: int,
         audio_level: tuple[bool, int] | None,
         abs_send_time: int,
-        ntp_time: int,
-    ) -> int:
-        """Send one packet; return the bytes put on the wire. Raises ConnectionError if down."""
+    ) -> Any:
         packet = _RtpPacket(
             payload_type=self.payload_type,
             marker=marker,
@@ -533,9 +585,105 @@ class SenderPort:
         extensions.mid = self.mid
         extensions.abs_send_time = abs_send_time
         extensions.audio_level = audio_level
+        return packet
+
+    def send_now(
+        self,
+        marker: int,
+        sequence_number: int,
+        timestamp: int,
+        payload: bytes,
+        padding_size: int,
+        audio_level: tuple[bool, int] | None,
+        abs_send_time: int,
+        ntp_time: int,
+    ) -> int | None:
+        """Send one packet synchronously; ``None`` if it needs the slow path (:meth:`send`).
+
+        Returns the bytes put on the wire. Raises ConnectionError if the leg is down.
+        """
+        template = self._templates[audio_level is not None]
+        if template is None or padding_size:
+            return None
+        dtls = self._dtls
+        pair = self._nominated.get(1)
+        if dtls._state is not _DTLS_CONNECTED or pair is None:
+            raise ConnectionError("Cannot send encrypted RTP, not connected")
+        data = template.render(
+            marker, sequence_number, timestamp, abs_send_time, audio_level, payload
+        )
+        self._history[sequence_number % RTP_HISTORY_SIZE] = data
+        protected = dtls._tx_srtp.protect(data)
+        pair.protocol.transport.sendto(protected, pair.remote_addr)
+        dtls._RTCDtlsTransport__tx_bytes += len(protected)
+        dtls._RTCDtlsTransport__tx_packets += 1
+        sender = self._sender
+        sender._RTCRtpSender__ntp_timestamp = ntp_time
+        sender._RTCRtpSender__rtp_timestamp = timestamp
+        sender._RTCRtpSender__octet_count += len(payload)
+        sender._RTCRtpSender__packet_count += 1
+        return len(data)
+
+    async def send(
+        self,
+        *,
+        marker: int,
+        sequence_number: int,
+        timestamp: int,
+        payload: bytes,
+        padding_size: int,
+        audio_level: tuple[bool, int] | None,
+        abs_send_time: int,
+        ntp_time: int,
+    ) -> int:
+        """Send one packet; return the bytes put on the wire. Raises ConnectionError if down.
+
+        Takes the fast path (:meth:`send_now`) when it can, else aiortc's own serialization
+        and ``_send_rtp`` (packets with RTP padding, header layouts the template refused).
+        """
+        sent = self.send_now(
+            marker,
+            sequence_number,
+            timestamp,
+            payload,
+            padding_size,
+            audio_level,
+            abs_send_time,
+            ntp_time,
+        )
+        if sent is not None:
+            return sent
+        return await self.send_slow(
+            marker=marker,
+            sequence_number=sequence_number,
+            timestamp=timestamp,
+            payload=payload,
+            padding_size=padding_size,
+            audio_level=audio_level,
+            abs_send_time=abs_send_time,
+            ntp_time=ntp_time,
+        )
+
+    async def send_slow(
+        self,
+        *,
+        marker: int,
+        sequence_number: int,
+        timestamp: int,
+        payload: bytes,
+        padding_size: int,
+        audio_level: tuple[bool, int] | None,
+        abs_send_time: int,
+        ntp_time: int,
+    ) -> int:
+        """aiortc's way: an ``RtpPacket``, ``serialize``, ``RTCDtlsTransport._send_rtp``."""
+        packet = self._packet(
+            marker, sequence_number, timestamp, payload, padding_size, audio_level, abs_send_time
+        )
         self._history[sequence_number % RTP_HISTORY_SIZE] = packet
         data = packet.serialize(self._ext_map)
         await self._send_rtp(data)
+        self.slow_sends += 1
         sender = self._sender
         sender._RTCRtpSender__ntp_timestamp = ntp_time
         sender._RTCRtpSender__rtp_timestamp = timestamp
@@ -640,7 +788,17 @@ class SenderTap:
         await self._original_rtcp(packet)
 
     async def _retransmit(self, sequence_number: int) -> None:
-        kept = self._sender._RTCRtpSender__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)
+        history = self._sender._RTCRtpSender__rtp_history
+        slot = sequence_number % RTP_HISTORY_SIZE
+        kept = history.get(slot)
+        if isinstance(kept, bytes):
+            # Sent by the fast path: aiortc's retransmission wants an RtpPacket.
+            if sequence_number_of(kept) == sequence_number:
+                kept = history[slot] = _RtpPacket.parse(
+                    kept, self._sender._RTCRtpSender__rtp_header_extensions_map
+                )
+            else:
+                kept = None
         self._events.on_retransmit(kept is not None and kept.sequence_number == sequence_number)
         await self._original_retransmit(sequence_number)
 

@@ -201,16 +201,22 @@ class PublishedTrack:
             if mapped is None:
                 continue
             try:
-                sent = await port.send(
-                    marker=media.marker,
-                    sequence_number=mapped[0],
-                    timestamp=mapped[1],
-                    payload=media.payload,
-                    padding_size=media.padding_size,
-                    audio_level=media.audio_level,
-                    abs_send_time=send_time,
-                    ntp_time=ntp,
+                # Fast path (synchronous, no RtpPacket); None when this packet needs aiortc's.
+                sent = port.send_now(
+                    media.marker, mapped[0], mapped[1], media.payload, media.padding_size,
+                    media.audio_level, send_time, ntp,
                 )
+                if sent is None:
+                    sent = await port.send(
+                        marker=media.marker,
+                        sequence_number=mapped[0],
+                        timestamp=mapped[1],
+                        payload=media.payload,
+                        padding_size=media.padding_size,
+                        audio_level=media.audio_level,
+                        abs_send_time=send_time,
+                        ntp_time=ntp,
+                    )
             except ConnectionError:
                 counters.send_errors += 1
                 slot.detach()

@@ -104,7 +104,7 @@ class Connection:
 
     def send_message(self, message: dict[str, Any], *, force: bool = False) -> bool:
         """Send a message that is about the connection, not the session stream (no ``seq``)."""
-        self._metrics.messages_out.labels(message["type"]).inc()
+        self._metrics.message_out(message["type"])
         return self.send(protocol.encode(message), force=force)
 
     def close(self, code: CloseCode, reason: str = "", *, flush: bool = True) -> None:
@@ -253,7 +253,7 @@ class Connection:
         except ProtocolError as error:
             await self._handle_error(handler, error)
             return
-        self._metrics.messages_in.labels(type(message).__name__.lower()).inc()
+        self._metrics.message_in(type(message).__name__.lower())
         # Our own processing must not make the client look silent.
         self._liveness.stall()
         try:

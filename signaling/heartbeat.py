@@ -10,7 +10,6 @@ the bottleneck (the reader is stalled behind a full inbound queue), the client i
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 from collections import deque
@@ -48,6 +47,9 @@ class AdaptiveTimeout:
     def __init__(self, config: HeartbeatConfig, window: int = 32) -> None:
         self.config = config
         self._samples: deque[float] = deque(maxlen=window)
+        #: |difference| of each pair of consecutive samples in the window (kept as samples come:
+        #: recomputing them on every pong was ~15 % of an idle server's CPU, docs/benchmarks.md).
+        self._diffs: deque[float] = deque(maxlen=max(1, window - 1))
         self._timeout = config.timeout
 
     @property
@@ -60,22 +62,28 @@ class AdaptiveTimeout:
         return max(self.config.timeout, self.config.max_timeout)
 
     def rtt_p99(self) -> float | None:
-        if not self._samples:
+        samples = self._samples
+        if not samples:
             return None
-        ordered = sorted(self._samples)
-        return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
+        rank = math.ceil(0.99 * len(samples)) - 1
+        if rank >= len(samples) - 1:
+            return max(samples)  # fewer than 100 samples: the 99th percentile is the largest
+        return sorted(samples)[max(0, rank)]
 
     def rtt_jitter(self) -> float:
-        samples = list(self._samples)
-        if len(samples) < 2:
+        diffs = self._diffs
+        if len(self._samples) < 2:
             return 0.0
-        return sum(abs(b - a) for a, b in itertools.pairwise(samples)) / (len(samples) - 1)
+        return sum(diffs) / len(diffs)
 
     def observe(self, rtt: float) -> float:
         """Add an RTT sample (seconds, finite and >= 0); return the new timeout."""
         if not (math.isfinite(rtt) and rtt >= 0):
             return self._timeout
-        self._samples.append(rtt)
+        samples = self._samples
+        if samples:
+            self._diffs.append(abs(rtt - samples[-1]))
+        samples.append(rtt)
         cfg = self.config
         p99 = self.rtt_p99() or 0.0
         wanted = cfg.interval * (1 + cfg.jitter) + cfg.rtt_factor * (p99 + self.rtt_jitter())

@@ -1132,7 +1132,7 @@ class Hub:
             log.error("message %s for %s not sent, not strict JSON: %s", message.get("type"), session.peer_id, exc,
                       extra=self._log_ids(session))
             return
-        self.metrics.messages_out.labels(message["type"]).inc()
+        self.metrics.message_out(message["type"])
         ledger = self._ledger
         if ledger is None:
             self._durable(live, stamped, Written.OK)

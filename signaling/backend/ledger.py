@@ -42,6 +42,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from signaling.backend.batch import Call, run_scripts
 from signaling.backend.durable import ReplicaWait, Written
 from signaling.backend.redis_io import bounded
 from signaling.backoff import Backoff
@@ -369,29 +370,32 @@ class SessionLedger:
         ttl = round(self.ttl * 1000)
         results = [Written.FAILED] * len(batch)
         sent: list[list[int]] = []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for group in groups:
-                first = batch[group[0]]
-                keys = [self._key("sess", first.session_id), self._key("mbox", first.session_id)]
-                if first.drop:
-                    await self._drop_script(keys=keys, args=[self.node_id], client=pipe)
-                    sent.append(group)
-                    continue
-                try:
-                    args = self._args([batch[i] for i in group], ttl)
-                except UnicodeError as exc:
-                    log.error("session ledger: session %s has a frame that cannot be stored (%s); ending it",
-                              first.session_id, exc)
-                    continue
-                await self._put_script(keys=keys, args=args, client=pipe)
+        calls: list[Call] = []
+        for group in groups:
+            first = batch[group[0]]
+            keys = [self._key("sess", first.session_id), self._key("mbox", first.session_id)]
+            if first.drop:
+                calls.append((self._drop_script, keys, [self.node_id]))
                 sent.append(group)
-            extra = self.durable.add(pipe) if self.durable.enabled and sent else 0
-            replies = (
-                await bounded(pipe.execute(), self.op_timeout * 2 + self.durable.timeout, "ledger write")
-                if sent else []
-            )
-        if extra:
-            self.durable.check(replies, extra, "ledger write")
+                continue
+            try:
+                args = self._args([batch[i] for i in group], ttl)
+            except UnicodeError as exc:
+                log.error("session ledger: session %s has a frame that cannot be stored (%s); ending it",
+                          first.session_id, exc)
+                continue
+            calls.append((self._put_script, keys, args))
+            sent.append(group)
+        if not sent:
+            return results
+        # EVALSHA in one pipeline: no SCRIPT EXISTS round trip per batch (signaling/backend/batch.py).
+        replies = await run_scripts(
+            self._redis, calls, durable=self.durable if self.durable.enabled else None,
+            seconds=self.op_timeout * 2 + self.durable.timeout, what="ledger write",
+        )
+        for reply in replies:
+            if isinstance(reply, BackendUnavailable):
+                raise reply  # as before: the batch is retried (each write is idempotent by seq)
         for group, reply in zip(sent, replies, strict=True):
             for index in group:
                 results[index] = Written.OK if int(reply) else Written.FENCED

@@ -44,6 +44,7 @@ from signaling.backend.base import (
     Member,
     SessionMoved,
 )
+from signaling.backend.batch import ScriptBatcher
 
 # Re-exported: the registry, RemoteMedia and the SFU node import the factory from here.
 from signaling.backend.connect import make_client as make_client
@@ -56,13 +57,13 @@ from signaling.backoff import Backoff
 from signaling.tasks import OwnerKind, TaskRegistry
 
 if TYPE_CHECKING:
-    from redis.commands.core import AsyncScript
 
     from signaling.backend.ledger import SessionLedger
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
 
 #: What a send script answers while the cluster resyncs: try again shortly.
 _WAIT = "wait"
@@ -432,6 +433,12 @@ class RedisBackend(Backend):
         self._unsettled = self._redis.register_script(_UNSETTLED)
         self._ledger: SessionLedger | None = None
         self.durable = ReplicaWait(wait_replicas, wait_timeout)
+        #: Relays of concurrent connections travel together: one pipeline (and, with the
+        #: replica wait on, one ``WAIT``) per burst instead of one round trip each.
+        self._send_batcher = ScriptBatcher(
+            self._redis, self._send, self._tasks, durable=self.durable,
+            seconds=op_timeout + self.durable.timeout, what="send",
+        )
         #: This incarnation has synced once (an old tombstone of its node id is not about it).
         self._synced_once = False
 
@@ -646,7 +653,7 @@ class RedisBackend(Backend):
                 round(self.session_ttl * 1000)]
         # Durable before confirmed: the sender's cseq is confirmed once this returns.
         node = await send_settled(
-            lambda: self._durable_call(self._send, keys, args, "send"),
+            lambda: self._send_batcher.call(keys, args),
             op_timeout=self.op_timeout + self.durable.timeout, patience=2 * self.resync_window,
         )
         if node == "moved":
@@ -656,18 +663,6 @@ class RedisBackend(Backend):
             self._dirty = True
             raise BackendUnavailable("this node was reaped while it was away; fencing")
         return node is not None
-
-    async def _durable_call(self, script: AsyncScript, keys: list[str], args: list[str | int], what: str) -> Any:
-        """Run one script; with the replica wait on, follow it by ``WAIT`` on the same connection
-        (a pipeline) and raise :class:`BackendUnavailable` unless it reached the replicas."""
-        if not self.durable.enabled:
-            return await bounded(script(keys=keys, args=args), self.op_timeout, what)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            await script(keys=keys, args=args, client=pipe)
-            extra = self.durable.add(pipe)
-            replies = await bounded(pipe.execute(), self.op_timeout + self.durable.timeout, what)
-        self.durable.check(replies, extra, what)
-        return replies[0]
 
     # -- dead nodes -----------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 
 import pytest
@@ -126,3 +128,22 @@ def test_a_cap_below_the_timeout_means_no_adaptation() -> None:
     adaptive = AdaptiveTimeout(HeartbeatConfig(interval=10, timeout=20, max_timeout=5))
     assert adaptive.observe(9.0) == 20
     assert adaptive.bound == 20
+
+
+def test_adaptive_timeout_statistics_match_their_definition_over_a_sliding_window() -> None:
+    """The incremental p99 and jitter equal the textbook computation on the current window."""
+    rng = random.Random(11)
+    for window in (1, 2, 8, 32, 150):
+        adaptive = AdaptiveTimeout(ADAPTIVE, window=window)
+        kept: list[float] = []
+        for _ in range(400):
+            rtt = rng.choice([rng.uniform(0, 0.05), rng.uniform(0, 2.0), float("nan")])
+            adaptive.observe(rtt)
+            if math.isfinite(rtt):
+                kept = [*kept, rtt][-window:]
+            ordered = sorted(kept)
+            assert adaptive.rtt_p99() == (ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] if kept else None)
+            expected = (
+                sum(abs(b - a) for a, b in itertools.pairwise(kept)) / (len(kept) - 1) if len(kept) > 1 else 0.0
+            )
+            assert adaptive.rtt_jitter() == pytest.approx(expected, abs=1e-12)
