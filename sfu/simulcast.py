@@ -77,6 +77,10 @@ class RidResolver:
             return named
         return self._rids.get(ssrc)
 
+    def is_repair(self, ssrc: int) -> bool:
+        """``ssrc`` was seen with repaired-rtp-stream-id: an RTX stream."""
+        return self._rtx.get(ssrc, False)
+
     def media_ssrc(self, rid: str) -> int | None:
         """The latest media (not RTX) SSRC seen for ``rid``."""
         found = None

@@ -40,6 +40,7 @@ from signaling.protocol import (
     Pong,
     ProtocolError,
     Publish,
+    SetSubscription,
     Signal,
     StrictJSONError,
     SubscriberAnswer,
@@ -347,7 +348,10 @@ class Hub:
             case Leave():
                 await self._end(live, "left")
                 conn.close(Close.NORMAL, "left")
-            case Signal() | Publish() | SubscriberAnswer() | Candidate() | Unpublish() | TrackState() | Data():
+            case (
+                Signal() | Publish() | SubscriberAnswer() | Candidate() | Unpublish() | TrackState() | Data()
+                | SetSubscription()
+            ):
                 previous = session.last_cseq
                 if not session.accept_cseq(message.cseq):
                     self.metrics.duplicates.inc()
@@ -397,6 +401,8 @@ class Hub:
                     await media.add_candidate(room, peer, target, candidate)
                 case Unpublish(track=track):
                     await media.unpublish(room, peer, track)
+                case SetSubscription(track=track, quality=quality):
+                    await media.set_subscription(room, peer, track, quality)
         except Exception as exc:
             # The SFU rejects bad SDP, unknown tracks and the like with a coded error; anything
             # else it raises is still this request's failure, never the connection's.
@@ -410,7 +416,7 @@ class Hub:
         """Grants and limits, checked before anything is relayed or reaches the SFU."""
         grant = {
             Signal: "signal", Publish: "publish", Unpublish: "publish", TrackState: "publish",
-            SubscriberAnswer: "subscribe",
+            SubscriberAnswer: "subscribe", SetSubscription: "subscribe",
         }.get(type(message))
         if isinstance(message, Candidate):
             grant = "publish" if message.target == "publisher" else "subscribe"
