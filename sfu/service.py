@@ -821,6 +821,9 @@ class Sfu:
                     route = leg.routes.get(mid)
                     if route is not None and route.tap is not None:
                         route.tap.enable_simulcast()
+                        if mid not in leg.simulcast:
+                            logger.info("%s in %s publishes simulcast on m-line %s: rids %s",
+                                        p.id, p.room.name, mid, ",".join(offer.rids))
                         leg.simulcast[mid] = offer.rids
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # aiortc raises many types for bad SDP

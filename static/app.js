@@ -609,6 +609,32 @@ function sampleFrames() {
   }
 }
 
+// -- simulcast quality -----------------------------------------------------------------------------
+
+/**
+ * The camera layer a tile can show (`set-subscription`): by its width in device pixels, and
+ * nothing while the page is hidden. Screen shares always get their full quality.
+ * @param {Tile} tile
+ */
+function wantedQuality(tile) {
+  if (document.visibilityState === 'hidden') return 'off';
+  const width = tile.video.clientWidth * (window.devicePixelRatio || 1);
+  return width >= 480 ? 'high' : width >= 240 ? 'medium' : 'low';
+}
+
+function updateQualities() {
+  const room = app.room;
+  if (!room) return;
+  for (const tile of app.tiles.values()) {
+    for (const r of room.tracksOf(tile.peer)) {
+      if (r.kind === 'video' && !SCREEN_SOURCES.includes(r.source)) room.setSubscription(r.trackId, wantedQuality(tile));
+    }
+  }
+}
+
+new ResizeObserver(() => updateQualities()).observe(ui.grid);
+document.addEventListener('visibilitychange', () => updateQualities());
+
 // -- stats ----------------------------------------------------------------------------------------
 
 /** The receivers delivering this tile's media. @param {Tile} tile */
@@ -646,6 +672,11 @@ async function refreshStats(tile) {
       if (s.kind === 'video') {
         const res = s.frameWidth ? `${s.frameWidth}×${s.frameHeight}` : '–';
         rows.push(['Video', `${res} · ${s.framesPerSecond ?? 0} fps`], ['Video bitrate', rate], ['Video loss', loss]);
+        // Simulcast: the layer the SFU forwards, and the one this page asked for.
+        for (const r of app.room ? app.room.tracksOf(tile.peer) : []) {
+          const layer = r.kind === 'video' ? app.room?.layers.get(r.trackId) : undefined;
+          if (layer) rows.push(['Layer', `${layer.quality} (asked ${layer.requested})`]);
+        }
       } else if (s.kind === 'audio') {
         rows.push(['Audio bitrate', rate], ['Audio loss', loss]);
       }
@@ -844,6 +875,10 @@ function startSfu() {
   room.on('track', (/** @type {import('/static/switchboard.js').RemoteTrack} */ r) => {
     if (SCREEN_SOURCES.includes(r.source)) showStage(r.peer, r.stream);
     else setTileStream(ensureTile(r.peer), r.stream);
+    updateQualities();
+  });
+  room.on('track-layer', () => {
+    for (const tile of app.tiles.values()) refreshStats(tile);
   });
   room.on('track-removed', (/** @type {import('/static/switchboard.js').RemoteTrack} */ r) => {
     if (SCREEN_SOURCES.includes(r.source)) {
