@@ -420,16 +420,16 @@ class ReceiverTap:
         packets), ``__rtx_ssrc`` (RTX SSRC -> media SSRC, filled from repaired-rtp-stream-id:
         aiortc maps RTX only from ``a=ssrc-group:FID``, which rid simulcast does not send) and,
         once ``receive()`` ran, the transport's ``RtpRouter.route_rtp`` (see
-        :func:`_route_by_mid`).
+        :func:`route_by_mid`).
         """
         if self._rids is not None:
             return
         self._rids = RidResolver()
         r = self._receiver
         if r._RTCRtpReceiver__nack_generator is not None:
-            r._RTCRtpReceiver__nack_generator = _PerSsrcNack()
+            r._RTCRtpReceiver__nack_generator = PerSsrcNack()
         if self._started:
-            _route_by_mid(r.transport)
+            route_by_mid(r.transport)
 
     def _learn_rid(self, rids: RidResolver, packet: Any) -> str | None:
         ext = packet.extensions
@@ -460,7 +460,7 @@ class ReceiverTap:
             return  # aiortc calls receive() again on every renegotiation; it is a no-op then
         self._started = True
         if self._rids is not None:
-            _route_by_mid(self._receiver.transport)
+            route_by_mid(self._receiver.transport)
         # aiortc just started a decoder thread for this receiver. Nothing will reach it (null
         # jitter buffer), so stop it now rather than keep one idle thread per forwarded track;
         # with the thread gone aiortc also skips its decoder-queue step.
@@ -521,7 +521,7 @@ _NackGenerator: Any = _aiortc_receiver_module.NackGenerator
 _HeaderExtension: Any = _aiortc_parameters.RTCRtpHeaderExtensionParameters
 
 
-class _PerSsrcNack:
+class PerSsrcNack:
     """Stands in for a receiver's ``NackGenerator``: one real generator per media SSRC.
 
     aiortc calls ``add(packet)`` and then reads ``missing`` for that packet's SSRC, so
@@ -543,7 +543,7 @@ class _PerSsrcNack:
         return missed
 
 
-def _route_by_mid(transport: Any) -> None:
+def route_by_mid(transport: Any) -> None:
     """Route RTP of unknown SSRCs by their MID header extension (RFC 8843 section 9.2).
 
     Touches ``RTCDtlsTransport._rtp_router`` and its ``route_rtp`` (wrapped per instance) and
