@@ -81,6 +81,8 @@ class SimulcastForwarder:
         self._next_select = 0.0
         self.switches = 0
         self.unknown_rid = 0
+        #: Monotonic clock (seconds) of the layer meters and selectors; tests pass their own.
+        self.clock: Callable[[], float] = time.monotonic
 
     @property
     def layers(self) -> int:
@@ -111,7 +113,7 @@ class SimulcastForwarder:
         if state is None:
             selector = LayerSelector(self.layers)
             selector.request(quality_index(slot.quality, self.layers))
-            now = time.monotonic()
+            now = self.clock()
             selector.update(now, None, self.meter.bitrates(), self.meter.active(now))
             state = _SlotLayers(selector, Vp8Munger() if self._vp8 else None)
             self._slots[slot] = state
@@ -124,14 +126,14 @@ class SimulcastForwarder:
         """The slot's requested quality changed (``slot.quality``)."""
         state = self._state(slot)
         state.selector.request(quality_index(slot.quality, self.layers))
-        await self._select(state, time.monotonic())
+        await self._select(state, self.clock())
         if state.selector.target is None:
             self._report(slot, state, None)
 
     async def on_estimate(self, slot: Slot, bitrate: int) -> None:
         state = self._state(slot)
         state.estimate = float(bitrate)
-        await self._select(state, time.monotonic())
+        await self._select(state, self.clock())
 
     async def request_keyframe(self, slot: Slot | None) -> None:
         """A keyframe for ``slot``'s target layer (or for every layer the slots want)."""
@@ -150,7 +152,7 @@ class SimulcastForwarder:
         ssrc = self.media_ssrc(layer)
         if track.tap is None or ssrc is None:
             return
-        if not self._limiters[layer].try_acquire(time.monotonic()):
+        if not self._limiters[layer].try_acquire(self.clock()):
             track._counters.pli_suppressed += 1
             return
         track._counters.pli_sent_upstream += 1
@@ -209,7 +211,7 @@ class SimulcastForwarder:
         media = ingest.accept(packet)
         if media is None or track.muted:
             return
-        now = time.monotonic()
+        now = self.clock()
         self.meter.add(layer, len(media.payload), now)
         keyframe = self._is_keyframe(media.payload) if self._is_keyframe is not None else True
         if keyframe and self._vp8:

@@ -143,6 +143,10 @@ class SelectorConfig:
     probe_after_max: float = 32.0
     #: A try that held this long resets the back-off.
     settle: float = 10.0
+    #: A new slot waits this long for its desired layer before starting on another one (the
+    #: layers' first packets do not arrive together; starting low and climbing at once would
+    #: cost two switches and two keyframes).
+    start_wait: float = 0.5
 
 
 class LayerSelector:
@@ -158,6 +162,7 @@ class LayerSelector:
 
     __slots__ = (
         "_backoff",
+        "_born",
         "_cap",
         "_config",
         "_down_at",
@@ -180,6 +185,7 @@ class LayerSelector:
         self._down_at: float | None = None
         self._up_at: float | None = None
         self._estimate: float | None = None
+        self._born: float | None = None
         #: Layer being forwarded (None before the first keyframe, or off).
         self.current: int | None = None
         #: Layer to switch to (None: off).
@@ -206,6 +212,8 @@ class LayerSelector:
         """
         config = self._config
         current = self.current
+        if self._born is None:
+            self._born = now
         falling = (
             estimate is not None
             and self._estimate is not None
@@ -234,6 +242,9 @@ class LayerSelector:
             self.target = None
             return None
         desired = min(self.requested, self._cap)
+        if current is None and not active[desired] and now - self._born < config.start_wait:
+            self.target = desired
+            return desired
         below = [i for i in range(desired + 1) if active[i]]
         above = [i for i in range(desired + 1, self._layers) if active[i]]
         if below:
