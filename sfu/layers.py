@@ -37,7 +37,7 @@ from sfu.simulcast import (
     layer_quality,
     quality_index,
 )
-from sfu.vp8 import Vp8Munger, keyframe_dimensions
+from sfu.vp8 import Vp8Munger, keyframe_dimensions, parse_descriptor
 
 if TYPE_CHECKING:
     from sfu.forwarding import PublishedTrack, Slot
@@ -233,6 +233,7 @@ class SimulcastForwarder:
             for slot in slots:
                 await self._select(self._state(slot), now)
         source = (track.serial, layer, media.epoch, track._generation)
+        descriptor = parse_descriptor(media.payload) if self._vp8 else None
         ntp = ntp_from_unix(time.time())
         send_time = abs_send_time(ntp)
         want_keyframe = False
@@ -261,7 +262,8 @@ class SimulcastForwarder:
             mapped = rewriter.map(source, media.extended_seq, media.timestamp, now)
             if mapped is None:
                 continue
-            payload = media.payload if state.munger is None else state.munger.rewrite(media.payload)
+            munger = state.munger
+            payload = media.payload if munger is None else munger.rewrite(media.payload, descriptor)
             try:
                 sent = await port.send(
                     marker=media.marker,

@@ -100,9 +100,13 @@ class Vp8Munger:
         """The next packet belongs to a new source."""
         self._restart = True
 
-    def rewrite(self, payload: bytes) -> bytes:
-        """``payload`` with PictureID and TL0PICIDX mapped into the output numbering."""
-        d = parse_descriptor(payload)
+    def rewrite(self, payload: bytes, descriptor: Vp8Descriptor | None = None) -> bytes:
+        """``payload`` with PictureID and TL0PICIDX mapped into the output numbering.
+
+        ``descriptor``: ``parse_descriptor(payload)`` when the caller already has it (one parse
+        per packet for all slots). Unchanged numbers (no switch yet) cost no copy.
+        """
+        d = descriptor if descriptor is not None else parse_descriptor(payload)
         if d is None or (d.picture_id is None and d.tl0picidx is None):
             return payload
         if self._restart:
@@ -113,6 +117,16 @@ class Vp8Munger:
             if d.tl0picidx is not None:
                 tl0 = self._last_tl0
                 self._tl0_offset = 0 if tl0 is None else (tl0 + 1 - d.tl0picidx) & 0xFF
+        if self._pid_offset == 0 and self._tl0_offset == 0:
+            if d.picture_id is not None and (
+                self._last_pid is None or _newer(d.picture_id, self._last_pid, 1 << d.picture_id_bits)
+            ):
+                self._last_pid = d.picture_id
+            if d.tl0picidx is not None and (
+                self._last_tl0 is None or _newer(d.tl0picidx, self._last_tl0, 256)
+            ):
+                self._last_tl0 = d.tl0picidx
+            return payload
         out = bytearray(payload)
         if d.picture_id is not None:
             mask = _PID_MASK[d.picture_id_bits]
