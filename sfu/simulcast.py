@@ -119,7 +119,7 @@ class LayerMeter:
     def bitrates(self) -> list[float | None]:
         return list(self._rate)
 
-    def active(self, now: float, idle: float = 1.0) -> list[bool]:
+    def active(self, now: float, idle: float = 2.0) -> list[bool]:
         """Layers with a packet within ``idle`` seconds."""
         return [t is not None and now - t <= idle for t in self._last]
 

@@ -51,9 +51,9 @@ if (args.has('--publish')) {
     // Capped bitrates (libwebrtc lowers a layer's minimum to its cap): every layer is enabled
     // once ~0.5 Mbps is estimated, which aiortc's slow REMB ramp reaches in seconds.
     const sendEncodings = [
-      { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 60_000 },
+      { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 80_000 },
       { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 150_000 },
-      { rid: 'f', maxBitrate: 300_000 },
+      { rid: 'f', maxBitrate: 250_000 },
     ];
     const transceiver = publisher.addTransceiver(track, { direction: 'sendonly', streams: [stream], sendEncodings });
     // On a busy machine libwebrtc's CPU adaptation would drop the upper layers' resolution.
@@ -69,7 +69,7 @@ if (args.has('--publish')) {
       for (let y = 0; y < height; y++) {
         for (let x = 0; x < width; x++) {
           seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-          frame[y * width + x] = (((x + y + f * 8) >> 5) & 1) * 160 + (seed & 63);
+          frame[y * width + x] = (((x + y + f * 8) >> 5) & 1) * 160 + (seed & 31);
         }
       }
       frames.push(frame);

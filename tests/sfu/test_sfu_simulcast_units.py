@@ -145,7 +145,7 @@ def test_meter_rates_and_activity() -> None:
     assert rates[0] is not None and 70_000 < rates[0] < 90_000
     assert rates[1] is not None and rates[1] == 0.0
     assert m.active(2.0) == [True, False, True]
-    assert m.active(3.5) == [False, False, False]
+    assert m.active(4.5) == [False, False, False]
 
 
 RATES = [150_000.0, 500_000.0, 1_500_000.0]
