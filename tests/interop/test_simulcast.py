@@ -60,7 +60,8 @@ async def test_wrtc_simulcast_layers_per_subscriber_and_switch(media_clients: Me
         want = SIZES[quality]
         await sub.wait(lambda s, want=want: decoded_size(s) == want, RAMP, f"{quality} decoded at {want}")
     figures = {q: round(await s.fps(2.0), 1) for q, s in subscribers.items()}
-    print(f"simulcast fps per subscriber: {figures}")
+    told = {q: [(m["quality"], m.get("rid")) for m in layers(s, track)] for q, s in subscribers.items()}
+    print(f"simulcast fps per subscriber: {figures}; layers told: {told}")
     # Switch low -> high: the new size is decoded and frames keep coming.
     low = subscribers["low"]
     before = low.video_frames()
