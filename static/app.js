@@ -619,6 +619,7 @@ function sampleFrames() {
 function wantedQuality(tile) {
   if (document.visibilityState === 'hidden') return 'off';
   const width = tile.video.clientWidth * (window.devicePixelRatio || 1);
+  if (!width) return 'high'; // not laid out yet: the next resize decides
   return width >= 480 ? 'high' : width >= 240 ? 'medium' : 'low';
 }
 
