@@ -1714,14 +1714,20 @@ Object.defineProperty(window, 'switchboard', {
     get unavailable() { return app.unavailable.map((e) => ({ ...e })); },
     get notice() { return ui.notice.hidden ? null : ui.noticeText.textContent; },
     get rttMs() { return app.rttMs; },
-    /** Video frames our publisher connection sent so far (0 without one). */
+    /** Video frames our publisher connection sent so far (0 without one); a simulcast track
+     * counts its busiest layer (a subscriber receives one layer, never their sum). */
     async framesSent() {
       const pc = app.room?.publisher;
       if (!pc) return 0;
-      let sent = 0;
+      /** @type {Map<string, number>} media source → frames of its busiest encoding */
+      const bySource = new Map();
       (await pc.getStats()).forEach((s) => {
-        if (s.type === 'outbound-rtp' && s.kind === 'video') sent += s.framesSent ?? 0;
+        if (s.type !== 'outbound-rtp' || s.kind !== 'video') return;
+        const key = s.mediaSourceId ?? s.id;
+        bySource.set(key, Math.max(bySource.get(key) ?? 0, s.framesSent ?? 0));
       });
+      let sent = 0;
+      for (const frames of bySource.values()) sent += frames;
       return sent;
     },
     /** Video frames decoded on the subscriber connection so far (every remote video). */
