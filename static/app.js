@@ -871,7 +871,10 @@ function startSfu() {
   const client = /** @type {SignalingClient} */ (app.client);
   app.mode = 'sfu';
   logState('mode:sfu');
-  const room = new Room(client);
+  // Simulcast (three camera layers, one chosen per viewer) is opt-in on this page for now
+  // (`?simulcast=1`): a Firefox viewer of a simulcast Chromium camera decoded as few as 35 % of
+  // the frames in one test run (layer switches as Chromium's estimate moves); see docs/sfu.md.
+  const room = new Room(client, { simulcast: params.get('simulcast') === '1' });
   app.room = room;
   room.on('track', (/** @type {import('/static/switchboard.js').RemoteTrack} */ r) => {
     if (SCREEN_SOURCES.includes(r.source)) showStage(r.peer, r.stream);

@@ -83,12 +83,12 @@ async def test_wrtc_simulcast_layers_per_subscriber_and_switch(media_clients: Me
 
 @pytest.mark.timeout(300)
 async def test_chromium_simulcast_low_and_high_subscribers(media_clients: MediaFactory, join: JoinFactory) -> None:
-    """The JS SDK publishes its 640x480 camera as simulcast q/h/f (160x120, 320x240, 640x480):
-    a subscriber asking ``low`` decodes the 160x120 layer while one asking ``high`` decodes a
+    """The JS SDK (the page with ``?simulcast=1``) publishes its 640x480 camera as simulcast
+    q/h/f (160x120, 320x240, 640x480): a subscriber asking ``low`` decodes the 160x120 layer while one asking ``high`` decodes a
     larger one — the top layer Chromium sends then (its full-size layer needs a bandwidth
     estimate aiortc's REMB ramp reaches only after a minute or more, see docs/sfu.md)."""
     room = room_name("simulcast-cr")
-    chrome = await join(room, "chrome", mode="sfu")
+    chrome = await join(room, "chrome", mode="sfu", simulcast="1")
     low = await media_clients("wrtc", room, "sub-low", "--subscribe")
     high = await media_clients("wrtc", room, "sub-high", "--subscribe")
     await low.wait(lambda s: video_track(s) is not None, RAMP, "track-published")
