@@ -52,6 +52,8 @@ from sfu.errors import SfuException
 from sfu.fastpath import HeaderTemplate, sequence_number_of
 from sfu.h264 import PROFILE_LEVEL_IDS
 from sfu.packets import CodecSpec, InboundRtp, ReceiveInfo, SenderReport
+from sfu.sdp_simulcast import REPAIRED_RID_URI, RID_URI, SimulcastOffer
+from sfu.simulcast import RidResolver
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +126,10 @@ _CALLABLES: list[tuple[object, str, tuple[str, ...] | None]] = [
         ("candidate_type", "candidate_transport", "base_address"),
     ),
     (_aioice_candidate, "candidate_priority", ("candidate_component", "candidate_type")),
+    # Simulcast: MID-first routing (RFC 8843 section 9.2) and per-SSRC NACK generation.
+    (_aiortc_dtls.RtpRouter, "route_rtp", ("packet",)),
+    (_aiortc_receiver_module, "NackGenerator", None),
+    (_aiortc_parameters, "RTCRtpHeaderExtensionParameters", None),
     # The decoder worker aiortc starts per receiver (checked so a rename is noticed).
     (_aiortc_receiver_module, "decoder_worker", None),
     # RTP/RTCP model and helpers.
@@ -267,6 +273,8 @@ _RECEIVER_ATTRS = (
     "_RTCRtpReceiver__decoder_queue",
     "_RTCRtpReceiver__decoder_thread",
     "_RTCRtpReceiver__rtcp_ssrc",
+    "_RTCRtpReceiver__nack_generator",
+    "_RTCRtpReceiver__rtx_ssrc",
 )
 _DTLS_ATTRS = (
     "_state",
@@ -389,6 +397,8 @@ class ReceiverTap:
         self._receiver = r
         self._events = events
         self._started = False
+        #: Simulcast receivers learn SSRC -> rid (see enable_simulcast).
+        self._rids: RidResolver | None = None
         r._sfu_tap = self
         # Per instance, so other aiortc peers in the process (tests, clients) keep decoding.
         r._RTCRtpReceiver__jitter_buffer = _NullJitterBuffer(probe)
@@ -403,6 +413,10 @@ class ReceiverTap:
         r._send_rtcp = self._send_rtcp
 
     async def _handle_rtp_packet(self, packet: Any, arrival_time_ms: int) -> None:
+        rid: str | None = None
+        rids = self._rids
+        if rids is not None:
+            rid = self._learn_rid(rids, packet)
         await self._events.on_rtp(
             InboundRtp(
                 ssrc=packet.ssrc,
@@ -413,9 +427,44 @@ class ReceiverTap:
                 payload=packet.payload,
                 padding_size=packet.padding_size,
                 audio_level=packet.extensions.audio_level,
+                rid=rid,
             )
         )
         await self._original_handle(packet, arrival_time_ms)
+
+    # -- simulcast ------------------------------------------------------------------------
+
+    def enable_simulcast(self) -> None:
+        """Receive several simulcast layers (SSRCs) on this receiver. Idempotent.
+
+        Touches ``__nack_generator`` (replaced by one generator per SSRC: a single one spanning
+        interleaved layers sees their unrelated sequence numbers as gaps and NACKs bogus
+        packets), ``__rtx_ssrc`` (RTX SSRC -> media SSRC, filled from repaired-rtp-stream-id:
+        aiortc maps RTX only from ``a=ssrc-group:FID``, which rid simulcast does not send) and,
+        once ``receive()`` ran, the transport's ``RtpRouter.route_rtp`` (see
+        :func:`route_by_mid`).
+        """
+        if self._rids is not None:
+            return
+        self._rids = RidResolver()
+        r = self._receiver
+        if r._RTCRtpReceiver__nack_generator is not None:
+            r._RTCRtpReceiver__nack_generator = PerSsrcNack()
+        if self._started:
+            route_by_mid(r.transport)
+
+    def _learn_rid(self, rids: RidResolver, packet: Any) -> str | None:
+        ext = packet.extensions
+        ssrc = packet.ssrc
+        rid = rids.resolve(ssrc, ext.rtp_stream_id, ext.repaired_rtp_stream_id)
+        if rid is not None and rids.is_repair(ssrc):
+            rtx_map: dict[int, int] = self._receiver._RTCRtpReceiver__rtx_ssrc
+            media = rids.media_ssrc(rid)
+            if media is not None and rtx_map.get(ssrc) != media:
+                rtx_map[ssrc] = media
+                while len(rtx_map) > _MAX_SSRCS:
+                    del rtx_map[next(iter(rtx_map))]
+        return rid
 
     async def _handle_rtcp_packet(self, packet: Any) -> None:
         if isinstance(packet, _RtcpSrPacket):
@@ -432,6 +481,8 @@ class ReceiverTap:
         if self._started:
             return  # aiortc calls receive() again on every renegotiation; it is a no-op then
         self._started = True
+        if self._rids is not None:
+            route_by_mid(self._receiver.transport)
         # aiortc just started a decoder thread for this receiver. Nothing will reach it (null
         # jitter buffer), so stop it now rather than keep one idle thread per forwarded track;
         # with the thread gone aiortc also skips its decoder-queue step.
@@ -483,6 +534,89 @@ class ReceiverTap:
             fmt=_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=_pack_remb_fci(bitrate, [media_ssrc])
         )
         await self._original_send_rtcp(packet)
+
+
+#: SSRCs one simulcast receiver keeps NACK state and RTX mappings for (3 layers + 3 RTX, and
+#: the streams of a publisher that restarted its encoders).
+_MAX_SSRCS = 16
+_NackGenerator: Any = _aiortc_receiver_module.NackGenerator
+_HeaderExtension: Any = _aiortc_parameters.RTCRtpHeaderExtensionParameters
+
+
+class PerSsrcNack:
+    """Stands in for a receiver's ``NackGenerator``: one real generator per media SSRC.
+
+    aiortc calls ``add(packet)`` and then reads ``missing`` for that packet's SSRC, so
+    ``missing`` is the set of the generator that saw the last packet.
+    """
+
+    def __init__(self) -> None:
+        self._generators: dict[int, Any] = {}
+        self.missing: set[int] = set()
+
+    def add(self, packet: Any) -> bool:
+        generator = self._generators.get(packet.ssrc)
+        if generator is None:
+            generator = self._generators[packet.ssrc] = _NackGenerator()
+            while len(self._generators) > _MAX_SSRCS:
+                del self._generators[next(iter(self._generators))]
+        missed: bool = generator.add(packet)
+        self.missing = generator.missing
+        return missed
+
+
+def route_by_mid(transport: Any) -> None:
+    """Route RTP of unknown SSRCs by their MID header extension (RFC 8843 section 9.2).
+
+    Touches ``RTCDtlsTransport._rtp_router`` and its ``route_rtp`` (wrapped per instance) and
+    ``mid_table``/``ssrc_table``. aiortc routes by SSRC, else by payload type when exactly one
+    receiver has it: with two video m-lines (camera and screen, or two simulcast tracks) rid
+    simulcast packets, whose SSRCs no ``a=ssrc`` line announced, were all dropped. Here an
+    unknown SSRC whose packet names a known mid is learnt for that mid's receiver; the MID is
+    only sent until the SSRC is acknowledged, so learning from the first packets is enough.
+    """
+    router = transport._rtp_router
+    if getattr(router, "_sfu_mid_routing", False):
+        return
+    _require(router, ("mid_table", "ssrc_table"))
+    original = router.route_rtp
+    ssrc_table: dict[int, Any] = router.ssrc_table
+    mid_table: dict[str, Any] = router.mid_table
+
+    def route_rtp(packet: Any) -> Any:
+        if packet.ssrc not in ssrc_table:
+            mid = packet.extensions.mid
+            if mid is not None:
+                receiver = mid_table.get(mid)
+                if receiver is not None:
+                    ssrc_table[packet.ssrc] = receiver
+                    return receiver
+        return original(packet)
+
+    router.route_rtp = route_rtp
+    router._sfu_mid_routing = True
+
+
+def negotiate_rid_extensions(pc: RTCPeerConnection, offers: dict[str, SimulcastOffer]) -> None:
+    """Accept the RID header extensions on the offer's simulcast m-lines.
+
+    Call after ``setRemoteDescription``, before ``createAnswer``. Touches
+    ``RTCRtpTransceiver._headerExtensions`` (what aiortc negotiated from its module-wide
+    ``HEADER_EXTENSIONS``, which has no RID extensions): the offer's ids are added for these
+    transceivers only, so the answer carries them and the receiver parses them, while the
+    SFU's other connections (subscriber offers) stay as they were.
+    """
+    for transceiver in pc.getTransceivers():
+        offer = offers.get(transceiver.mid or "")
+        if offer is None:
+            continue
+        t: Any = transceiver
+        _require(t, ("_headerExtensions",))
+        present = {ext.uri for ext in t._headerExtensions}
+        wanted = [(RID_URI, offer.rid_extension), (REPAIRED_RID_URI, offer.repaired_rid_extension)]
+        for uri, ident in wanted:
+            if ident is not None and uri not in present:
+                t._headerExtensions.append(_HeaderExtension(id=ident, uri=uri))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from sfu.aiortc_hooks import ReceiverTap, SenderPort, SenderTap
 from sfu.clock import abs_send_time, ntp_from_unix
 from sfu.ingest import IngestCounters, IngestFilter, MediaPacket
 from sfu.keyframe import keyframe_detector
+from sfu.layers import SimulcastForwarder
 from sfu.metrics import ForwardingCounters
 from sfu.packets import InboundRtp, ReceiveInfo, SenderReport
 from sfu.ratelimit import KeyframeRequestLimiter
@@ -64,6 +65,7 @@ class PublishedTrack:
         source: str | None = None,
         self_muted: bool = False,
         level_threshold: int = 35,
+        rids: tuple[str, ...] = (),
     ) -> None:
         self.id = track_id
         #: camera, microphone, screen or screen-audio, as the publisher said (else by kind).
@@ -96,6 +98,12 @@ class PublishedTrack:
         self._generation = 0
         #: Recordings of this track (fed before the subscribers, off their path: see recorder).
         self.sinks: list[MediaSink] = []
+        #: Simulcast (a video m-line offering several rids): per-layer ingest and selection.
+        self.simulcast: SimulcastForwarder | None = (
+            SimulcastForwarder(self, rids, keyframe_interval, self._is_keyframe)
+            if kind == "video" and len(rids) > 1
+            else None
+        )
 
     @property
     def public(self) -> dict[str, Any]:
@@ -107,12 +115,16 @@ class PublishedTrack:
 
     @property
     def ingest_counters(self) -> IngestCounters:
+        if self.simulcast is not None:
+            return self.simulcast.ingest_counters()
         return self._ingest.counters if self._ingest is not None else IngestCounters()
 
     def start(self, info: ReceiveInfo) -> None:
         """The publisher's receiver is configured: packets can be understood from now on."""
         if self._ingest is None:
             self._ingest = IngestFilter(info)
+        if self.simulcast is not None:
+            self.simulcast.start(info)
 
     def close(self) -> None:
         self.closed = True
@@ -127,6 +139,8 @@ class PublishedTrack:
         if slot in self._slots:
             self._slots.remove(slot)
         self._remb.remove_subscriber(slot)
+        if self.simulcast is not None:
+            self.simulcast.remove(slot)
 
     def stats(self) -> dict[str, object]:
         ingest = self.ingest_counters
@@ -145,6 +159,7 @@ class PublishedTrack:
             "keyframe_requests_sent": self._limiter.allowed,
             "keyframe_requests_suppressed": self._limiter.suppressed,
             **({"audio_level_dbov": -self.level.last} if self.level is not None else {}),
+            **(self.simulcast.stats() if self.simulcast is not None else {}),
         }
 
     # -- publisher side -------------------------------------------------------------------
@@ -152,6 +167,9 @@ class PublishedTrack:
     async def on_rtp(self, packet: InboundRtp) -> None:
         """Forward one packet. Never raises: an error here would kill the publisher's link."""
         try:
+            if self.simulcast is not None:
+                await self.simulcast.forward(packet, time.perf_counter_ns())
+                return
             await self._forward(packet, time.perf_counter_ns())
         except asyncio.CancelledError:
             raise
@@ -235,6 +253,8 @@ class PublishedTrack:
                 sink.on_sender_report(report)
 
     def on_upstream_estimate(self, bitrate: int) -> int:
+        if self.simulcast is not None:
+            return bitrate  # layers serve weak subscribers: never clamp the publisher
         value = self._remb.on_upstream_estimate(bitrate, time.monotonic())
         if value < bitrate:
             self._counters.remb_clamped_upstream += 1
@@ -249,8 +269,14 @@ class PublishedTrack:
             self._generation += 1
         return True
 
-    async def request_keyframe(self) -> None:
-        """Ask the publisher for a keyframe, at most once per interval (video only)."""
+    async def request_keyframe(self, slot: Slot | None = None) -> None:
+        """Ask the publisher for a keyframe, at most once per interval (video only).
+
+        Simulcast: for the layer ``slot`` forwards or waits for (every wanted layer if None).
+        """
+        if self.simulcast is not None:
+            await self.simulcast.request_keyframe(slot)
+            return
         if self.kind != "video" or self.tap is None or self._ingest is None:
             return
         ssrc = self._ingest.media_ssrc
@@ -263,6 +289,9 @@ class PublishedTrack:
         await self.tap.send_pli(ssrc)
 
     async def on_subscriber_estimate(self, slot: Slot, bitrate: int) -> None:
+        if self.simulcast is not None:
+            await self.simulcast.on_estimate(slot, bitrate)
+            return
         value = self._remb.on_subscriber_estimate(slot, bitrate, time.monotonic())
         ssrc = self._ingest.media_ssrc if self._ingest is not None else None
         if value is not None and ssrc is not None and self.tap is not None:
@@ -339,6 +368,10 @@ class Slot:
         self.port: SenderPort | None = None
         self.rewriter: StreamRewriter | None = None
         self.closed = False
+        #: Simulcast: the quality the subscriber asked for (``low``/``medium``/``high``/``off``)
+        #: and who hears which layer it actually gets (``track-layer``).
+        self.quality = "high"
+        self.on_layer: Callable[[Slot, PublishedTrack, dict[str, Any]], None] | None = None
         self.tap = make_tap(self)
 
     async def try_attach(self) -> None:
@@ -357,7 +390,7 @@ class Slot:
         self.attached = track
         track.attach(self)
         # A new subscriber needs a keyframe (it is held at the gate until one starts).
-        await track.request_keyframe()
+        await track.request_keyframe(self)
 
     def detach(self) -> None:
         track = self.attached
@@ -384,7 +417,7 @@ class Slot:
     async def on_keyframe_request(self) -> None:
         self._counters.pli_from_subscribers += 1
         if self.attached is not None:
-            await self.attached.request_keyframe()
+            await self.attached.request_keyframe(self)
 
     async def on_remb(self, bitrate: int, ssrc_count: int) -> None:
         # A REMB covers all the streams it lists: give each an equal share.

@@ -22,6 +22,9 @@ class InboundRtp:
     padding_size: int = 0
     #: ``(voice_activity, level)`` from the ssrc-audio-level extension, copied downstream.
     audio_level: tuple[bool, int] | None = None
+    #: Simulcast: the rid of the layer this packet (or the RTX repairing it) belongs to, from
+    #: the RID header extensions or remembered from the SSRC's earlier packets; else None.
+    rid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

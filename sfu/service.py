@@ -62,6 +62,8 @@ from sfu.sdp_info import (
     reject_in_offer,
     substitute_rejected,
 )
+from sfu.sdp_simulcast import answer_simulcast, parse_simulcast
+from sfu.simulcast import OFF, QUALITIES
 from sfu.speakers import SpeakerDetector
 from sfu.tasks import OwnerKind, TaskRegistry
 
@@ -91,6 +93,8 @@ _MAX_SUBSCRIBER_RESETS = 3
 _IDLE_STREAM = "switchboard-idle"
 #: Track descriptions (``publish.tracks``) kept per participant.
 _MAX_TRACK_INFO = 64
+#: Requested simulcast qualities kept per participant (``set-subscription``).
+_MAX_QUALITIES = 256
 
 
 class _PublisherLeg:
@@ -101,6 +105,8 @@ class _PublisherLeg:
         self.routes: dict[str, ReceiverRoute] = {}
         #: Mids unpublished by the client while its offer still says it sends on them.
         self.retired: set[str] = set()
+        #: Simulcast m-lines: their layers' rids, fixed when the m-line is first negotiated.
+        self.simulcast: dict[str, tuple[str, ...]] = {}
 
 
 class _SubscriberLeg:
@@ -153,6 +159,8 @@ class _Participant:
         self.refused_candidates: set[str] = set()
         #: What the client said about its tracks (``publish.tracks``), by msid track id.
         self.track_info: dict[str, dict[str, Any]] = {}
+        #: Simulcast quality asked per track (``set-subscription``); at most 256 kept.
+        self.qualities: dict[str, str] = {}
 
 
 def _premature_end(leg: _PublisherLeg | _SubscriberLeg) -> bool:
@@ -438,6 +446,31 @@ class Sfu:
         for other in list(p.room.participants.values()):
             if other.id != p.id:
                 self._emit(other.id, {"type": "track-state", "track": track.public, "muted": muted})
+
+    async def set_subscription(self, room: str, participant: str, track_id: str, quality: str) -> None:
+        """Which quality the participant wants of another participant's video track.
+
+        ``quality``: ``low``, ``medium``, ``high`` or ``off`` (:data:`sfu.simulcast.QUALITIES`).
+        Applies to simulcast tracks (the slot moves to the matching layer at its next keyframe;
+        the participant hears ``track-layer`` when the layer it gets changes); for a
+        single-layer track it is remembered, in case the track is republished with simulcast.
+        """
+        p = self._participant(room, participant)
+        if quality not in (*QUALITIES, OFF):
+            raise SfuError(SFU_ERROR, f"unknown quality {quality!r}")
+        track = p.room.tracks.get(track_id)
+        if track is None or track.publisher == p.id:
+            raise SfuError(UNKNOWN_TRACK, f"no track {track_id!r} to subscribe to")
+        p.qualities.pop(track_id, None)
+        p.qualities[track_id] = quality
+        while len(p.qualities) > _MAX_QUALITIES:
+            del p.qualities[next(iter(p.qualities))]
+        for leg in (p.subscriber, p.player):
+            for slot in leg.slots if leg is not None else ():
+                if slot.track is track:
+                    slot.quality = quality
+                    if slot.attached is track and track.simulcast is not None:
+                        await track.simulcast.set_quality(slot)
 
     def _own_track(self, p: _Participant, track_id: str) -> PublishedTrack | None:
         """A track of ``p`` by its track id or by the msid track id of its offer."""
@@ -789,6 +822,12 @@ class Sfu:
         assert leg is not None
         pc = leg.pc
         initial = pc.remoteDescription is None
+        simulcast = {
+            mid: offer for mid, offer in parse_simulcast(sdp).items()
+            if any(s.mid == mid and s.kind == "video" and s.sending for s in sections)
+            and leg.simulcast.get(mid, offer.rids) == offer.rids
+            and (mid in leg.simulcast or mid not in leg.routes)
+        }
         try:
             self._prepare_transceivers(leg, sections)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
@@ -796,6 +835,16 @@ class Sfu:
             if not any(section.setup == "passive" for section in sections):
                 aiortc_hooks.answer_as_dtls_server(pc)
             aiortc_hooks.configure_ice(pc, self._config.host_addresses, self._config.port_range)
+            if simulcast:
+                aiortc_hooks.negotiate_rid_extensions(pc, simulcast)
+                for mid, offer in simulcast.items():
+                    route = leg.routes.get(mid)
+                    if route is not None and route.tap is not None:
+                        route.tap.enable_simulcast()
+                        if mid not in leg.simulcast:
+                            logger.info("%s in %s publishes simulcast on m-line %s: rids %s",
+                                        p.id, p.room.name, mid, ",".join(offer.rids))
+                        leg.simulcast[mid] = offer.rids
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # aiortc raises many types for bad SDP
             if initial and p.publisher is leg:
@@ -808,7 +857,8 @@ class Sfu:
             raise SfuError(BAD_SDP, f"publisher offer rejected: {exc}") from exc
         self._check_participant(p)
         added, removed = self._reconcile_published(p, leg, sections)
-        return self._outgoing_sdp(pc.localDescription.sdp), added, removed
+        answer = answer_simulcast(pc.localDescription.sdp, simulcast)
+        return self._outgoing_sdp(answer), added, removed
 
     def _prepare_transceivers(self, leg: _PublisherLeg, sections: list[MediaSection]) -> None:
         """One transceiver per new audio/video m-line, its codec forced by preferences.
@@ -889,6 +939,7 @@ class Sfu:
                     counters=self._counters,
                     keyframe_interval=self._config.keyframe_request_interval,
                     remb_ttl=self._config.remb_ttl,
+                    rids=leg.simulcast.get(section.mid, ()),
                 )
                 route.assign(track)
                 room.tracks[track.id] = track
@@ -1114,6 +1165,7 @@ class Sfu:
             )
             slot = free or self._new_slot(p, leg, track.kind, track.codec)
             slot.track = track
+            slot.quality = p.qualities.get(track.id, "high")
             slot.tap.set_msid(stream_id(track.publisher), track.id)
             slot.transceiver.direction = "sendonly"
             changed = True
@@ -1129,6 +1181,9 @@ class Sfu:
             counters=self._counters,
             transceiver=transceiver,
             make_tap=lambda s: SenderTap(transceiver.sender, s, self._probe),
+        )
+        slot.on_layer = lambda s, track, layer: self._emit(
+            p.id, {"type": "track-layer", "track": track.id, "requested": s.quality, **layer}
         )
         leg.slots.append(slot)
         return slot

@@ -29,6 +29,7 @@ from signaling.protocol import (
     ClientMessage,
     Data,
     Publish,
+    SetSubscription,
     Signal,
     SubscriberAnswer,
     TrackState,
@@ -71,7 +72,7 @@ def missing_grant(message: ClientMessage, grants: frozenset[str]) -> str | None:
             needed = ("data", "signal")
         case Publish() | Unpublish() | TrackState():
             needed = ("publish",)
-        case SubscriberAnswer():
+        case SubscriberAnswer() | SetSubscription():
             needed = ("subscribe",)
         case Candidate(target=target):
             needed = ("publish",) if target == "publisher" else ("subscribe",)

@@ -41,6 +41,7 @@ from signaling.protocol import (
     Pong,
     ProtocolError,
     Publish,
+    SetSubscription,
     Signal,
     StrictJSONError,
     SubscriberAnswer,
@@ -386,7 +387,10 @@ class Hub:
             case Leave():
                 await self._end(live, "left")
                 conn.close(Close.NORMAL, "left")
-            case Signal() | Publish() | SubscriberAnswer() | Candidate() | Unpublish() | TrackState() | Data():
+            case (
+                Signal() | Publish() | SubscriberAnswer() | Candidate() | Unpublish() | TrackState() | Data()
+                | SetSubscription()
+            ):
                 previous = session.last_cseq
                 if not session.accept_cseq(message.cseq):
                     self.metrics.duplicates.inc()
@@ -436,6 +440,8 @@ class Hub:
                     await media.add_candidate(room, peer, target, candidate)
                 case Unpublish(track=track):
                     await media.unpublish(room, peer, track)
+                case SetSubscription(track=track, quality=quality):
+                    await media.set_subscription(room, peer, track, quality)
         except MEDIA_REFUSALS as exc:
             # The SFU rejects bad SDP, unknown tracks and the like with a coded error.
             error = _media_error(exc.code)

@@ -48,6 +48,9 @@ class MediaPort(Protocol):
     async def set_track_state(self, room: str, participant: str, track_id: str, muted: bool) -> None:
         """The publisher muted (unmuted) its own track: remember it, tell the room."""
         ...
+    async def set_subscription(self, room: str, participant: str, track_id: str, quality: str) -> None:
+        """The quality (simulcast layer) the participant wants of another's video track."""
+        ...
     async def leave(self, room: str, participant: str) -> None: ...
     async def adopt(self, room: str, participant: str, *, subscribe: bool = True) -> None:
         """A participant whose session resumed here from another node: from now on this node

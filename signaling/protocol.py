@@ -116,6 +116,15 @@ class TrackState:
 
 
 @dataclass(frozen=True, slots=True)
+class SetSubscription:
+    """The quality the client wants of another participant's (simulcast) video track."""
+
+    cseq: int
+    track: str
+    quality: Literal["low", "medium", "high", "off"]
+
+
+@dataclass(frozen=True, slots=True)
 class Data:
     """An application message to some (``to``) or all other peers of the room."""
 
@@ -146,9 +155,10 @@ class Unpublish:
 
 ClientMessage = (
     Join | Signal | Ack | Pong | Leave | Publish | SubscriberAnswer | Candidate | Unpublish | TrackState | Data
+    | SetSubscription
 )
 #: Client messages that carry ``cseq`` and are de-duplicated after a resume.
-Sequenced = Signal | Publish | SubscriberAnswer | Candidate | Unpublish | TrackState | Data
+Sequenced = Signal | Publish | SubscriberAnswer | Candidate | Unpublish | TrackState | Data | SetSubscription
 
 
 @cache
@@ -346,6 +356,8 @@ def _build(kind: str, obj: JSON, max_signal_bytes: int | None) -> ClientMessage:
             return Publish(cseq=obj["cseq"], sdp=obj["sdp"], tracks=tracks)
         case "track-state":
             return TrackState(cseq=obj["cseq"], track=obj["track"], muted=obj["muted"])
+        case "set-subscription":
+            return SetSubscription(cseq=obj["cseq"], track=obj["track"], quality=obj["quality"])
         case "subscriber-answer":
             return SubscriberAnswer(cseq=obj["cseq"], sdp=obj["sdp"])
         case "candidate":

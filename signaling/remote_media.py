@@ -435,6 +435,9 @@ class RemoteMedia:
     async def set_track_state(self, room: str, participant: str, track_id: str, muted: bool) -> None:
         await self._call("track_state", room, participant, {"track": track_id, "muted": muted})
 
+    async def set_subscription(self, room: str, participant: str, track_id: str, quality: str) -> None:
+        await self._call("set_subscription", room, participant, {"track": track_id, "quality": quality})
+
     async def leave(self, room: str, participant: str) -> None:
         """Fire and forget: the SFU node runs it after the participant's earlier requests.
 

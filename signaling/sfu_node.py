@@ -171,6 +171,8 @@ class RpcExecutor:
                     await media.mute(room, participant, args["track"], args["muted"])
                 case "track_state":
                     await media.set_track_state(room, participant, args["track"], args["muted"])
+                case "set_subscription":
+                    await media.set_subscription(room, participant, args["track"], args["quality"])
                 case "leave":
                     await media.leave(room, participant)
                     self._hosted(room, participant, False)

@@ -22,6 +22,7 @@ from signaling.errors import MediaError, PeerError
 
 Op = Literal[
     "join", "publish", "subscriber_answer", "add_candidate", "unpublish", "mute", "track_state", "leave",
+    "set_subscription",
     # WHEP and recording (signaling/whip_http.py, the admin API).
     "play", "record_start", "record_stop", "recordings",
 ]
@@ -112,6 +113,10 @@ def check_args(op: str, args: Any) -> dict[str, Any]:
             _str(args, "track")
             if not isinstance(args.get("muted"), bool):
                 raise RpcFormatError(f"{op}: muted must be a boolean")
+        case "set_subscription":
+            _str(args, "track")
+            if args.get("quality") not in ("low", "medium", "high", "off"):
+                raise RpcFormatError(f"set_subscription: bad quality {args.get('quality')!r}")
         case "play":
             _str(args, "sdp")
             for key in ("peer", "track"):

@@ -609,6 +609,33 @@ function sampleFrames() {
   }
 }
 
+// -- simulcast quality -----------------------------------------------------------------------------
+
+/**
+ * The camera layer a tile can show (`set-subscription`): by its width in device pixels, and
+ * nothing while the page is hidden. Screen shares always get their full quality.
+ * @param {Tile} tile
+ */
+function wantedQuality(tile) {
+  if (document.visibilityState === 'hidden') return 'off';
+  const width = tile.video.clientWidth * (window.devicePixelRatio || 1);
+  if (!width) return 'high'; // not laid out yet: the next resize decides
+  return width >= 480 ? 'high' : width >= 240 ? 'medium' : 'low';
+}
+
+function updateQualities() {
+  const room = app.room;
+  if (!room) return;
+  for (const tile of app.tiles.values()) {
+    for (const r of room.tracksOf(tile.peer)) {
+      if (r.kind === 'video' && !SCREEN_SOURCES.includes(r.source)) room.setSubscription(r.trackId, wantedQuality(tile));
+    }
+  }
+}
+
+new ResizeObserver(() => updateQualities()).observe(ui.grid);
+document.addEventListener('visibilitychange', () => updateQualities());
+
 // -- stats ----------------------------------------------------------------------------------------
 
 /** The receivers delivering this tile's media. @param {Tile} tile */
@@ -646,6 +673,11 @@ async function refreshStats(tile) {
       if (s.kind === 'video') {
         const res = s.frameWidth ? `${s.frameWidth}×${s.frameHeight}` : '–';
         rows.push(['Video', `${res} · ${s.framesPerSecond ?? 0} fps`], ['Video bitrate', rate], ['Video loss', loss]);
+        // Simulcast: the layer the SFU forwards, and the one this page asked for.
+        for (const r of app.room ? app.room.tracksOf(tile.peer) : []) {
+          const layer = r.kind === 'video' ? app.room?.layers.get(r.trackId) : undefined;
+          if (layer) rows.push(['Layer', `${layer.quality} (asked ${layer.requested})`]);
+        }
       } else if (s.kind === 'audio') {
         rows.push(['Audio bitrate', rate], ['Audio loss', loss]);
       }
@@ -839,11 +871,18 @@ function startSfu() {
   const client = /** @type {SignalingClient} */ (app.client);
   app.mode = 'sfu';
   logState('mode:sfu');
-  const room = new Room(client);
+  // Simulcast (three camera layers, one chosen per viewer) is opt-in on this page for now
+  // (`?simulcast=1`): a Firefox viewer of a simulcast Chromium camera decoded as few as 35 % of
+  // the frames in one test run (layer switches as Chromium's estimate moves); see docs/sfu.md.
+  const room = new Room(client, { simulcast: params.get('simulcast') === '1' });
   app.room = room;
   room.on('track', (/** @type {import('/static/switchboard.js').RemoteTrack} */ r) => {
     if (SCREEN_SOURCES.includes(r.source)) showStage(r.peer, r.stream);
     else setTileStream(ensureTile(r.peer), r.stream);
+    updateQualities();
+  });
+  room.on('track-layer', () => {
+    for (const tile of app.tiles.values()) refreshStats(tile);
   });
   room.on('track-removed', (/** @type {import('/static/switchboard.js').RemoteTrack} */ r) => {
     if (SCREEN_SOURCES.includes(r.source)) {
@@ -1678,14 +1717,20 @@ Object.defineProperty(window, 'switchboard', {
     get unavailable() { return app.unavailable.map((e) => ({ ...e })); },
     get notice() { return ui.notice.hidden ? null : ui.noticeText.textContent; },
     get rttMs() { return app.rttMs; },
-    /** Video frames our publisher connection sent so far (0 without one). */
+    /** Video frames our publisher connection sent so far (0 without one); a simulcast track
+     * counts its busiest layer (a subscriber receives one layer, never their sum). */
     async framesSent() {
       const pc = app.room?.publisher;
       if (!pc) return 0;
-      let sent = 0;
+      /** @type {Map<string, number>} media source → frames of its busiest encoding */
+      const bySource = new Map();
       (await pc.getStats()).forEach((s) => {
-        if (s.type === 'outbound-rtp' && s.kind === 'video') sent += s.framesSent ?? 0;
+        if (s.type !== 'outbound-rtp' || s.kind !== 'video') return;
+        const key = s.mediaSourceId ?? s.id;
+        bySource.set(key, Math.max(bySource.get(key) ?? 0, s.framesSent ?? 0));
       });
+      let sent = 0;
+      for (const frames of bySource.values()) sent += frames;
       return sent;
     },
     /** Video frames decoded on the subscriber connection so far (every remote video). */

@@ -539,7 +539,21 @@ export const SCREEN_SOURCES: readonly string[];
  * @property {typeof MediaStream} [MediaStream]
  * @property {Clock} [clock]
  * @property {number} [disconnectedGraceMs=3000] a PC `disconnected` this long gets an ICE restart
+ * @property {boolean} [simulcast] publish camera video as three simulcast layers (rids q/h/f at
+ *   1/4, 1/2 and full resolution) so that each subscriber gets the layer it can take. Default:
+ *   true, except in Firefox (its simulcast is not tested with this SFU: one layer is sent)
  */
+/** The simulcast layers a camera track is published with, lowest first. */
+export const SIMULCAST_ENCODINGS: readonly (Readonly<{
+    rid: "q";
+    scaleResolutionDownBy: 4;
+}> | Readonly<{
+    rid: "h";
+    scaleResolutionDownBy: 2;
+}> | Readonly<{
+    rid: "f";
+    scaleResolutionDownBy: 1;
+}>)[];
 /**
  * Media through the SFU: a publisher RTCPeerConnection (we offer with `publish`, the SFU answers
  * `publish-answer`) and a subscriber RTCPeerConnection (the SFU offers `subscriber-offer`, we
@@ -569,7 +583,9 @@ export const SCREEN_SOURCES: readonly string[];
  * Events: `track` (RemoteTrack), `track-removed` (RemoteTrack), `track-published` (TrackInfo),
  * `track-unpublished`, `track-unavailable` `{track, reason}` (a track this client will not
  * receive: codec not announced, or its m-line rejected), `track-state` `{track: TrackInfo}`, `operator-muted` `{track, muted}`,
- * `active-speakers` `{speakers: [{peer, level}]}`, `published` `{cseq}`, `error`
+ * `active-speakers` `{speakers: [{peer, level}]}`, `track-layer` `{track, quality, requested,
+ * rid?, width?, height?}` (the simulcast layer of a remote track we now receive; see
+ * {@link Room#setSubscription}), `published` `{cseq}`, `error`
  * `{code, message, op}`, `connection-state` `{target, state}`, `subscriber-failed`,
  * `media-reset` `{reason}`. On `error media-failed` with `target: "subscriber"` the subscriber
  * connection is closed: the SFU's next `subscriber-offer` builds a new one.
@@ -594,6 +610,17 @@ export class Room extends Emitter {
     };
     _clock: Clock;
     _disconnectedGraceMs: number;
+    _simulcast: boolean;
+    /** @type {Map<string, {quality: string, requested: string, rid?: string, width?: number, height?: number}>} track id → layer received (`track-layer`) */
+    layers: Map<string, {
+        quality: string;
+        requested: string;
+        rid?: string;
+        width?: number;
+        height?: number;
+    }>;
+    /** @type {Map<string, string>} track id → quality asked with setSubscription */
+    qualities: Map<string, string>;
     /** @type {RTCPeerConnection | null} */
     publisher: RTCPeerConnection | null;
     /** @type {RTCPeerConnection | null} */
@@ -659,6 +686,15 @@ export class Room extends Emitter {
     publish(stream: MediaStream, tracks?: MediaStreamTrack[], options?: {
         screen?: boolean;
     }): Promise<void>;
+    /**
+     * Which quality of a remote video track we want (`set-subscription`): `low`, `medium`,
+     * `high` (the default) or `off`. For a simulcast track the SFU switches layer at its next
+     * keyframe and says which one we get (`track-layer` event, {@link Room#layers}). Repeating
+     * the current choice sends nothing.
+     * @param {string} trackId the id of `track-published`
+     * @param {'low' | 'medium' | 'high' | 'off'} quality
+     */
+    setSubscription(trackId: string, quality: "low" | "medium" | "high" | "off"): void;
     /**
      * Mute or unmute one local track and tell the room (`track-state`). The track keeps its sender
      * (it sends silence or black frames): unmuting is instant, nothing is renegotiated.
@@ -1029,6 +1065,12 @@ export type RoomOptions = {
      * a PC `disconnected` this long gets an ICE restart
      */
     disconnectedGraceMs?: number;
+    /**
+     * publish camera video as three simulcast layers (rids q/h/f at
+     * 1/4, 1/2 and full resolution) so that each subscriber gets the layer it can take. Default:
+     * true, except in Firefox (its simulcast is not tested with this SFU: one layer is sent)
+     */
+    simulcast?: boolean;
 };
 export type P2POptions = {
     /**

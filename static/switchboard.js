@@ -1150,7 +1150,17 @@ function sourceOf(kind, source) {
  * @property {typeof MediaStream} [MediaStream]
  * @property {Clock} [clock]
  * @property {number} [disconnectedGraceMs=3000] a PC `disconnected` this long gets an ICE restart
+ * @property {boolean} [simulcast] publish camera video as three simulcast layers (rids q/h/f at
+ *   1/4, 1/2 and full resolution) so that each subscriber gets the layer it can take. Default:
+ *   true, except in Firefox (its simulcast is not tested with this SFU: one layer is sent)
  */
+
+/** The simulcast layers a camera track is published with, lowest first. */
+export const SIMULCAST_ENCODINGS = Object.freeze([
+  Object.freeze({ rid: 'q', scaleResolutionDownBy: 4 }),
+  Object.freeze({ rid: 'h', scaleResolutionDownBy: 2 }),
+  Object.freeze({ rid: 'f', scaleResolutionDownBy: 1 }),
+]);
 
 /**
  * Media through the SFU: a publisher RTCPeerConnection (we offer with `publish`, the SFU answers
@@ -1181,7 +1191,9 @@ function sourceOf(kind, source) {
  * Events: `track` (RemoteTrack), `track-removed` (RemoteTrack), `track-published` (TrackInfo),
  * `track-unpublished`, `track-unavailable` `{track, reason}` (a track this client will not
  * receive: codec not announced, or its m-line rejected), `track-state` `{track: TrackInfo}`, `operator-muted` `{track, muted}`,
- * `active-speakers` `{speakers: [{peer, level}]}`, `published` `{cseq}`, `error`
+ * `active-speakers` `{speakers: [{peer, level}]}`, `track-layer` `{track, quality, requested,
+ * rid?, width?, height?}` (the simulcast layer of a remote track we now receive; see
+ * {@link Room#setSubscription}), `published` `{cseq}`, `error`
  * `{code, message, op}`, `connection-state` `{target, state}`, `subscriber-failed`,
  * `media-reset` `{reason}`. On `error media-failed` with `target: "subscriber"` the subscriber
  * connection is closed: the SFU's next `subscriber-offer` builds a new one.
@@ -1198,6 +1210,11 @@ export class Room extends Emitter {
     this._MediaStream = options.MediaStream ?? globalThis.MediaStream;
     this._clock = options.clock ?? realClock;
     this._disconnectedGraceMs = options.disconnectedGraceMs ?? 3000;
+    this._simulcast = options.simulcast ?? !/Firefox\//.test(globalThis.navigator?.userAgent ?? '');
+    /** @type {Map<string, {quality: string, requested: string, rid?: string, width?: number, height?: number}>} track id → layer received (`track-layer`) */
+    this.layers = new Map();
+    /** @type {Map<string, string>} track id → quality asked with setSubscription */
+    this.qualities = new Map();
     /** @type {RTCPeerConnection | null} */
     this.publisher = null;
     /** @type {RTCPeerConnection | null} */
@@ -1263,6 +1280,11 @@ export class Room extends Emitter {
         }
         this._onTrackState({ ...m.track, operator_muted: m.muted });
       }),
+      c.on('track-layer', (m) => {
+        const { type: _type, seq: _seq, ...layer } = m;
+        this.layers.set(m.track, layer);
+        this.emit('track-layer', layer);
+      }),
       c.on('active-speakers', (m) => {
         this.speakers = Array.isArray(m.speakers) ? m.speakers : [];
         this.emit('active-speakers', { speakers: this.speakers });
@@ -1301,9 +1323,29 @@ export class Room extends Emitter {
         // The SFU names the track after the msid of our offer: the track's id when added.
         this._meta.set(track, { id: track.id, source, muted: !track.enabled });
       }
-      pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+      const camera = this._meta.get(track)?.source === 'camera' && track.kind === 'video';
+      const init = { direction: /** @type {const} */ ('sendonly'), streams: [stream] };
+      if (camera && this._simulcast) {
+        pc.addTransceiver(track, { ...init, sendEncodings: SIMULCAST_ENCODINGS.map((e) => ({ ...e })) });
+      } else {
+        pc.addTransceiver(track, init);
+      }
     }
     return this._negotiatePublisher(false);
+  }
+
+  /**
+   * Which quality of a remote video track we want (`set-subscription`): `low`, `medium`,
+   * `high` (the default) or `off`. For a simulcast track the SFU switches layer at its next
+   * keyframe and says which one we get (`track-layer` event, {@link Room#layers}). Repeating
+   * the current choice sends nothing.
+   * @param {string} trackId the id of `track-published`
+   * @param {'low' | 'medium' | 'high' | 'off'} quality
+   */
+  setSubscription(trackId, quality) {
+    if ((this.qualities.get(trackId) ?? 'high') === quality) return;
+    this.qualities.set(trackId, quality);
+    if (this.client.state !== 'closed') this.client.send({ type: 'set-subscription', track: trackId, quality });
   }
 
   /**
@@ -1606,6 +1648,8 @@ export class Room extends Emitter {
   /** @param {{id: string, peer: string, kind: string}} track */
   _onTrackUnpublished(track) {
     this.published.delete(track.id);
+    this.layers.delete(track.id);
+    this.qualities.delete(track.id);
     for (const [key, remote] of this.remote) if (remote.trackId === track.id) this._removeRemote(key);
     this.emit('track-unpublished', track);
   }

@@ -365,6 +365,14 @@ class Client:
         """Tell the room that we muted (unmuted) one of our published tracks ourselves."""
         return await self.send({"type": "track-state", "track": track, "muted": muted})
 
+    async def set_subscription(self, track: str, quality: str) -> int:
+        """Ask for a quality (``low``/``medium``/``high``/``off``) of another peer's video track.
+
+        Simulcast tracks switch layer (``track-layer`` tells which one arrives); others are
+        unaffected.
+        """
+        return await self.send({"type": "set-subscription", "track": track, "quality": quality})
+
     async def send(self, message: dict[str, Any]) -> int:
         """Send a state-changing message (it gets the next ``cseq``); returns that cseq."""
         self._check_open()

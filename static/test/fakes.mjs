@@ -218,7 +218,7 @@ export class FakePeerConnection {
         sender.track = next;
       },
     };
-    const t = { mid: null, sender, direction: init.direction, currentDirection: null, stop() {} };
+    const t = { mid: null, sender, direction: init.direction, init, currentDirection: null, stop() {} };
     this.transceivers.push(t);
     return t;
   }

@@ -84,6 +84,39 @@ describe('Room', () => {
     assert.ok(candidates[0].cseq > publish.cseq);
   });
 
+  test('camera video is published in three simulcast layers; screens and audio in one', async () => {
+    const camera = new FakeMediaStream([new FakeTrack('audio', 'a1'), new FakeTrack('video', 'v1')]);
+    s.room.publish(/** @type {any} */ (camera)).catch(() => {});
+    const screen = new FakeMediaStream([new FakeTrack('video', 's1')]);
+    s.room.publish(/** @type {any} */ (screen), undefined, { screen: true }).catch(() => {});
+    const pc = FakePeerConnection.instances[0];
+    assert.deepEqual(pc.transceivers.map((t) => t.init.sendEncodings?.map((e) => [e.rid, e.scaleResolutionDownBy]) ?? null), [
+      null,
+      [['q', 4], ['h', 2], ['f', 1]],
+      null,
+    ]);
+    const single = new Room(s.h.client, { RTCPeerConnection: /** @type {any} */ (FakePeerConnection), simulcast: false });
+    single.publish(/** @type {any} */ (new FakeMediaStream([new FakeTrack('video', 'v2')]))).catch(() => {});
+    assert.equal(FakePeerConnection.instances[1].transceivers[0].init.sendEncodings, undefined);
+    single.close();
+  });
+
+  test('setSubscription sends set-subscription once per change; track-layer is an event', async () => {
+    const layers = [];
+    s.room.on('track-layer', (l) => layers.push(l));
+    s.room.setSubscription('t_video_c', 'high');
+    assert.equal(s.ws.ofType('set-subscription').length, 0, 'high is the default: nothing to say');
+    s.room.setSubscription('t_video_c', 'low');
+    s.room.setSubscription('t_video_c', 'low');
+    assert.deepEqual(s.ws.ofType('set-subscription').map((m) => [m.track, m.quality]), [['t_video_c', 'low']]);
+    const layer = { track: 't_video_c', quality: 'low', requested: 'low', rid: 'q', width: 320, height: 180 };
+    s.ws.receive({ type: 'track-layer', seq: 2, ...layer });
+    assert.deepEqual(layers, [layer]);
+    assert.deepEqual(s.room.layers.get('t_video_c'), layer);
+    s.ws.receive({ type: 'track-unpublished', seq: 3, track: { id: 't_video_c', peer: 'p_c', kind: 'video' } });
+    assert.equal(s.room.layers.has('t_video_c'), false);
+  });
+
   test('an error naming the publish cseq rejects it', async () => {
     const done = s.room.publish(/** @type {any} */ (new FakeMediaStream([new FakeTrack('video', 'v1')])));
     await flush();

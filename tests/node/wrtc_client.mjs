@@ -3,7 +3,10 @@
 // subscriber-offer, ...), client messages out on stdout (publish, subscriber-answer, candidate,
 // without cseq), plus {"type": "x-stats"} reports of decoded frames per subscriber mid.
 // --publish: a synthetic 320x240 I420 video at 30 fps and a 48 kHz tone; --subscribe: counts
-// frames delivered by the decoder (RTCVideoSink) and audio callbacks (RTCAudioSink).
+// frames delivered by the decoder (RTCVideoSink) and audio callbacks (RTCAudioSink), and the
+// size of the last decoded frame per mid. --simulcast WxH: publish the video at WxH, 15 fps, in three
+// simulcast layers (rids q/h/f, scaleResolutionDownBy 4/2/1, as the JS SDK does), with moving
+// content so that the encoder needs real bitrate.
 import readline from 'node:readline';
 import wrtc from '@roamhq/wrtc';
 
@@ -14,6 +17,10 @@ const timers = [];
 const video = {};
 const audio = {};
 const first = {};
+const sizes = {};
+const argv = process.argv.slice(2);
+const simulcastAt = argv.indexOf('--simulcast');
+const simulcastSize = simulcastAt >= 0 ? argv[simulcastAt + 1].split('x').map(Number) : null;
 
 function trickle(pc, target) {
   /** Candidates gathered before our SDP went out are held (the SFU drops those). */
@@ -37,14 +44,46 @@ if (args.has('--publish')) {
   const source = new nonstandard.RTCVideoSource();
   const track = source.createTrack();
   const stream = new wrtc.MediaStream([track]);
-  publisher.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
-  const width = 320, height = 240;
+  const [width, height] = simulcastSize ?? [320, 240];
   const data = new Uint8ClampedArray(width * height * 1.5);
   let n = 0;
-  timers.push(setInterval(() => {
-    data.fill((n++ * 4) % 256, 0, width * height);
-    source.onFrame({ width, height, data });
-  }, 1000 / 30));
+  if (simulcastSize) {
+    // Capped bitrates (libwebrtc lowers a layer's minimum to its cap): every layer is enabled
+    // once ~0.5 Mbps is estimated, which aiortc's slow REMB ramp reaches in seconds.
+    const sendEncodings = [
+      { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 80_000 },
+      { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 150_000 },
+      { rid: 'f', maxBitrate: 250_000 },
+    ];
+    const transceiver = publisher.addTransceiver(track, { direction: 'sendonly', streams: [stream], sendEncodings });
+    // On a busy machine libwebrtc's CPU adaptation would drop the upper layers' resolution.
+    const parameters = transceiver.sender.getParameters();
+    parameters.degradationPreference = 'maintain-resolution';
+    await transceiver.sender.setParameters(parameters).catch(() => {});
+    // Moving diagonal stripes plus noise, precomputed (a few frames, cycled): the encoder
+    // needs real bitrate per layer, and the generator must not eat the CPU the encoder needs.
+    let seed = 1;
+    const frames = [];
+    for (let f = 0; f < 16; f++) {
+      const frame = new Uint8ClampedArray(width * height * 1.5).fill(128);
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+          seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+          frame[y * width + x] = (((x + y + f * 8) >> 5) & 1) * 160 + (seed & 31);
+        }
+      }
+      frames.push(frame);
+    }
+    timers.push(setInterval(() => {
+      source.onFrame({ width, height, data: frames[n++ % frames.length] });
+    }, 1000 / 15));
+  } else {
+    publisher.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+    timers.push(setInterval(() => {
+      data.fill((n++ * 4) % 256, 0, width * height);
+      source.onFrame({ width, height, data });
+    }, 1000 / 30));
+  }
   const tone = new nonstandard.RTCAudioSource();
   const toneTrack = tone.createTrack();
   publisher.addTransceiver(toneTrack, { direction: 'sendonly', streams: [stream] });
@@ -68,7 +107,11 @@ function newSubscriber() {
     const mid = e.transceiver?.mid ?? e.track.id;
     if (e.track.kind === 'video') {
       const sink = new nonstandard.RTCVideoSink(e.track);
-      sink.onframe = () => { video[mid] = (video[mid] ?? 0) + 1; first[mid] ??= Date.now() / 1000; };
+      sink.onframe = ({ frame }) => {
+        video[mid] = (video[mid] ?? 0) + 1;
+        first[mid] ??= Date.now() / 1000;
+        sizes[mid] = [frame.width, frame.height];
+      };
     } else {
       const sink = new nonstandard.RTCAudioSink(e.track);
       sink.ondata = () => { audio[mid] = (audio[mid] ?? 0) + 1; };
@@ -77,7 +120,7 @@ function newSubscriber() {
 }
 if (args.has('--subscribe')) newSubscriber();
 
-timers.push(setInterval(() => send({ type: 'x-stats', video, audio, first_frame: first, t: Date.now() / 1000 }), 250));
+timers.push(setInterval(() => send({ type: 'x-stats', video, audio, sizes, first_frame: first, t: Date.now() / 1000 }), 250));
 send({ type: 'x-ready' });
 
 const lines = readline.createInterface({ input: process.stdin });

@@ -93,3 +93,23 @@ async def test_active_speakers_follow_the_loud_publisher(fast_env: SfuEnv) -> No
     assert loud.audio is not None
     await env.sfu.set_track_state("room", "loud", loud.audio.id, True)
     await watcher.wait_for(lambda: announced()[-1] == [], 20)
+
+
+async def test_set_subscription_checks_the_track_and_leaves_single_layer_tracks_alone(env: SfuEnv) -> None:
+    watcher = await env.subscriber("watcher")
+    alice = env.publisher("alice")
+    await env.sfu.join("room", "alice")
+    await alice.publish()
+    await watcher.wait_for(lambda: len(watcher.published()) == 2, 10)
+    video = next(t for t in watcher.published() if t["kind"] == "video")
+    # An aiortc publisher sends one layer: the choice is kept, nothing is switched or told.
+    await env.sfu.set_subscription("room", "watcher", video["id"], "low")
+    await env.sfu.set_subscription("room", "watcher", video["id"], "off")
+    assert not of_type(watcher, "track-layer")
+    for who, track in (("watcher", "nope"), ("alice", video["id"])):  # unknown; one's own track
+        with pytest.raises(SfuError) as info:
+            await env.sfu.set_subscription("room", who, track, "low")
+        assert info.value.code == "unknown-track"
+    with pytest.raises(SfuError) as info:
+        await env.sfu.set_subscription("room", "watcher", video["id"], "ultra")
+    assert info.value.code == "sfu-error"

@@ -114,8 +114,20 @@ def test_any_json_is_either_a_message_or_a_coded_error(value: object) -> None:
 def test_every_client_type_has_a_schema_and_a_builder() -> None:
     assert protocol.client_types() == {
         "join", "signal", "ack", "pong", "leave", "publish", "subscriber-answer", "candidate", "unpublish",
-        "track-state", "data",
+        "track-state", "data", "set-subscription",
     }
+
+
+def test_set_subscription() -> None:
+    from signaling.protocol import SetSubscription
+
+    assert parse('{"type":"set-subscription","cseq":3,"track":"t1","quality":"low"}') == SetSubscription(
+        cseq=3, track="t1", quality="low"
+    )
+    for bad in ('"ultra"', '""', "1", "null"):
+        with pytest.raises(ProtocolError) as raised:
+            parse('{"type":"set-subscription","cseq":3,"track":"t1","quality":' + bad + "}")
+        assert raised.value.error is Err.BAD_MESSAGE, bad
 
 
 def test_codes_table_matches_docs() -> None:

@@ -43,6 +43,7 @@ def test_stream_names_carry_the_prefix_and_the_node() -> None:
         ("add_candidate", {"target": "subscriber", "candidate": None}),
         ("unpublish", {"track": "t1"}),
         ("mute", {"track": "t1", "muted": True}),
+        ("set_subscription", {"track": "t1", "quality": "low"}),
         ("leave", {}),
     ],
 )
@@ -71,6 +72,8 @@ def test_no_deadline_and_no_reply_survive_json() -> None:
         json.dumps({"id": "x", "op": "add_candidate", "room": "r", "p": "p", "args": {"target": "both", "candidate": None}}),
         json.dumps({"id": "x", "op": "add_candidate", "room": "r", "p": "p", "args": {"target": "publisher"}}),
         json.dumps({"id": "x", "op": "mute", "room": "r", "p": "p", "args": {"track": "t"}}),
+        json.dumps({"id": "x", "op": "set_subscription", "room": "r", "p": "p", "args": {"track": "t", "quality": "ultra"}}),
+        json.dumps({"id": "x", "op": "set_subscription", "room": "r", "p": "p", "args": {"quality": "low"}}),
         json.dumps({"id": "x", "op": "leave", "room": "r", "p": 7, "args": {}}),
         json.dumps({"id": "x", "op": "leave", "room": "r", "p": "p", "args": {}, "reply": 3}),
         json.dumps({"id": "x", "op": "leave", "room": "r", "p": "p", "args": {}, "deadline": True}),
