@@ -49,7 +49,7 @@ from aiortc.codecs import h264 as _aiortc_h264
 from aiortc.codecs import vpx as _aiortc_vpx
 
 from sfu.errors import SfuException
-from sfu.fastpath import HeaderTemplate, sequence_number_of
+from sfu.fastpath import HeaderTemplate
 from sfu.h264 import PROFILE_LEVEL_IDS
 from sfu.packets import CodecSpec, InboundRtp, ReceiveInfo, SenderReport
 from sfu.sdp_simulcast import REPAIRED_RID_URI, RID_URI, SimulcastOffer
@@ -926,13 +926,12 @@ class SenderTap:
         slot = sequence_number % RTP_HISTORY_SIZE
         kept = history.get(slot)
         if isinstance(kept, bytes):
-            # Sent by the fast path: aiortc's retransmission wants an RtpPacket.
-            if sequence_number_of(kept) == sequence_number:
-                kept = history[slot] = _RtpPacket.parse(
-                    kept, self._sender._RTCRtpSender__rtp_header_extensions_map
-                )
-            else:
-                kept = None
+            # Sent by the fast path: aiortc's retransmission reads an RtpPacket from the slot,
+            # whether or not it holds the packet asked for (a NACK for an old packet finds a
+            # newer one there), so the slot always gets the parsed packet.
+            kept = history[slot] = _RtpPacket.parse(
+                kept, self._sender._RTCRtpSender__rtp_header_extensions_map
+            )
         self._events.on_retransmit(kept is not None and kept.sequence_number == sequence_number)
         await self._original_retransmit(sequence_number)
 

@@ -11,6 +11,8 @@ import sys
 import wave
 from pathlib import Path
 
+import pytest
+
 from tests.browser.conftest import JoinFactory, Sandbox, Server, room_name
 from tests.sdk.bots import EXAMPLES, Bot
 
@@ -117,6 +119,8 @@ async def test_echo_bot_sends_the_pages_audio_back(join: JoinFactory, app_server
     assert "Traceback" not in bot.output, bot.output
 
 
+# Slow: the default run keeps one SDK-to-Chromium test (the echo bot).
+@pytest.mark.slow
 async def test_tone_bot_reaches_chromium_at_the_sent_rate(join: JoinFactory, app_server: Server, sandbox: Sandbox) -> None:
     """The tone bot's audio and video decode in Chromium: >= 90 % of the video frames received
     are decoded, under 10 % of the packets are lost on the way, the tone is heard. Concealed

@@ -8,6 +8,8 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import pytest
+
 from switchboard import IceOptions, MediaReconnected, PcmSource, Room, RoomOptions, TrackSubscribed
 from tests.cluster.conftest import Cluster
 from tests.cluster.test_sfu_failover import FAILOVER_BOUND
@@ -22,6 +24,9 @@ async def _tone() -> AsyncIterator[bytes]:
         yield (6000).to_bytes(2, "little", signed=True) * 480 + (-6000).to_bytes(2, "little", signed=True) * 480
 
 
+# Slow: cluster start-up dominates; the default run covers the SDK's rebuild-and-republish
+# path with a rejoin (tests/sdk/test_room.py).
+@pytest.mark.slow
 async def test_the_sdk_publishes_again_after_an_sfu_failover(cluster: Cluster) -> None:
     sfu_a, sfu_b = await asyncio.gather(cluster.sfu("sfu-a"), cluster.sfu("sfu-b"))
     nodes = {"sfu-a": sfu_a, "sfu-b": sfu_b}

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtcrtpsender import RTP_HISTORY_SIZE
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
 from sfu.aiortc_hooks import ReceiverTap, SenderPort, SenderTap, TranscodingProbe
@@ -163,7 +164,7 @@ async def test_fast_path_serves_nacks_over_rtx_and_counts_sender_reports() -> No
     try:
         transceiver = sender_pc.addTransceiver("video", direction="sendonly")
         force_codec(transceiver, "video", "VP8")
-        SenderTap(transceiver.sender, events, probe)
+        tap = SenderTap(transceiver.sender, events, probe)
 
         @receiver_pc.on("track")
         def on_track(track: Any) -> None:
@@ -233,6 +234,14 @@ async def test_fast_path_serves_nacks_over_rtx_and_counts_sender_reports() -> No
                     break
                 await asyncio.sleep(UNIT)
         assert report.bytesSent == octets
+
+        # A NACK for a sequence number whose history slot now holds another packet sent by the
+        # fast path (bytes): a miss, not aiortc's AttributeError on bytes (found under loss in
+        # the impaired-network test once the fast path met NACKs for old packets).
+        stale = first_seq + count - 1 - RTP_HISTORY_SIZE
+        missed = events.missed
+        await tap._retransmit(stale)
+        assert events.missed == missed + 1
     finally:
         relay.close()
         await sender_pc.close()
