@@ -225,7 +225,7 @@ class PublishedTrack:
                     media.audio_level, send_time, ntp,
                 )
                 if sent is None:
-                    sent = await port.send(
+                    sent = await port.send_slow(
                         marker=media.marker,
                         sequence_number=mapped[0],
                         timestamp=mapped[1],
