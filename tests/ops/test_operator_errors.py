@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from signaling import settings
-from signaling.cli import SFU_DEFAULT_PORT, cli
-from signaling.config import ServerConfig
+from signaling.core import settings
+from signaling.core.config import ServerConfig
+from signaling.tools.cli import SFU_DEFAULT_PORT, cli
 from tests.conftest import PATIENCE, free_port
 from tests.integration.test_tls import self_signed
 
@@ -186,7 +186,7 @@ async def _serve_until_listening(*args: str) -> list[str]:
     try:
         assert proc.stdout is not None
         async with asyncio.timeout(PATIENCE * 2):
-            while not any("INFO signaling.server" in line and "listening" in line for line in lines):
+            while not any("INFO signaling.server.app" in line and "listening" in line for line in lines):
                 raw = await proc.stdout.readline()
                 assert raw, f"server exited: {lines}"
                 lines.append(raw.decode())
@@ -199,5 +199,5 @@ async def _serve_until_listening(*args: str) -> list[str]:
 async def test_log_line_says_https_with_tls(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     lines = await _serve_until_listening("--port", str(free_port()), "--tls-cert", str(cert), "--tls-key", str(key))
-    logged = next(line for line in lines if "INFO signaling.server" in line)
+    logged = next(line for line in lines if "INFO signaling.server.app" in line)
     assert "listening on https://127.0.0.1:" in logged
