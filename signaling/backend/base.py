@@ -7,13 +7,13 @@ finding the node. The memory backend is one node whose "bus" is a direct call.
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 # Re-exported: the backends raise these, the hub reads what became of a ledger write.
-from signaling.cluster.durable import Written as Written
 from signaling.core.errors import BackendUnavailable as BackendUnavailable
 from signaling.core.errors import SessionMoved as SessionMoved
 
@@ -25,6 +25,19 @@ if TYPE_CHECKING:  # redis-py is loaded by cluster nodes only
 Delivery = Callable[[str, dict[str, Any], str], Awaitable[None]]
 #: Called with a control entry of this node's inbox (cluster backends): ``{"c": "moved", "s": ...}``.
 Control = Callable[[dict[str, str]], Awaitable[None]]
+
+
+class Written(enum.Enum):
+    """What became of a queued write (passed to its ``done`` callback)."""
+
+    #: It is in Redis: the frames may reach the client.
+    OK = "ok"
+    #: Another node owns the session now (it resumed there): this node must let it go.
+    FENCED = "fenced"
+    #: This write cannot be stored, ever (a frame that is not valid UTF-8, an argument that
+    #: cannot be encoded): the session's stream has a hole, so the session must end. Other
+    #: sessions are not affected.
+    FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,26 +23,14 @@ on the Redis servers (and should then run two replicas).
 
 from __future__ import annotations
 
-import enum
 import logging
 from typing import Any
 
+# Re-exported: defined with the backend interface (the hub reads it without loading the cluster).
+from signaling.backend.base import Written as Written
 from signaling.core.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
-
-
-class Written(enum.Enum):
-    """What became of a queued write (passed to its ``done`` callback)."""
-
-    #: It is in Redis: the frames may reach the client.
-    OK = "ok"
-    #: Another node owns the session now (it resumed there): this node must let it go.
-    FENCED = "fenced"
-    #: This write cannot be stored, ever (a frame that is not valid UTF-8, an argument that
-    #: cannot be encoded): the session's stream has a hole, so the session must end. Other
-    #: sessions are not affected.
-    FAILED = "failed"
 
 
 class ReplicaWait:

@@ -473,8 +473,8 @@ def build_sfu_app(node: SfuNode) -> web.Application:
 
 
 def _drain_handler(config: ServerConfig) -> Callable[[web.Request], Awaitable[web.Response]]:
+    from signaling.core.auth import bearer_matches
     from signaling.core.ratelimit import FailureThrottle
-    from signaling.server.admin import bearer_ok
 
     token = config.admin_token
     throttle = FailureThrottle(config.security.admin_failure_rate, config.security.admin_failure_burst)
@@ -486,7 +486,7 @@ def _drain_handler(config: ServerConfig) -> Callable[[web.Request], Awaitable[we
         now = asyncio.get_running_loop().time()
         if throttle.blocked(address, now):
             raise web.HTTPTooManyRequests(text='{"error":"too many wrong admin tokens"}', content_type="application/json")
-        if not bearer_ok(request, token):
+        if not bearer_matches(request.headers.get("Authorization", ""), token):
             throttle.failed(address, now)
             raise web.HTTPUnauthorized(text='{"error":"unauthorized"}', content_type="application/json")
         request.app[DRAIN_REQUESTED].set()

@@ -17,6 +17,7 @@ server only binds loopback (see ``signaling.tools.cli``).
 from __future__ import annotations
 
 import fnmatch
+import hmac
 import time
 from dataclasses import dataclass, field
 
@@ -152,3 +153,11 @@ def create_token(
     if name is not None:
         claims["name"] = name
     return jwt.encode(claims, secret, algorithm=ALGORITHM, headers={"kid": kid})
+
+
+def bearer_matches(authorization: str, token: str) -> bool:
+    """An ``Authorization`` header value is ``Bearer <token>``, compared in constant time over
+    bytes. Header bytes that are not UTF-8 arrive decoded with ``surrogateescape`` (aiohttp) and
+    are encoded back the same way, so such a header is merely wrong, never an error."""
+    given = authorization.encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(given, f"Bearer {token}".encode())

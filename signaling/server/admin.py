@@ -7,7 +7,6 @@ than none. Tokens are compared in constant time and never logged.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import math
 from collections.abc import Awaitable, Callable
@@ -17,6 +16,7 @@ from aiohttp import web
 
 from signaling import __version__
 from signaling.backend.media import MEDIA_REFUSALS, MediaPort
+from signaling.core.auth import bearer_matches
 from signaling.core.ratelimit import FailureThrottle
 from signaling.runtime.leakwatch import LeakWatch
 from signaling.runtime.tasks import TaskInfo, count_by_kind, snapshot
@@ -81,11 +81,9 @@ def tasks_json(tasks: list[TaskInfo], leaks: LeakWatch) -> dict[str, Any]:
 
 
 def bearer_ok(request: web.Request, token: str) -> bool:
-    """``Authorization: Bearer <token>``, compared in constant time over bytes. aiohttp decodes
-    header bytes that are not UTF-8 with ``surrogateescape``; they are encoded back the same way,
-    so such a header is merely wrong (401), never an error (500)."""
-    given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
-    return hmac.compare_digest(given, f"Bearer {token}".encode())
+    """``Authorization: Bearer <token>`` (:func:`~signaling.core.auth.bearer_matches`): a header
+    that is not UTF-8 is merely wrong (401), never an error (500)."""
+    return bearer_matches(request.headers.get("Authorization", ""), token)
 
 
 def add_routes(app: web.Application, hub: Hub, token: str | None) -> None:

@@ -79,7 +79,7 @@ def listener(
 
 def static_dir() -> Path:
     """The bundled page: inside the package when installed as a wheel, else the repo's static/."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # signaling/
     for candidate in (package / "_static", package.parent / "static"):
         if (candidate / "index.html").is_file():
             return candidate
