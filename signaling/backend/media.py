@@ -18,7 +18,7 @@ from signaling.core.errors import MediaError
 
 #: What a media call raises when the SFU refuses (each has a ``code``): the in-process SFU's own
 #: error (``sfu`` never imports ``signaling``, so it cannot raise ours) and ours
-#: (:class:`~signaling.cluster.sfu_rpc.RemoteMediaError` from a cluster's SFU node, or a refusal made
+#: (:class:`~signaling.core.sfu_rpc.RemoteMediaError` from a cluster's SFU node, or a refusal made
 #: on this side). ``except MEDIA_REFUSALS as exc: exc.code``.
 MEDIA_REFUSALS: Final = (MediaError, SfuError)
 

@@ -2,8 +2,8 @@
 calls run on the SFU node that holds the room.
 
 Every call places the room (``NodeRegistry.place``: atomic, sticky while the node lives,
-least-loaded otherwise), appends a :class:`~signaling.cluster.sfu_rpc.Request` to that SFU node's request
-stream and waits, under one deadline, for the :class:`~signaling.cluster.sfu_rpc.Reply` on this node's
+least-loaded otherwise), appends a :class:`~signaling.core.sfu_rpc.Request` to that SFU node's request
+stream and waits, under one deadline, for the :class:`~signaling.core.sfu_rpc.Reply` on this node's
 reply stream (read by one owned task). What the SFU says to clients on its own (subscriber
 offers, track events) does not come back this way: the SFU node sends it to the peer through the
 cluster backend (``PeerSender``), and the hub that holds the peer stamps and delivers it.
@@ -44,7 +44,9 @@ from signaling.cluster.connect import make_client
 from signaling.cluster.redis_backend import stream_id
 from signaling.cluster.redis_io import bounded
 from signaling.cluster.registry import NodeRegistry
-from signaling.cluster.sfu_rpc import (
+from signaling.core import protocol
+from signaling.core.backoff import Backoff
+from signaling.core.sfu_rpc import (
     SFU_ERROR,
     SFU_UNAVAILABLE,
     Op,
@@ -55,8 +57,6 @@ from signaling.cluster.sfu_rpc import (
     reply_stream,
     request_stream,
 )
-from signaling.core import protocol
-from signaling.core.backoff import Backoff
 from signaling.runtime.tasks import OwnerKind, TaskRegistry
 
 log = logging.getLogger(__name__)

@@ -43,7 +43,9 @@ from signaling.backend.media import MEDIA_REFUSALS, Emit, MediaPort
 from signaling.cluster.redis_backend import PeerSender, make_client
 from signaling.cluster.registry import NodeInfo, NodeRegistry
 from signaling.cluster.remote_media import StreamReader, append
-from signaling.cluster.sfu_rpc import (
+from signaling.core.backoff import Backoff
+from signaling.core.config import ServerConfig
+from signaling.core.sfu_rpc import (
     CODES,
     SFU_ERROR,
     VIA,
@@ -53,8 +55,6 @@ from signaling.cluster.sfu_rpc import (
     reply_stream,
     request_stream,
 )
-from signaling.core.backoff import Backoff
-from signaling.core.config import ServerConfig
 from signaling.runtime.metrics import MediaCollector, TaskCollector
 from signaling.runtime.tasks import OwnerKind, TaskRegistry
 

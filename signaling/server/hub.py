@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from signaling.backend import Backend, BackendUnavailable, Member, SessionMoved
 from signaling.backend.base import Written
 from signaling.backend.media import MEDIA_REFUSALS, MediaPort
-from signaling.cluster.sfu_rpc import VIA
 from signaling.core import protocol
 from signaling.core.auth import DEV_IDENTITY_GRANTS, AuthError, TokenVerifier, missing_grant
 from signaling.core.backoff import Backoff
@@ -55,6 +54,7 @@ from signaling.core.session import (
     SessionState,
     Stamped,
 )
+from signaling.core.sfu_rpc import VIA
 from signaling.runtime.leakwatch import LeakWatch
 from signaling.runtime.metrics import Metrics
 from signaling.runtime.tasks import OwnerKind, TaskRegistry, adopt
@@ -173,7 +173,7 @@ class Hub:
         #: Set whenever a session leaves this node (ended or moved): what a drain waits on.
         self._session_gone = asyncio.Event()
         #: Cluster: whether an SFU node is the one this node uses for a room now (see
-        #: :data:`signaling.cluster.sfu_rpc.VIA`); None: every SFU message is delivered.
+        #: :data:`signaling.core.sfu_rpc.VIA`); None: every SFU message is delivered.
         self.media_current: Callable[[str, str], bool] | None = None
         # Counted at scrape time, not on every join: a sum per join would be quadratic.
         metrics.sessions.labels("attached").set_function(self._attached_count)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from signaling.client import Client, Resumed, SignalReceived
-from signaling.cluster.sfu_rpc import VIA
 from signaling.core.config import ServerConfig
+from signaling.core.sfu_rpc import VIA
 from tests.backend.conftest import PATIENCE, UNIT, RedisServer, fast_backend, wait_for
 from tests.conftest import RunningServer, ServerFactory, make_config
 from tests.media.peers import HeldBackoff

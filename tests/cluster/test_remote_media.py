@@ -18,8 +18,8 @@ import pytest
 from signaling.cluster.registry import NodeInfo, NodeRegistry
 from signaling.cluster.remote_media import RemoteMedia
 from signaling.cluster.sfu_node import SfuNode
-from signaling.cluster.sfu_rpc import RemoteMediaError
 from signaling.core.config import ClusterConfig, ServerConfig
+from signaling.core.sfu_rpc import RemoteMediaError
 from tests.backend.conftest import PATIENCE, UNIT, RedisServer, wait_for
 from tests.cluster.fakes import FakeSfu
 

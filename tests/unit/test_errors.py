@@ -18,7 +18,6 @@ import sfu
 import signaling
 from sfu.errors import SfuError, SfuException
 from signaling.backend.media import MEDIA_REFUSALS
-from signaling.cluster.sfu_rpc import RemoteMediaError
 from signaling.core.errors import (
     InternalError,
     MediaError,
@@ -28,6 +27,7 @@ from signaling.core.errors import (
     SessionMoved,
     SwitchboardError,
 )
+from signaling.core.sfu_rpc import RemoteMediaError
 
 
 def _defined_exceptions(package: object) -> list[type[BaseException]]:

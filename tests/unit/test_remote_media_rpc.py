@@ -12,7 +12,7 @@ import pytest
 
 from signaling.cluster.remote_media import Move, plan_move, rooms_to_check
 from signaling.cluster.sfu_node import RpcExecutor
-from signaling.cluster.sfu_rpc import (
+from signaling.core.sfu_rpc import (
     CODES,
     RemoteMediaError,
     Reply,
