@@ -144,7 +144,7 @@ def test_schema_is_valid_and_served_document_is_the_shipped_one() -> None:
     import jsonschema
 
     jsonschema.Draft202012Validator.check_schema(protocol.schema())
-    shipped = json.loads((ROOT / "signaling" / "schema" / "protocol-v1.json").read_text())
+    shipped = json.loads((ROOT / "signaling" / "core" / "schema" / "protocol-v1.json").read_text())
     assert protocol.schema() == shipped
 
 
