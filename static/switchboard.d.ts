@@ -41,7 +41,7 @@ export function isP2PSignal(data: any): boolean;
  * dependencies: an ES module to import as `/static/switchboard.js`.
  *
  * - {@link SignalingClient}: the signaling session. Mirrors the Python reference client
- *   (signaling/client.py): resume first, rejoin on 4011, never retry on fatal close codes, backoff
+ *   (signaling/client/): resume first, rejoin on 4011, never retry on fatal close codes, backoff
  *   with full jitter, dead-server detection from the announced heartbeat timeout, resend of
  *   unconfirmed messages after a resume, duplicate drop by `seq`, ack every 16 messages or 50 ms.
  *   All I/O is injected (WebSocket factory, clock, random) so the protocol logic is testable
@@ -68,6 +68,14 @@ export const ClientAction: Readonly<{
 export const CLOSE_CODES: Readonly<Record<number, {
     name: string;
     action: string;
+}>>;
+/**
+ * The error-code table of docs/protocol.md ("Error codes"): the `code` of an `error` message, and
+ * whether the same message may be sent again later and succeed (`retryable`).
+ * @type {Readonly<Record<string, {retryable: boolean}>>}
+ */
+export const ERROR_CODES: Readonly<Record<string, {
+    retryable: boolean;
 }>>;
 /** Close code this SDK uses when it drops a socket itself to reconnect (browsers only allow
  *  1000 and 3000–4999 from script; the server treats any client close as a detach). */

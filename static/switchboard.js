@@ -4,7 +4,7 @@
  * dependencies: an ES module to import as `/static/switchboard.js`.
  *
  * - {@link SignalingClient}: the signaling session. Mirrors the Python reference client
- *   (signaling/client.py): resume first, rejoin on 4011, never retry on fatal close codes, backoff
+ *   (signaling/client/): resume first, rejoin on 4011, never retry on fatal close codes, backoff
  *   with full jitter, dead-server detection from the announced heartbeat timeout, resend of
  *   unconfirmed messages after a resume, duplicate drop by `seq`, ack every 16 messages or 50 ms.
  *   All I/O is injected (WebSocket factory, clock, random) so the protocol logic is testable
@@ -62,6 +62,42 @@ export function closeAction(code) {
   if (code >= 4000 && code < 5000) return ClientAction.FATAL;
   return ClientAction.RESUME_BACKOFF;
 }
+
+/**
+ * The error-code table of docs/protocol.md ("Error codes"): the `code` of an `error` message, and
+ * whether the same message may be sent again later and succeed (`retryable`).
+ * @type {Readonly<Record<string, {retryable: boolean}>>}
+ */
+export const ERROR_CODES = Object.freeze({
+  'bad-json': { retryable: false },
+  'binary-frame': { retryable: false },
+  'unknown-type': { retryable: false },
+  'bad-message': { retryable: false },
+  'too-large': { retryable: false },
+  'not-joined': { retryable: true },
+  'already-joined': { retryable: false },
+  'unknown-peer': { retryable: true },
+  'self-target': { retryable: false },
+  'join-timeout': { retryable: false },
+  'resume-failed': { retryable: false },
+  'replay-overflow': { retryable: false },
+  'too-many-errors': { retryable: false },
+  'rate-limited': { retryable: true },
+  'unauthorized': { retryable: false },
+  'forbidden': { retryable: false },
+  'room-full': { retryable: true },
+  'bad-sdp': { retryable: false },
+  'limit-exceeded': { retryable: false },
+  'node-full': { retryable: true },
+  'sfu-unavailable': { retryable: true },
+  'sfu-error': { retryable: false },
+  'unknown-track': { retryable: false },
+  'too-many-tracks': { retryable: false },
+  'candidate-refused': { retryable: false },
+  'media-failed': { retryable: true },
+  'shutting-down': { retryable: true },
+  'internal': { retryable: true },
+});
 
 /** Close code this SDK uses when it drops a socket itself to reconnect (browsers only allow
  *  1000 and 3000–4999 from script; the server treats any client close as a detach). */

@@ -179,9 +179,11 @@ class ClientSession:
             return None
         return {"session": self.session_id, "token": self.resume_token, "last_seq": self.last_seq}
 
-    def welcomed(self, welcome: dict[str, Any], *, resuming: bool) -> tuple[Welcome, int]:
+    def welcomed(self, welcome: dict[str, Any], *, resuming: bool, now: float | None = None) -> tuple[Welcome, int]:
         """A ``welcome``: returns what it meant and, for a rejoin, how many unconfirmed messages
-        were dropped with the old session (0 otherwise)."""
+        were dropped with the old session (0 otherwise). The welcome of a new session is its
+        first message (``seq``): with ``now``, it is acknowledged ``ack_delay`` later like any
+        other (the JS SDK does the same: tests/vectors/client_session.json)."""
         self.lagging = False
         self._ack_deadline = None
         if resuming and welcome.get("resumed"):
@@ -195,6 +197,8 @@ class ClientSession:
         self.acked = 0
         self.session_id = welcome["session"]
         self.resume_token = welcome["resume_token"]
+        if now is not None and self.last_seq > 0:
+            self._ack_deadline = now + self.ack_delay
         first = self.peer_id is None
         self.peer_id = welcome["peer"]
         return (Welcome.JOINED, 0) if first else (Welcome.REJOINED, dropped)

@@ -550,7 +550,7 @@ class Client:
     async def _on_welcome(self, welcome: dict[str, Any], resuming: bool) -> None:
         peers = {p["id"]: p["name"] for p in welcome.get("peers", [])}
         self.peers = peers
-        kind, dropped = self._core.welcomed(welcome, resuming=resuming)
+        kind, dropped = self._core.welcomed(welcome, resuming=resuming, now=asyncio.get_running_loop().time())
         self._confirmed()
         if kind is Welcome.RESUMED:
             self.resumes += 1

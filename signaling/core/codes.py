@@ -1,6 +1,8 @@
 """The one table of WebSocket close codes and error codes.
 
-docs/protocol.md renders the same table; ``tests/unit/test_codes.py`` keeps the two in step.
+docs/protocol.md renders the same table; ``tests/unit/test_protocol.py`` keeps the two in step. The JS
+SDK copies it (``ClientAction``, ``CLOSE_CODES``, ``ERROR_CODES`` in static/switchboard.js);
+``tests/unit/test_js_codes.py`` compares the copies with this module.
 A close code tells the client what to do next (:class:`ClientAction`); an error code names what
 went wrong with one message, and says whether the connection goes on.
 """
