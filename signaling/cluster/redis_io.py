@@ -1,6 +1,6 @@
 """Generic Redis I/O helpers every cluster module shares (the backend, the session ledger, the
 node registry, remote media): which errors mean "Redis is not answering", and one call under a
-deadline. Kept apart from ``redis.py`` so the ledger can use them without importing the backend
+deadline. Kept apart from ``redis_backend.py`` so the ledger can use them without importing the backend
 that creates it (that was an import cycle).
 """
 
