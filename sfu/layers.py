@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sfu.clock import abs_send_time, ntp_from_unix
+from sfu.delivery import deliver_now, deliver_slow
 from sfu.ingest import IngestCounters, IngestFilter
 from sfu.packets import InboundRtp, ReceiveInfo
 from sfu.ratelimit import KeyframeRequestLimiter
@@ -264,26 +265,10 @@ class SimulcastForwarder:
                 continue
             munger = state.munger
             payload = media.payload if munger is None else munger.rewrite(media.payload, descriptor)
-            try:
-                sent = await port.send(
-                    marker=media.marker,
-                    sequence_number=mapped[0],
-                    timestamp=mapped[1],
-                    payload=payload,
-                    padding_size=media.padding_size,
-                    audio_level=None,
-                    abs_send_time=send_time,
-                    ntp_time=ntp,
-                )
-            except ConnectionError:
-                counters.send_errors += 1
-                slot.detach()
-                continue
-            track.packets_forwarded += 1
-            track.bytes_forwarded += sent
-            counters.packets_forwarded += 1
-            counters.bytes_forwarded += sent
-            counters.delays.add((time.perf_counter_ns() - received_ns) // 1000)
+            if not deliver_now(track, counters, slot, port, media, mapped[0], mapped[1], payload,
+                               send_time, ntp, received_ns):
+                await deliver_slow(track, counters, slot, port, media, mapped[0], mapped[1], payload,
+                                   send_time, ntp, received_ns)
         if want_keyframe:
             await self._request(layer)
 

@@ -70,9 +70,20 @@ class FakePort:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    async def send(self, **fields: Any) -> int:
-        self.sent.append(fields)
-        return len(fields["payload"]) + 12
+    def send_now(
+        self, marker: int, sequence_number: int, timestamp: int, payload: bytes, padding_size: int,
+        audio_level: tuple[bool, int] | None, abs_send_time: int, ntp_time: int,
+    ) -> int | None:
+        """The fast path, as :class:`sfu.aiortc_hooks.SenderPort` (simulcast uses it too)."""
+        self.sent.append({
+            "marker": marker, "sequence_number": sequence_number, "timestamp": timestamp, "payload": payload,
+            "padding_size": padding_size, "audio_level": audio_level, "abs_send_time": abs_send_time,
+            "ntp_time": ntp_time,
+        })
+        return len(payload) + 12
+
+    async def send_slow(self, **fields: Any) -> int:
+        raise AssertionError("the fast path took every packet")
 
 
 class FakeSenderTap:
