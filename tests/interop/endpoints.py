@@ -23,7 +23,7 @@ import aiohttp
 from signaling.client import Client, ErrorReceived, Joined, ServerMessage
 
 #: Server messages the media process needs (the rest stays in the bridge).
-_FORWARDED = {"publish-answer", "subscriber-offer", "error", "track-unavailable"}
+_FORWARDED = {"publish-answer", "subscriber-offer", "error", "track-unavailable", "publish-layers"}
 
 
 @dataclass

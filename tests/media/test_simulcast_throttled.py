@@ -37,7 +37,7 @@ from tests.udp_impair import ImpairedUdpRelay
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_MODULES = REPO / "tests" / "node" / "node_modules"
-LOGS = REPO / "tests" / "artifacts" / "logs" / "media"
+LOGS = REPO / "artifacts" / "logs" / "media"
 
 SIZES = {"low": (240, 135), "medium": (480, 270), "high": (960, 540)}
 #: The weak leg, SFU -> subscriber: 20 kB/s (160 kbps) carries the low layer (80 kbps cap) and

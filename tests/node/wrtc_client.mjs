@@ -9,7 +9,8 @@
 // content so that the encoder needs real bitrate. --ice-servers JSON: use these ICE servers
 // with iceTransportPolicy "relay" (every packet through TURN, e.g. an impairment relay in
 // front of coturn). --single (with --simulcast WxH): one encoding instead. The publisher's outbound-rtp per rid (bytesSent, frameWidth,
-// framesEncoded) is reported in x-stats as `sent`.
+// framesEncoded) is reported in x-stats as `sent`; `publish-layers` (dynacast) sets the
+// encodings active or not.
 import readline from 'node:readline';
 import wrtc from '@roamhq/wrtc';
 
@@ -152,6 +153,21 @@ for await (const line of lines) {
   chain = chain.then(async () => {
     if (m.type === 'publish-answer' && publisher) {
       await publisher.setRemoteDescription({ type: 'answer', sdp: m.sdp });
+    } else if (m.type === 'publish-layers' && publisher) {
+      // Dynacast (docs/protocol.md): send only the encodings somebody receives. @roamhq/wrtc
+      // 0.10 refuses it (its getParameters omits the encodings' SSRCs, and setParameters then
+      // fails with "modified SSRC"): logged, and the publisher keeps sending every layer.
+      const transceiver = publisher.getTransceivers().find((t) => t.mid === m.mid);
+      if (transceiver) {
+        const parameters = transceiver.sender.getParameters();
+        for (const encoding of parameters.encodings) encoding.active = m.active.includes(encoding.rid);
+        try {
+          await transceiver.sender.setParameters(parameters);
+          send({ type: 'x-log', text: `publish-layers ${m.mid}: ${m.active.join(',')}` });
+        } catch (e) {
+          send({ type: 'x-log', text: `publish-layers ${m.mid}: ${m.active.join(',')} refused: ${e?.name} ${e?.message}` });
+        }
+      }
     } else if (m.type === 'error' && m.code === 'media-failed' && m.target === 'subscriber' && subscriber) {
       // docs/protocol.md: the SFU closed its side; the next offer is for a fresh connection.
       send({ type: 'x-log', text: `subscriber connection reset by the SFU: ${m.message}` });
