@@ -16,7 +16,8 @@ One room per phase, on one in-process server with its SFU (loopback only):
   relay throttled to 20 kB/s with a short queue (tests/udp_impair.py). The publisher reaches
   coturn through an unthrottled relay.
 
-After a warm-up, a window measures the publisher's sent video bitrate (its outbound-rtp),
+After a warm-up (for simulcast, also until the publisher sends its top layer: libwebrtc turns
+it on only once aiortc's slow REMB ramp affords it), a window measures the publisher's sent video bitrate (its outbound-rtp),
 and the strong subscribers' mean received video frame rate and bitrate. Prints each phase and
 the ratios simulcast / single-layer; asserts nothing. Uses the test harness (tests/).
 """
@@ -169,7 +170,7 @@ def sent_by_rid(publisher: MediaProcess) -> dict[str, int]:
 
 async def phase(
     url: str, http: aiohttp.ClientSession, coturn: Coturn, clean: ImpairedUdpRelay, weak: ImpairedUdpRelay,
-    *, simulcast: bool, subscribers: int, warmup: float, window: float,
+    *, simulcast: bool, subscribers: int, warmup: float, window: float, ramp: float,
 ) -> dict[str, float]:
     node = shutil.which("node")
     assert node is not None, "node not found"
@@ -194,6 +195,14 @@ async def phase(
         children = await Children.start(url, room, subscribers)
         slow = await wrtc("weak", weak, "--subscribe")
         await asyncio.sleep(warmup)
+        if simulcast:
+            # aiortc's REMB ramp (no transport-cc) decides when libwebrtc turns its upper layers
+            # on; on a loaded machine that takes minutes. Measure once the top layer flows.
+            deadline = time.monotonic() + ramp
+            history = [sent_by_rid(publisher).get("f", 0)]
+            while time.monotonic() < deadline and (len(history) < 3 or history[-1] - history[-3] < 25_000):
+                await asyncio.sleep(1.0)  # until f sends >= 100 kbit/s over 2 s
+                history.append(sent_by_rid(publisher).get("f", 0))
         first = children.latest
         before = (sent_bytes(publisher), slow.video_frames())
         rids = sent_by_rid(publisher)
@@ -248,7 +257,8 @@ async def main(args: argparse.Namespace) -> None:
                 for simulcast in (False, True):
                     name = "simulcast" if simulcast else "single-layer"
                     rows[name] = await phase(url, http, coturn, clean, weak, simulcast=simulcast,
-                                             subscribers=args.subscribers, warmup=args.warmup, window=args.window)
+                                             subscribers=args.subscribers, warmup=args.warmup, window=args.window,
+                                             ramp=args.ramp)
                     print(line(name, rows[name]), flush=True)
         finally:
             clean.close()
@@ -270,4 +280,6 @@ if __name__ == "__main__":
     parser.add_argument("--subscribers", type=int, default=20)
     parser.add_argument("--warmup", type=float, default=45.0)
     parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--ramp", type=float, default=240.0,
+                        help="simulcast: wait up to this long after the warm-up for the top layer to flow")
     asyncio.run(main(parser.parse_args()))
