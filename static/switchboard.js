@@ -1152,7 +1152,8 @@ function sourceOf(kind, source) {
  * @property {number} [disconnectedGraceMs=3000] a PC `disconnected` this long gets an ICE restart
  * @property {boolean} [simulcast] publish camera video as three simulcast layers (rids q/h/f at
  *   1/4, 1/2 and full resolution) so that each subscriber gets the layer it can take. Default:
- *   true, except in Firefox (its simulcast is not tested with this SFU: one layer is sent)
+ *   true, except in Firefox (one layer unless asked: `simulcast: true` works through the SFU,
+ *   tested, but its viewers and the page's default are not settled yet; docs/sfu.md)
  */
 
 /** The simulcast layers a camera track is published with, lowest first. */

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import JoinFactory, Participant, room_name
+from tests.browser.conftest import JoinFactory, Participant, Server, room_name
 from tests.conftest import PATIENCE, UNIT, eventually
 from tests.interop.conftest import MediaFactory
 from tests.interop.endpoints import MediaProcess
+from tests.interop.firefox import FirefoxDriver
 
 SIZES = {"low": (240, 135), "medium": (480, 270), "high": (960, 540)}
 #: libwebrtc enables its upper layers as its bandwidth estimate grows; aiortc's REMB ramps slowly.
@@ -183,3 +184,35 @@ async def test_chromium_dynacast_pauses_layers_nobody_receives_and_resumes_them(
     print(f"dynacast: paused {paused}; resumed, sub1 decodes {decoded_size(subs[1])}")
     for client in subs:
         assert not client.errors(), client.errors()
+
+
+@pytest.mark.slow  # ~40 s; Chromium and libwebrtc simulcast run by default
+@pytest.mark.timeout(300)
+async def test_firefox_simulcast_low_and_high_subscribers(
+    firefox_driver: FirefoxDriver, app_server: Server, media_clients: MediaFactory,
+) -> None:
+    """Firefox publishing simulcast (the JS SDK told ``simulcast: true`` by the page's
+    ``?simulcast=1``: rids q/h/f; Firefox signals per-layer ``a=ssrc`` and sendonly rid
+    extmaps): a subscriber asking ``low`` decodes a smaller picture than one asking ``high``."""
+    room = room_name("simulcast-ff")
+    page = await firefox_driver.open(
+        "fox", app_server.url(room=room, name="fox", autojoin="1", mode="sfu", simulcast="1"),
+    )
+    try:
+        await page.wait_for("sb.state === 'connected' && sb.peerId", what="joined")
+        low = await media_clients("wrtc", room, "sub-low", "--subscribe")
+        high = await media_clients("wrtc", room, "sub-high", "--subscribe")
+        await low.wait(lambda s: video_track(s) is not None, RAMP, "track-published")
+        track = video_track(low)
+        assert track is not None
+        await low.client.set_subscription(track, "low")
+        await high.wait(lambda s: decoded_size(s) is not None, RAMP, "high decodes")
+        await low.wait(lambda s: bool(layers(s, track)) and layers(s, track)[-1]["quality"] == "low", RAMP,
+                       "track-layer low")
+        await low.wait(lambda s: (decoded_size(s) or (0, 0))[0] == 160, RAMP, "low decoded at 160 wide")
+        await high.wait(lambda s: (decoded_size(s) or (0, 0))[0] >= 320, RAMP, "high decoded at 320 wide or more")
+        print(f"firefox simulcast: low {decoded_size(low)} high {decoded_size(high)}")
+        for client in (low, high):
+            assert not client.errors(), client.errors()
+    finally:
+        await page.close()
