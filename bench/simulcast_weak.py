@@ -42,8 +42,8 @@ import aiohttp  # noqa: E402
 
 from sfu import aiortc_hooks  # noqa: E402
 from sfu.aiortc_hooks import ReceiverTap, TranscodingProbe  # noqa: E402
-from signaling.config import IceConfig  # noqa: E402
-from signaling.server import build_app, listener, make_runner  # noqa: E402
+from signaling.core.config import IceConfig  # noqa: E402
+from signaling.server.app import build_app, listener, make_runner  # noqa: E402
 from signaling.turn.coturn import Profile, render  # noqa: E402
 from signaling.turn.credentials import make_credentials  # noqa: E402
 from tests.conftest import LOOPBACK_PEERS  # noqa: E402

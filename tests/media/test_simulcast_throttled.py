@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from signaling.config import IceConfig
+from signaling.core.config import IceConfig
 from signaling.turn.credentials import make_credentials
 from tests.conftest import LOOPBACK_PEERS, ServerFactory
 from tests.interop.endpoints import MediaProcess, start_media_process
