@@ -44,7 +44,11 @@ class _Port:
     def __init__(self) -> None:
         self.sent = 0
 
-    async def send(self, **fields: Any) -> int:
+    def send_now(self, *fields: Any) -> int | None:
+        self.sent += 1
+        return 1200
+
+    async def send_slow(self, **fields: Any) -> int:
         self.sent += 1
         return 1200
 

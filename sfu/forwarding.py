@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from sfu.aiortc_hooks import ReceiverTap, SenderPort, SenderTap
 from sfu.clock import abs_send_time, ntp_from_unix
+from sfu.delivery import deliver_now, deliver_slow
 from sfu.ingest import IngestCounters, IngestFilter, MediaPacket
 from sfu.keyframe import keyframe_detector
 from sfu.layers import SimulcastForwarder
@@ -218,32 +219,11 @@ class PublishedTrack:
             mapped = rewriter.map(source, media.extended_seq, media.timestamp, now)
             if mapped is None:
                 continue
-            try:
-                # Fast path (synchronous, no RtpPacket); None when this packet needs aiortc's.
-                sent = port.send_now(
-                    media.marker, mapped[0], mapped[1], media.payload, media.padding_size,
-                    media.audio_level, send_time, ntp,
-                )
-                if sent is None:
-                    sent = await port.send_slow(
-                        marker=media.marker,
-                        sequence_number=mapped[0],
-                        timestamp=mapped[1],
-                        payload=media.payload,
-                        padding_size=media.padding_size,
-                        audio_level=media.audio_level,
-                        abs_send_time=send_time,
-                        ntp_time=ntp,
-                    )
-            except ConnectionError:
-                counters.send_errors += 1
-                slot.detach()
-                continue
-            self.packets_forwarded += 1
-            self.bytes_forwarded += sent
-            counters.packets_forwarded += 1
-            counters.bytes_forwarded += sent
-            counters.delays.add((time.perf_counter_ns() - received_ns) // 1000)
+            # Fast path (synchronous, no RtpPacket); aiortc's path for the packets it declines.
+            if not deliver_now(self, counters, slot, port, media, mapped[0], mapped[1], media.payload,
+                               send_time, ntp, received_ns):
+                await deliver_slow(self, counters, slot, port, media, mapped[0], mapped[1], media.payload,
+                                   send_time, ntp, received_ns)
         if want_keyframe:
             await self.request_keyframe()
 

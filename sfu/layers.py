@@ -26,12 +26,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sfu.clock import abs_send_time, ntp_from_unix
+from sfu.delivery import deliver_now, deliver_slow
 from sfu.ingest import IngestCounters, IngestFilter
 from sfu.packets import InboundRtp, ReceiveInfo
 from sfu.ratelimit import KeyframeRequestLimiter
 from sfu.simulcast import (
     QUALITIES,
     Decision,
+    LayerDemand,
     LayerMeter,
     LayerSelector,
     layer_quality,
@@ -83,6 +85,10 @@ class SimulcastForwarder:
         self.unknown_rid = 0
         #: Monotonic clock (seconds) of the layer meters and selectors; tests pass their own.
         self.clock: Callable[[], float] = time.monotonic
+        #: Dynacast: which layers the publisher should send; told through ``on_publish_layers``
+        #: (the rids to keep sending, lowest first) whenever that set changes.
+        self.demand = LayerDemand(len(rids))
+        self.on_publish_layers: Callable[[list[str]], None] | None = None
 
     @property
     def layers(self) -> int:
@@ -126,9 +132,11 @@ class SimulcastForwarder:
         """The slot's requested quality changed (``slot.quality``)."""
         state = self._state(slot)
         state.selector.request(quality_index(slot.quality, self.layers))
-        await self._select(state, self.clock())
+        now = self.clock()
+        await self._select(state, now)
         if state.selector.target is None:
             self._report(slot, state, None)
+        self._dynacast(now)  # a paused layer asked for comes back at once
 
     async def on_estimate(self, slot: Slot, bitrate: int) -> None:
         state = self._state(slot)
@@ -163,6 +171,21 @@ class SimulcastForwarder:
         selector.update(now, state.estimate, self.meter.bitrates(), self.meter.active(now))
         if selector.switching and selector.target is not None:
             await self._request(selector.target)
+
+    def _dynacast(self, now: float) -> None:
+        """Tell the publisher when the set of layers anybody wants changes (see LayerDemand)."""
+        track = self._track
+        wanted: set[int] = set()
+        for slot in track._slots:
+            if slot.attached is track:
+                layer = self._state(slot).selector.wanted
+                if layer is not None:
+                    wanted.add(layer)
+        if track.sinks:
+            wanted.add(self.layers - 1)  # a recording takes the top layer
+        active = self.demand.update(now, wanted)
+        if active is not None and self.on_publish_layers is not None:
+            self.on_publish_layers([self.rids[i] for i in active])
 
     def _report(self, slot: Slot, state: _SlotLayers, layer: int | None) -> None:
         if layer == state.reported:
@@ -226,12 +249,13 @@ class SimulcastForwarder:
             if wants:
                 await self._request(layer)
         slots = track._slots
-        if not slots:
-            return
         if now >= self._next_select or keyframe:
             self._next_select = now + SELECT_INTERVAL
             for slot in slots:
                 await self._select(self._state(slot), now)
+            self._dynacast(now)
+        if not slots:
+            return
         source = (track.serial, layer, media.epoch, track._generation)
         descriptor = parse_descriptor(media.payload) if self._vp8 else None
         ntp = ntp_from_unix(time.time())
@@ -264,26 +288,10 @@ class SimulcastForwarder:
                 continue
             munger = state.munger
             payload = media.payload if munger is None else munger.rewrite(media.payload, descriptor)
-            try:
-                sent = await port.send(
-                    marker=media.marker,
-                    sequence_number=mapped[0],
-                    timestamp=mapped[1],
-                    payload=payload,
-                    padding_size=media.padding_size,
-                    audio_level=None,
-                    abs_send_time=send_time,
-                    ntp_time=ntp,
-                )
-            except ConnectionError:
-                counters.send_errors += 1
-                slot.detach()
-                continue
-            track.packets_forwarded += 1
-            track.bytes_forwarded += sent
-            counters.packets_forwarded += 1
-            counters.bytes_forwarded += sent
-            counters.delays.add((time.perf_counter_ns() - received_ns) // 1000)
+            if not deliver_now(track, counters, slot, port, media, mapped[0], mapped[1], payload,
+                               send_time, ntp, received_ns):
+                await deliver_slow(track, counters, slot, port, media, mapped[0], mapped[1], payload,
+                                   send_time, ntp, received_ns)
         if want_keyframe:
             await self._request(layer)
 

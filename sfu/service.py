@@ -941,6 +941,12 @@ class Sfu:
                     remb_ttl=self._config.remb_ttl,
                     rids=leg.simulcast.get(section.mid, ()),
                 )
+                if track.simulcast is not None:
+                    track.simulcast.on_publish_layers = (
+                        lambda rids, pid=p.id, tid=track.id, mid=section.mid: self._emit(
+                            pid, {"type": "publish-layers", "track": tid, "mid": mid, "active": rids}
+                        )
+                    )
                 route.assign(track)
                 room.tracks[track.id] = track
                 added.append(track)

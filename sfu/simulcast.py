@@ -10,6 +10,9 @@ Pure logic (no I/O, times passed in):
 - :class:`LayerSelector` decides, per subscriber slot, which layer to forward: the target is
   ``min(layer the client asked for, layer its bandwidth estimate affords)``; the slot switches
   only on a keyframe of the target layer and keeps forwarding the current one until then.
+- :class:`LayerDemand` (dynacast) decides which layers the publisher should send at all: the
+  union of what the slots want, paused only after a hold time (a subscriber toggling must not
+  flap the publisher's encoder), resumed at once.
 
 Layers are indices, 0 = lowest. Layers are ordered as the publisher's
 ``a=simulcast`` lists them, lowest resolution first (libwebrtc, our SDK's ``q;h;f`` and OBS's
@@ -254,6 +257,13 @@ class LayerSelector:
         # else: nothing is being sent: keep the target (the layer may resume)
         return self.target
 
+    @property
+    def wanted(self) -> int | None:
+        """The layer this slot would forward if every layer were sent: ``min(requested,
+        affordable)``, None when off. What dynacast keeps on (:class:`LayerDemand`); unlike
+        :attr:`target` it ignores which layers are being sent, so a paused layer is asked back."""
+        return None if self.requested is None else min(self.requested, self._cap)
+
     def accept(self, layer: int, keyframe_start: bool) -> Decision:
         """What to do with one packet of ``layer`` (``keyframe_start``: it begins a keyframe)."""
         target = self.target
@@ -271,3 +281,56 @@ class LayerSelector:
     def switching(self) -> bool:
         """The slot waits for a keyframe of its target layer."""
         return self.target is not None and self.target != self.current
+
+
+@dataclass(frozen=True, slots=True)
+class DynacastConfig:
+    #: A layer nobody wants is paused only after it stayed unwanted this long (hysteresis).
+    pause_after: float = 5.0
+
+
+class LayerDemand:
+    """Which layers of one simulcast track the publisher should send (dynacast; pure).
+
+    ``update`` gets the layers the subscriber slots want (:attr:`LayerSelector.wanted`, plus the
+    top layer while a recording takes it) and returns the new set of active layers when it
+    changes: every layer up to the highest one wanted (as LiveKit's "max subscribed quality"
+    does — the layers below stay on, because a slot falls back to them whenever the publisher's
+    own bandwidth estimate stops the upper ones). A needed layer is resumed at once (a
+    subscriber asking for it gets it back); a layer is paused only once it has been unneeded for
+    ``pause_after`` seconds, so a subscriber that toggles its quality does not flap the
+    publisher. The lowest layer is never paused: it keeps the track alive for the next
+    subscriber, which starts on it at once.
+    """
+
+    __slots__ = ("_config", "_layers", "_unwanted_since", "active")
+
+    def __init__(self, layers: int, config: DynacastConfig | None = None) -> None:
+        self._layers = layers
+        self._config = config or DynacastConfig()
+        #: Layers the publisher was last told to send (all, as it starts).
+        self.active: tuple[int, ...] = tuple(range(layers))
+        self._unwanted_since: list[float | None] = [None] * layers
+
+    def update(self, now: float, wanted: set[int]) -> tuple[int, ...] | None:
+        """The new active layers if they change now, else None."""
+        active = set(self.active)
+        top = max(wanted, default=0)
+        for layer in range(self._layers):
+            if layer <= top:
+                self._unwanted_since[layer] = None
+                active.add(layer)
+                continue
+            if layer not in active:
+                continue
+            since = self._unwanted_since[layer]
+            if since is None:
+                self._unwanted_since[layer] = now
+            elif now - since >= self._config.pause_after:
+                active.discard(layer)
+                self._unwanted_since[layer] = None
+        result = tuple(sorted(active))
+        if result == self.active:
+            return None
+        self.active = result
+        return result

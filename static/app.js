@@ -1733,6 +1733,20 @@ Object.defineProperty(window, 'switchboard', {
       for (const frames of bySource.values()) sent += frames;
       return sent;
     },
+    /** Our publisher's simulcast encodings by rid: `{active, bytes, width}` (outbound-rtp;
+     * `active` false once dynacast paused the layer). */
+    async sentEncodings() {
+      const pc = app.room?.publisher;
+      /** @type {Record<string, {active: boolean, bytes: number, width: number}>} */
+      const out = {};
+      if (!pc) return out;
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid) {
+          out[s.rid] = { active: s.active, bytes: s.bytesSent ?? 0, width: s.frameWidth ?? 0 };
+        }
+      });
+      return out;
+    },
     /** Video frames decoded on the subscriber connection so far (every remote video). */
     async framesDecoded() {
       const pc = app.room?.subscriber;

@@ -549,7 +549,8 @@ export const SCREEN_SOURCES: readonly string[];
  * @property {number} [disconnectedGraceMs=3000] a PC `disconnected` this long gets an ICE restart
  * @property {boolean} [simulcast] publish camera video as three simulcast layers (rids q/h/f at
  *   1/4, 1/2 and full resolution) so that each subscriber gets the layer it can take. Default:
- *   true, except in Firefox (its simulcast is not tested with this SFU: one layer is sent)
+ *   true, except in Firefox (one layer unless asked: `simulcast: true` works through the SFU,
+ *   tested, but its viewers and the page's default are not settled yet; docs/sfu.md)
  */
 /** The simulcast layers a camera track is published with, lowest first. */
 export const SIMULCAST_ENCODINGS: readonly (Readonly<{
@@ -593,7 +594,10 @@ export const SIMULCAST_ENCODINGS: readonly (Readonly<{
  * receive: codec not announced, or its m-line rejected), `track-state` `{track: TrackInfo}`, `operator-muted` `{track, muted}`,
  * `active-speakers` `{speakers: [{peer, level}]}`, `track-layer` `{track, quality, requested,
  * rid?, width?, height?}` (the simulcast layer of a remote track we now receive; see
- * {@link Room#setSubscription}), `published` `{cseq}`, `error`
+ * {@link Room#setSubscription}), `publish-layers` `{mid, active, error?}` (dynacast: the
+ * simulcast encodings of our own camera that somebody receives; the others were set inactive,
+ * unless `error` says `setParameters` refused),
+ * `published` `{cseq}`, `error`
  * `{code, message, op}`, `connection-state` `{target, state}`, `subscriber-failed`,
  * `media-reset` `{reason}`. On `error media-failed` with `target: "subscriber"` the subscriber
  * connection is closed: the SFU's next `subscriber-offer` builds a new one.
@@ -694,6 +698,13 @@ export class Room extends Emitter {
     publish(stream: MediaStream, tracks?: MediaStreamTrack[], options?: {
         screen?: boolean;
     }): Promise<void>;
+    /**
+     * Dynacast (`publish-layers`): send only the simulcast encodings somebody receives.
+     * @param {string} mid the m-line of our publisher connection
+     * @param {string[]} active the rids to keep sending
+     * @returns {Promise<void>}
+     */
+    _applyPublishLayers(mid: string, active: string[]): Promise<void>;
     /**
      * Which quality of a remote video track we want (`set-subscription`): `low`, `medium`,
      * `high` (the default) or `off`. For a simulcast track the SFU switches layer at its next
@@ -1076,7 +1087,8 @@ export type RoomOptions = {
     /**
      * publish camera video as three simulcast layers (rids q/h/f at
      * 1/4, 1/2 and full resolution) so that each subscriber gets the layer it can take. Default:
-     * true, except in Firefox (its simulcast is not tested with this SFU: one layer is sent)
+     * true, except in Firefox (one layer unless asked: `simulcast: true` works through the SFU,
+     * tested, but its viewers and the page's default are not settled yet; docs/sfu.md)
      */
     simulcast?: boolean;
 };

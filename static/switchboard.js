@@ -1188,7 +1188,8 @@ function sourceOf(kind, source) {
  * @property {number} [disconnectedGraceMs=3000] a PC `disconnected` this long gets an ICE restart
  * @property {boolean} [simulcast] publish camera video as three simulcast layers (rids q/h/f at
  *   1/4, 1/2 and full resolution) so that each subscriber gets the layer it can take. Default:
- *   true, except in Firefox (its simulcast is not tested with this SFU: one layer is sent)
+ *   true, except in Firefox (one layer unless asked: `simulcast: true` works through the SFU,
+ *   tested, but its viewers and the page's default are not settled yet; docs/sfu.md)
  */
 
 /** The simulcast layers a camera track is published with, lowest first. */
@@ -1229,7 +1230,10 @@ export const SIMULCAST_ENCODINGS = Object.freeze([
  * receive: codec not announced, or its m-line rejected), `track-state` `{track: TrackInfo}`, `operator-muted` `{track, muted}`,
  * `active-speakers` `{speakers: [{peer, level}]}`, `track-layer` `{track, quality, requested,
  * rid?, width?, height?}` (the simulcast layer of a remote track we now receive; see
- * {@link Room#setSubscription}), `published` `{cseq}`, `error`
+ * {@link Room#setSubscription}), `publish-layers` `{mid, active, error?}` (dynacast: the
+ * simulcast encodings of our own camera that somebody receives; the others were set inactive,
+ * unless `error` says `setParameters` refused),
+ * `published` `{cseq}`, `error`
  * `{code, message, op}`, `connection-state` `{target, state}`, `subscriber-failed`,
  * `media-reset` `{reason}`. On `error media-failed` with `target: "subscriber"` the subscriber
  * connection is closed: the SFU's next `subscriber-offer` builds a new one.
@@ -1321,6 +1325,10 @@ export class Room extends Emitter {
         this.layers.set(m.track, layer);
         this.emit('track-layer', layer);
       }),
+      c.on('publish-layers', (m) => {
+        // A refused setParameters only costs bandwidth: reported with the event, not fatal.
+        this._applyPublishLayers(m.mid, m.active).catch((e) => this.emit('publish-layers', { mid: m.mid, active: m.active, error: String(e) }));
+      }),
       c.on('active-speakers', (m) => {
         this.speakers = Array.isArray(m.speakers) ? m.speakers : [];
         this.emit('active-speakers', { speakers: this.speakers });
@@ -1368,6 +1376,29 @@ export class Room extends Emitter {
       }
     }
     return this._negotiatePublisher(false);
+  }
+
+  /**
+   * Dynacast (`publish-layers`): send only the simulcast encodings somebody receives.
+   * @param {string} mid the m-line of our publisher connection
+   * @param {string[]} active the rids to keep sending
+   * @returns {Promise<void>}
+   */
+  async _applyPublishLayers(mid, active) {
+    const transceiver = this.publisher?.getTransceivers().find((t) => t.mid === mid);
+    if (!transceiver) return;
+    const parameters = transceiver.sender.getParameters();
+    if (!parameters.encodings || parameters.encodings.length < 2) return;
+    let changed = false;
+    for (const encoding of parameters.encodings) {
+      const on = encoding.rid === undefined || active.includes(encoding.rid);
+      if (encoding.active !== on) {
+        encoding.active = on;
+        changed = true;
+      }
+    }
+    if (changed) await transceiver.sender.setParameters(parameters);
+    this.emit('publish-layers', { mid, active });
   }
 
   /**

@@ -103,6 +103,17 @@ class ActiveSpeakersChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishLayers:
+    """Dynacast: the simulcast layers (rids, lowest first) of one of *our* published video
+    tracks that anybody receives (``publish-layers``). aiortc publishes a single layer, so this
+    SDK only reports it; a publisher that sends simulcast should stop the other encodings."""
+
+    track: str
+    mid: str
+    active: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class DataReceived:
     sender: str
     topic: str
@@ -147,6 +158,6 @@ class RoomClosed:
 
 RoomEvent = (
     ParticipantJoined | ParticipantLeft | TrackPublished | TrackUnpublished | TrackMuted
-    | TrackSubscribed | TrackUnavailable | ActiveSpeakersChanged | DataReceived
+    | TrackSubscribed | TrackUnavailable | ActiveSpeakersChanged | PublishLayers | DataReceived
     | SignalingReconnecting | SignalingResumed | MediaReconnected | RoomClosed
 )

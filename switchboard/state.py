@@ -17,6 +17,7 @@ from switchboard.events import (
     ActiveSpeakersChanged,
     ParticipantJoined,
     ParticipantLeft,
+    PublishLayers,
     RemoteParticipant,
     RemoteTrack,
     RoomEvent,
@@ -126,6 +127,8 @@ class RoomState:
             return [TrackMuted(updated, muted, by_operator)]
         if kind == "track-unavailable":
             return [TrackUnavailable(_track_id(message["track"]), str(message.get("reason", "")))]
+        if kind == "publish-layers":
+            return [PublishLayers(str(message["track"]), str(message["mid"]), tuple(message["active"]))]
         if kind == "active-speakers":
             self.speakers = tuple(Speaker(s["peer"], float(s["level"])) for s in message["speakers"])
             return [ActiveSpeakersChanged(self.speakers)]

@@ -214,8 +214,18 @@ export class FakePeerConnection {
   addTransceiver(track, init) {
     const sender = {
       track,
+      /** What setParameters was given, in order (RTCRtpSendParameters). */
+      parametersSet: [],
+      encodings: (init.sendEncodings ?? [{}]).map((e) => ({ active: true, ...e })),
       async replaceTrack(next) {
         sender.track = next;
+      },
+      getParameters() {
+        return { encodings: sender.encodings.map((e) => ({ ...e })) };
+      },
+      async setParameters(parameters) {
+        sender.parametersSet.push(parameters);
+        sender.encodings = parameters.encodings.map((e) => ({ ...e }));
       },
     };
     const t = { mid: null, sender, direction: init.direction, init, currentDirection: null, stop() {} };

@@ -117,6 +117,28 @@ describe('Room', () => {
     assert.equal(s.room.layers.has('t_video_c'), false);
   });
 
+  test('publish-layers (dynacast) sets the camera encodings active or not, once per change', async () => {
+    const events = [];
+    s.room.on('publish-layers', (e) => events.push(e));
+    s.room.publish(/** @type {any} */ (new FakeMediaStream([new FakeTrack('video', 'v1')]))).catch(() => {});
+    const pc = FakePeerConnection.instances[0];
+    const [camera] = pc.transceivers;
+    camera.mid = '0';
+    s.ws.receive({ type: 'publish-layers', seq: 2, track: 'v1', mid: '0', active: ['q'] });
+    await flush();
+    assert.deepEqual(camera.sender.encodings.map((e) => [e.rid, e.active]), [['q', true], ['h', false], ['f', false]]);
+    s.ws.receive({ type: 'publish-layers', seq: 3, track: 'v1', mid: '0', active: ['q'] });
+    await flush();
+    assert.equal(camera.sender.parametersSet.length, 1, 'nothing changed: no setParameters');
+    s.ws.receive({ type: 'publish-layers', seq: 4, track: 'v1', mid: '0', active: ['q', 'f'] });
+    await flush();
+    assert.deepEqual(camera.sender.encodings.map((e) => [e.rid, e.active]), [['q', true], ['h', false], ['f', true]]);
+    assert.deepEqual(events.map((e) => e.active), [['q'], ['q'], ['q', 'f']]);
+    s.ws.receive({ type: 'publish-layers', seq: 5, track: 'x', mid: '9', active: ['q'] });
+    await flush();
+    assert.equal(events.length, 3, 'an unknown mid is ignored');
+  });
+
   test('an error naming the publish cseq rejects it', async () => {
     const done = s.room.publish(/** @type {any} */ (new FakeMediaStream([new FakeTrack('video', 'v1')])));
     await flush();

@@ -23,7 +23,7 @@ import aiohttp
 from signaling.client import Client, ErrorReceived, Joined, ServerMessage
 
 #: Server messages the media process needs (the rest stays in the bridge).
-_FORWARDED = {"publish-answer", "subscriber-offer", "error", "track-unavailable"}
+_FORWARDED = {"publish-answer", "subscriber-offer", "error", "track-unavailable", "publish-layers"}
 
 
 @dataclass
@@ -164,15 +164,17 @@ def _open_log(path: Path, header: str) -> IO[bytes]:
 async def start_media_process(
     argv: list[str],
     *,
-    unix_path: Path,
+    unix_path: Path | None,
     room: str,
     name: str,
     log_path: Path,
     http: aiohttp.ClientSession,
     codecs: list[str] | None = None,
+    url: str = "ws://switchboard/ws",
 ) -> MediaProcess:
-    """Join ``room`` as ``name`` through the server's unix socket, then start ``argv``."""
-    client = Client("ws://switchboard/ws", room, name=name, session=http, codecs=codecs)
+    """Join ``room`` as ``name`` at ``url`` through ``http`` (by default the server's unix
+    socket, ``unix_path``: ``http`` is bound to it), then start ``argv``."""
+    client = Client(url, room, name=name, session=http, codecs=codecs)
     await client.connect()
     joined_at = time.time()
     try:

@@ -6,7 +6,11 @@
 // frames delivered by the decoder (RTCVideoSink) and audio callbacks (RTCAudioSink), and the
 // size of the last decoded frame per mid. --simulcast WxH: publish the video at WxH, 15 fps, in three
 // simulcast layers (rids q/h/f, scaleResolutionDownBy 4/2/1, as the JS SDK does), with moving
-// content so that the encoder needs real bitrate.
+// content so that the encoder needs real bitrate. --ice-servers JSON: use these ICE servers
+// with iceTransportPolicy "relay" (every packet through TURN, e.g. an impairment relay in
+// front of coturn). --single (with --simulcast WxH): one encoding instead. The publisher's outbound-rtp per rid (bytesSent, frameWidth,
+// framesEncoded) is reported in x-stats as `sent`; `publish-layers` (dynacast) sets the
+// encodings active or not.
 import readline from 'node:readline';
 import wrtc from '@roamhq/wrtc';
 
@@ -21,6 +25,11 @@ const sizes = {};
 const argv = process.argv.slice(2);
 const simulcastAt = argv.indexOf('--simulcast');
 const simulcastSize = simulcastAt >= 0 ? argv[simulcastAt + 1].split('x').map(Number) : null;
+const iceAt = argv.indexOf('--ice-servers');
+const pcConfig = iceAt >= 0
+  ? { iceServers: JSON.parse(argv[iceAt + 1]), iceTransportPolicy: 'relay' }
+  : { iceServers: [] };
+const sent = {};
 
 function trickle(pc, target) {
   /** Candidates gathered before our SDP went out are held (the SFU drops those). */
@@ -39,7 +48,7 @@ function trickle(pc, target) {
 
 let publisher = null;
 if (args.has('--publish')) {
-  publisher = new RTCPeerConnection({ iceServers: [] });
+  publisher = new RTCPeerConnection(pcConfig);
   const release = trickle(publisher, 'publisher');
   const source = new nonstandard.RTCVideoSource();
   const track = source.createTrack();
@@ -50,7 +59,8 @@ if (args.has('--publish')) {
   if (simulcastSize) {
     // Capped bitrates (libwebrtc lowers a layer's minimum to its cap): every layer is enabled
     // once ~0.5 Mbps is estimated, which aiortc's slow REMB ramp reaches in seconds.
-    const sendEncodings = [
+    // --single: the same picture in one encoding capped at the layers' sum (a baseline).
+    const sendEncodings = args.has('--single') ? [{ maxBitrate: 480_000 }] : [
       { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 80_000 },
       { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 150_000 },
       { rid: 'f', maxBitrate: 250_000 },
@@ -101,7 +111,7 @@ if (args.has('--publish')) {
 let subscriber = null;
 let releaseSubscriber = null;
 function newSubscriber() {
-  subscriber = new RTCPeerConnection({ iceServers: [] });
+  subscriber = new RTCPeerConnection(pcConfig);
   releaseSubscriber = trickle(subscriber, 'subscriber');
   subscriber.ontrack = (e) => {
     const mid = e.transceiver?.mid ?? e.track.id;
@@ -120,7 +130,18 @@ function newSubscriber() {
 }
 if (args.has('--subscribe')) newSubscriber();
 
-timers.push(setInterval(() => send({ type: 'x-stats', video, audio, sizes, first_frame: first, t: Date.now() / 1000 }), 250));
+async function outbound() {
+  if (!publisher) return;
+  const report = await publisher.getStats();
+  report.forEach((s) => {
+    if (s.type === 'outbound-rtp' && s.kind === 'video') {
+      sent[s.rid ?? String(s.ssrc)] = { bytes: s.bytesSent, width: s.frameWidth ?? 0, frames: s.framesEncoded ?? 0 };
+    }
+  });
+}
+timers.push(setInterval(() => {
+  outbound().catch(() => {}).finally(() => send({ type: 'x-stats', video, audio, sizes, sent, first_frame: first, t: Date.now() / 1000 }));
+}, 250));
 send({ type: 'x-ready' });
 
 const lines = readline.createInterface({ input: process.stdin });
@@ -132,6 +153,21 @@ for await (const line of lines) {
   chain = chain.then(async () => {
     if (m.type === 'publish-answer' && publisher) {
       await publisher.setRemoteDescription({ type: 'answer', sdp: m.sdp });
+    } else if (m.type === 'publish-layers' && publisher) {
+      // Dynacast (docs/protocol.md): send only the encodings somebody receives. @roamhq/wrtc
+      // 0.10 refuses it (its getParameters omits the encodings' SSRCs, and setParameters then
+      // fails with "modified SSRC"): logged, and the publisher keeps sending every layer.
+      const transceiver = publisher.getTransceivers().find((t) => t.mid === m.mid);
+      if (transceiver) {
+        const parameters = transceiver.sender.getParameters();
+        for (const encoding of parameters.encodings) encoding.active = m.active.includes(encoding.rid);
+        try {
+          await transceiver.sender.setParameters(parameters);
+          send({ type: 'x-log', text: `publish-layers ${m.mid}: ${m.active.join(',')}` });
+        } catch (e) {
+          send({ type: 'x-log', text: `publish-layers ${m.mid}: ${m.active.join(',')} refused: ${e?.name} ${e?.message}` });
+        }
+      }
     } else if (m.type === 'error' && m.code === 'media-failed' && m.target === 'subscriber' && subscriber) {
       // docs/protocol.md: the SFU closed its side; the next offer is for a fresh connection.
       send({ type: 'x-log', text: `subscriber connection reset by the SFU: ${m.message}` });

@@ -70,9 +70,20 @@ class FakePort:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    async def send(self, **fields: Any) -> int:
-        self.sent.append(fields)
-        return len(fields["payload"]) + 12
+    def send_now(
+        self, marker: int, sequence_number: int, timestamp: int, payload: bytes, padding_size: int,
+        audio_level: tuple[bool, int] | None, abs_send_time: int, ntp_time: int,
+    ) -> int | None:
+        """The fast path, as :class:`sfu.aiortc_hooks.SenderPort` (simulcast uses it too)."""
+        self.sent.append({
+            "marker": marker, "sequence_number": sequence_number, "timestamp": timestamp, "payload": payload,
+            "padding_size": padding_size, "audio_level": audio_level, "abs_send_time": abs_send_time,
+            "ntp_time": ntp_time,
+        })
+        return len(payload) + 12
+
+    async def send_slow(self, **fields: Any) -> int:
+        raise AssertionError("the fast path took every packet")
 
 
 class FakeSenderTap:
@@ -188,3 +199,32 @@ async def test_a_weak_subscriber_neither_clamps_the_publisher_nor_moves_the_othe
     assert strong_told == ["high"], told
     assert all(len(f["payload"]) > 1600 for f in strong.sent)
     assert len(weak.sent[-1]["payload"]) < 200, "the weak subscriber now gets the low layer"
+
+
+async def test_dynacast_pauses_layers_nobody_wants_and_resumes_on_demand() -> None:
+    clock = Clock()
+    track, tap = make_track(clock)
+    assert track.simulcast is not None
+    told: list[list[str]] = []
+    track.simulcast.on_publish_layers = told.append
+    layer_told: list[tuple[str, dict[str, Any]]] = []
+    slot, port = make_slot(track, "low", layer_told)
+    # ~6.7 s with one subscriber asking low: medium and high are paused (once)
+    for start in range(0, 200, 10):
+        await send_frames(track, clock, range(start, start + 10), keys={"q": start, "h": start, "f": start})
+    assert told == [["q"]]
+    # The publisher obeys: only q arrives from now on.
+    for frame in range(200, 260):
+        clock.now += 1 / 30
+        await track.on_rtp(layer_packet("q", frame, key=frame % 10 == 0))
+    # The subscriber asks for high: the publisher is told at once, and the slot switches to f
+    # when f's packets come back (PLI to f's SSRC once it is being sent again).
+    slot.quality = "high"
+    tap.plis.clear()
+    await track.simulcast.set_quality(slot)
+    assert told == [["q"], ["q", "h", "f"]]
+    await send_frames(track, clock, range(260, 270), keys={"q": 260})
+    assert SSRCS["f"] in tap.plis
+    await send_frames(track, clock, range(270, 280), keys={"f": 275})
+    assert layer_told[-1][1]["quality"] == "high"
+    assert len(port.sent[-1]["payload"]) > 1600

@@ -7,6 +7,8 @@ import struct
 from sfu.sdp_simulcast import REPAIRED_RID_URI, RID_URI, answer_simulcast, parse_simulcast
 from sfu.simulcast import (
     Decision,
+    DynacastConfig,
+    LayerDemand,
     LayerMeter,
     LayerSelector,
     RidResolver,
@@ -202,6 +204,51 @@ def test_selector_never_above_request_and_skips_inactive_layers() -> None:
     assert s.update(1.0, None, RATES, [False, False, True]) == 2
     # nothing at all: keep the target (the layer may resume)
     assert s.update(1.5, None, RATES, [False, False, False]) == 2
+
+
+def test_selector_wanted_ignores_which_layers_are_sent() -> None:
+    s = LayerSelector(3)
+    s.request(2)
+    s.update(0.0, None, RATES, [True, False, False])
+    assert s.update(1.0, None, RATES, [True, False, False]) == 0, "past the start wait: the layer sent"
+    assert s.wanted == 2, "a paused layer that is asked for is still wanted (dynacast resumes it)"
+    s.request(None)
+    assert s.wanted is None
+
+
+# -- dynacast ---------------------------------------------------------------------------------------
+
+
+def test_demand_pauses_unwanted_layers_after_the_hold_and_resumes_at_once() -> None:
+    d = LayerDemand(3, DynacastConfig(pause_after=5.0))
+    assert d.active == (0, 1, 2)
+    # t=0: only low is wanted; nothing changes before the hold has passed
+    assert d.update(0.0, {0}) is None
+    assert d.update(4.9, {0}) is None
+    assert d.update(5.0, {0}) == (0,)
+    assert d.update(6.0, {0}) is None
+    # someone asks for high: back at once, with medium (the fallback when high is not sent)
+    assert d.update(6.1, {0, 2}) == (0, 1, 2)
+    # nobody wants more than medium: high is paused after the hold, medium stays
+    assert d.update(7.0, {1}) is None
+    assert d.update(12.0, {0, 1}) == (0, 1)
+
+
+def test_demand_does_not_flap_when_a_subscriber_toggles() -> None:
+    d = LayerDemand(3, DynacastConfig(pause_after=5.0))
+    changes = []
+    t = 0.0
+    for i in range(40):  # high wanted every other second, for 20 s
+        t += 0.5
+        changes.append(d.update(t, {0, 2} if (i // 2) % 2 == 0 else {0}))
+    assert [c for c in changes if c is not None] == [], "never paused while asked for within the hold"
+
+
+def test_demand_never_pauses_the_lowest_layer() -> None:
+    d = LayerDemand(2, DynacastConfig(pause_after=0.0))
+    d.update(0.0, set())
+    assert d.update(1.0, set()) == (0,)
+    assert d.update(2.0, set()) is None
 
 
 # -- VP8 ------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from switchboard.events import (
     ActiveSpeakersChanged,
     ParticipantJoined,
     ParticipantLeft,
+    PublishLayers,
     RemoteTrack,
     TrackMuted,
     TrackPublished,
@@ -37,6 +38,8 @@ def test_room_state_follows_participants_and_tracks() -> None:
     assert isinstance(op, TrackMuted) and op.by_operator and op.track.operator_muted
     (speakers,) = state.apply({"type": "active-speakers", "speakers": [{"peer": "p_b", "level": 0.5}]}, "p_me")
     assert isinstance(speakers, ActiveSpeakersChanged) and speakers.speakers[0].peer == "p_b"
+    (layers,) = state.apply({"type": "publish-layers", "track": "v1", "mid": "0", "active": ["q", "f"]}, "p_me")
+    assert layers == PublishLayers("v1", "0", ("q", "f"))
     # A participant who leaves takes its tracks along, tracks first.
     gone = state.peer_left("p_b", "kicked")
     assert [type(e) for e in gone] == [TrackUnpublished, ParticipantLeft]
