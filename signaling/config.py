@@ -238,6 +238,10 @@ class ServerConfig:
     drain_reconnect_delay_ms: int = 0
     #: Serve the bundled SFU in this process.
     sfu: bool = True
+    #: SFU worker processes of an embedded node (``--sfu-workers N``): 0 runs the SFU inside the
+    #: serve process; N > 0 starts N worker processes (one per core) and places rooms on them
+    #: with the cluster's placement code, no Redis needed (``signaling.sfu_workers``).
+    sfu_workers: int = 0
     #: Redis URL: this node joins a cluster (state and message bus in Redis). None: memory.
     redis_url: str | None = None
     #: Prefix of every Redis key of this cluster (several clusters can share one Redis).
