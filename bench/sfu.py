@@ -363,10 +363,10 @@ async def run_subscribers(conn: Conn, audio: bool = False, light: bool = False) 
 class Child:
     """A spawned process and its request/response channel."""
 
-    def __init__(self, ctx: Any, role: str, *args: Any) -> None:
+    def __init__(self, ctx: Any, role: str, *args: Any, main: Callable[..., None] | None = None) -> None:
         parent, child = ctx.Pipe()
         self.role = role
-        self.process = ctx.Process(target=child_main, args=(role, child, *args), daemon=True)
+        self.process = ctx.Process(target=main or child_main, args=(role, child, *args), daemon=True)
         self.process.start()
         child.close()
         self.conn: Conn = parent
