@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import signal
 
+import pytest
+
 from signaling.server import SFU_WORKERS
 from tests.cluster.media_peers import FailoverPublisher, FailoverSubscriber
 from tests.conftest import eventually
@@ -63,3 +65,26 @@ async def test_rooms_land_on_different_workers_and_a_killed_workers_room_moves(
     # A replacement worker with a new id takes the dead one's place.
     await eventually(lambda: len(pool.worker_ids()) == 2 and victim not in pool.worker_ids())
     assert pool.restarts == 1
+
+
+@pytest.mark.slow
+async def test_sigterm_drains_a_worker_its_room_moves_and_a_replacement_starts(
+    media_server: MediaServerFactory, peers: Peers
+) -> None:
+    server = await media_server(sfu_workers=2)
+    pool = server.app[SFU_WORKERS]
+    sub = await peers.start(FailoverSubscriber(server.url, "room-d", "sub-d"))
+    pub = await peers.start(FailoverPublisher(server.url, "room-d", "pub-d"))
+    await sub.wait_frames(10)
+    victim = await pool.registry.placement("room-d")
+    assert victim is not None
+    pid = pool.pid_of(victim)
+    assert pid is not None
+
+    os.kill(pid, signal.SIGTERM)
+
+    # Handed over while the worker still forwards, then the worker exits and is replaced.
+    await sub.wait_frames(5, generation=1)
+    assert len(sub.reconnects_at) == 1 and len(pub.reconnects_at) == 1
+    assert await pool.registry.placement("room-d") not in (None, victim)
+    await eventually(lambda: len(pool.worker_ids()) == 2 and victim not in pool.worker_ids())
