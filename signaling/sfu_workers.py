@@ -244,7 +244,10 @@ class WorkerPool:
                 await self._handle({"m": payload})
         elif tag == EMIT:
             peer, message = parse_emit(payload)
-            await self._deliver(peer, message)
+            try:
+                await self._deliver(peer, message)
+            except Exception:  # boundary: one undeliverable message must not cut the worker off
+                log.exception("SFU worker %s: %s for %s not delivered", worker.node_id, message.get("type"), peer)
         elif tag == LOAD:
             self.registry.update(worker.node_id, load=float(payload))
         elif tag == DRAIN:
