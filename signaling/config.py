@@ -176,7 +176,9 @@ class IceConfig:
 class ClusterConfig:
     """Timings and bounds of a Redis cluster: node registry, SFU nodes and their RPC streams.
 
-    Only read with ``redis_url`` set. Failover time after an SFU node dies is about
+    Read with ``redis_url`` set; with ``sfu_workers`` > 0, ``sfu_capacity`` (rooms per worker),
+    ``rpc_timeout``, ``failover_interval`` and ``lane_size`` apply to the workers too. Failover
+    time after an SFU node dies is about
     ``node_ttl + failover_interval`` (detection) plus one media renegotiation.
     """
 
