@@ -395,6 +395,8 @@ class Child:
             elif message[0] == "result":
                 _, call_id, value, error = message
                 future = self._pending.pop(call_id)
+                if future.done():
+                    continue  # the caller gave up (timeout) before the answer came
                 if error:
                     future.set_exception(RuntimeError(f"{self.role}: {error}"))
                 else:

@@ -46,6 +46,9 @@ from bench.sfu import (  # noqa: E402 - after the path setup, as bench/sfu.py do
     serve,
 )
 
+#: Subscribers per room joined at a time.
+BATCH = 10
+
 
 def workers_child_main(role: str, conn: Conn, *args: Any) -> None:
     from sfu import aiortc_hooks
@@ -138,18 +141,24 @@ async def run(ctx: Any, workers: int, rooms: int, subscribers: int, window: floa
             await remote.join(room, peer, subscribe=False)
             sdp = await remote.publish(room, peer, await pubs.call("offer", peer))
             await pubs.call("answer", peer, sdp)
-        for room in names:
-            for i in range(subscribers):
-                peer = f"sub-{room}-{i}"
-                room_of[peer] = room
-                await remote.join(room, peer)
-        everyone = [p for p in room_of if p.startswith("sub-")]
-        async with asyncio.timeout(60 + len(everyone)):
-            while True:
-                snap = await subs.call("snapshot")
-                if all(snap.get(p, (0, 0, 0))[0] > 10 for p in everyone):
-                    break
-                await asyncio.sleep(0.5)
+        everyone: list[str] = []
+        for first in range(0, subscribers, BATCH):
+            # In batches, each receiving before the next joins: a loaded load generator answers
+            # a few offers at a time, not a hundred.
+            batch = []
+            for room in names:
+                for i in range(first, min(first + BATCH, subscribers)):
+                    peer = f"sub-{room}-{i}"
+                    room_of[peer] = room
+                    batch.append(peer)
+                    await remote.join(room, peer)
+            everyone += batch
+            async with asyncio.timeout(60 + 2 * len(batch)):
+                while True:
+                    snap = await subs.call("snapshot")
+                    if all(snap.get(p, (0, 0, 0))[0] > 10 for p in batch):
+                        break
+                    await asyncio.sleep(0.5)
         placement = {room: await pool.registry.placement(room) for room in names}
         pids = {node: pool.pid_of(node) for node in pool.worker_ids()}
         cpu0 = {node: cpu_seconds(pid) for node, pid in pids.items() if pid}
