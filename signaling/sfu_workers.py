@@ -321,8 +321,13 @@ class SfuWorker:
 
     def emit(self, participant: str, message: dict[str, Any]) -> None:
         """The SFU's synchronous ``emit``: one frame, stamped with this worker's id."""
-        if not self._write(emit_frame(participant, {**message, VIA: self.node_id})):
-            self.dropped += 1
+        if self._write(emit_frame(participant, {**message, VIA: self.node_id})):
+            return
+        self.dropped += 1
+        if self._writer.is_closing():
+            # The serve process closed the link (shutdown): the SFU's last words go nowhere.
+            log.debug("sfu worker %s: link closed, %s for %s dropped", self.node_id, message.get("type"), participant)
+        else:
             log.error("sfu worker %s: link stuck, %s for %s dropped", self.node_id, message.get("type"), participant)
 
     async def _reply(self, request: Request, reply: Reply) -> None:
