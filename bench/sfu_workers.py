@@ -3,8 +3,8 @@
     python bench/sfu_workers.py            # about a minute, loopback only, stops by itself
 
 The media side of ``switchboard serve --sfu-workers N`` runs here as the serve process runs it:
-a :class:`signaling.sfu_workers.WorkerPool` of N worker processes and the
-:class:`signaling.remote_media.RemoteMedia` port over it (placement by the cluster's policy,
+a :class:`signaling.server.sfu_workers.WorkerPool` of N worker processes and the
+:class:`signaling.cluster.remote_media.RemoteMedia` port over it (placement by the cluster's policy,
 the SFU RPC messages over Unix sockets). Other processes, spawned here:
 
 * one publisher process with one aiortc publisher per room (generated 320x240@30 VP8);
@@ -95,10 +95,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def run(ctx: Any, workers: int, rooms: int, subscribers: int, window: float) -> dict[str, Any]:
-    from signaling.config import ClusterConfig, IceConfig, ServerConfig
-    from signaling.remote_media import RemoteMedia
-    from signaling.sfu_rpc import VIA
-    from signaling.sfu_workers import WorkerPool
+    from signaling.cluster.remote_media import RemoteMedia
+    from signaling.core.config import ClusterConfig, IceConfig, ServerConfig
+    from signaling.core.sfu_rpc import VIA
+    from signaling.server.sfu_workers import WorkerPool
 
     config = ServerConfig(
         node_id="bench", sfu_workers=workers,

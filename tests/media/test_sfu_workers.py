@@ -14,7 +14,7 @@ import signal
 
 import pytest
 
-from signaling.server import SFU_WORKERS
+from signaling.server.app import SFU_WORKERS
 from tests.cluster.media_peers import FailoverPublisher, FailoverSubscriber
 from tests.conftest import eventually
 from tests.media.conftest import MediaServerFactory, Peers

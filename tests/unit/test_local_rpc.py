@@ -1,11 +1,12 @@
-"""The SFU workers' placement and link frames (signaling.local_rpc): pure, no process, no socket."""
+"""The SFU workers' placement and link frames (signaling.server.local_rpc): pure, no process, no socket."""
 
 from __future__ import annotations
 
 import pytest
 
-from signaling.backend.registry import NodeInfo
-from signaling.local_rpc import (
+from signaling.cluster.registry import NodeInfo
+from signaling.core.sfu_rpc import Request
+from signaling.server.local_rpc import (
     EMIT,
     REQUEST,
     FrameError,
@@ -15,7 +16,6 @@ from signaling.local_rpc import (
     parse,
     parse_emit,
 )
-from signaling.sfu_rpc import Request
 
 
 def worker(node_id: str, capacity: int = 10, **kwargs: object) -> NodeInfo:
