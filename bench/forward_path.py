@@ -138,7 +138,7 @@ class Harness:
         await far.setLocalDescription(await far.createAnswer())
         await sfu.setRemoteDescription(far.localDescription)
         async with asyncio.timeout(60):
-            while len(track._slots) < self.n:  # every slot attached (PublishedTrack.subscriber_count is gone)
+            while int(track.stats()["subscribers"]) < self.n:  # type: ignore[call-overload]
                 await asyncio.sleep(0.05)
         if self.slow:
             for slot in self.slots:

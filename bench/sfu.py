@@ -78,6 +78,11 @@ def child_main(role: str, conn: Conn, *args: Any) -> None:
     asyncio.run(runner(conn, *args) if runner else run_subscribers(conn, *args))
 
 
+def load_average() -> str:
+    """The 1-minute load average, printed next to every figure (a shared 2-core machine)."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
 async def serve(channel: Channel, handlers: dict[str, Callable[..., Awaitable[Any]]]) -> None:
     """Answer ("call", id, name, args) messages until ("quit",)."""
     while True:
@@ -173,14 +178,24 @@ async def run_relay(conn: Conn) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-async def run_publisher(conn: Conn) -> None:
+async def run_publisher(conn: Conn, audio: bool = False) -> None:
     from aiortc import RTCPeerConnection, RTCSessionDescription
-    from sfu_testpeers import PatternVideoTrack, client_configuration, force_codec
+    from sfu_testpeers import (
+        CountingAudioTrack,
+        PatternVideoTrack,
+        client_configuration,
+        force_codec,
+    )
 
     channel = Channel(conn)
     pc = RTCPeerConnection(client_configuration())
-    track = PatternVideoTrack(WIDTH, HEIGHT)
-    force_codec(pc.addTransceiver(track, "sendonly"), "video", "VP8")
+    if audio:
+        # Opus, 20 ms frames: 50 packets/s, what an audio-only participant sends.
+        sound = CountingAudioTrack()
+        force_codec(pc.addTransceiver(sound, "sendonly"), "audio", "opus")
+    else:
+        track = PatternVideoTrack(WIDTH, HEIGHT)
+        force_codec(pc.addTransceiver(track, "sendonly"), "video", "VP8")
 
     async def offer() -> str:
         await pc.setLocalDescription(await pc.createOffer())
@@ -190,7 +205,7 @@ async def run_publisher(conn: Conn) -> None:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
 
     async def frames() -> int:
-        return len(track.sent_at)
+        return sound.frames_sent if audio else len(track.sent_at)
 
     await serve(channel, {"offer": offer, "answer": answer, "frames": frames})
     await pc.close()
@@ -199,7 +214,9 @@ async def run_publisher(conn: Conn) -> None:
 class Counter:
     """Receiver events of a non-decoding subscriber: frames, packets, losses."""
 
-    def __init__(self) -> None:
+    def __init__(self, audio: bool = False) -> None:
+        #: Audio: every packet is a frame (20 ms of Opus); video: a marker bit ends a frame.
+        self.audio = audio
         self.packets = 0
         self.frames = 0
         self.seqs: set[int] = set()
@@ -212,7 +229,7 @@ class Counter:
             return  # RTX: repairs are counted by the SFU
         self.packets += 1
         self.seqs.add(packet.sequence_number)
-        if packet.marker:
+        if packet.marker or self.audio:
             self.frames += 1
 
     def on_receiver_started(self, info: Any) -> None:
@@ -234,7 +251,66 @@ class Counter:
         return self.frames, self.packets, lost
 
 
-async def run_subscribers(conn: Conn) -> None:
+class HeaderCounter:
+    """What a *light* subscriber counts: the plain RTP header of each SRTP packet, nothing else.
+
+    The capacity sweep's subscribers all live in one process on a 2-core machine; aiortc's full
+    receive path (RTP parse, receiver, NACK generator) costs that process more per packet than the
+    SFU spends forwarding it, so the load generator, not the SFU, would stop the sweep. A light
+    subscriber still does ICE (consent checks included), DTLS and SRTP unprotect, then reads the
+    sequence number, payload type and marker bit; it sends no receiver reports, NACKs or REMB,
+    so the SFU's per-subscriber RTCP work is absent from these figures.
+    """
+
+    __slots__ = ("audio", "first", "frames", "highest", "media_type", "packets")
+
+    def __init__(self, audio: bool) -> None:
+        self.audio = audio
+        self.packets = 0
+        self.frames = 0
+        self.media_type: int | None = None
+        self.first: int | None = None
+        self.highest = 0
+
+    def on_rtp_bytes(self, data: bytes) -> None:
+        second = data[1]
+        payload_type = second & 0x7F
+        if self.media_type is None:
+            self.media_type = payload_type
+        if payload_type != self.media_type:
+            return  # RTX
+        self.packets += 1
+        if second & 0x80 or self.audio:
+            self.frames += 1
+        seq = (data[2] << 8) | data[3]
+        if self.first is None:
+            self.first = self.highest = seq
+            return
+        delta = (seq - self.highest) & 0xFFFF
+        if delta < 0x8000:
+            self.highest += delta
+
+    def snapshot(self) -> tuple[int, int, int]:
+        lost = 0 if self.first is None else max(0, self.highest - self.first + 1 - self.packets)
+        return self.frames, self.packets, lost
+
+
+def light_taps() -> dict[int, HeaderCounter]:
+    """Route every RTP packet this process receives to a :class:`HeaderCounter` (bench only)."""
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    taps: dict[int, HeaderCounter] = {}
+
+    async def handle(self: Any, data: bytes, arrival_time_ms: int) -> None:
+        counter = taps.get(id(self))
+        if counter is not None:
+            counter.on_rtp_bytes(data)
+
+    RTCDtlsTransport._handle_rtp_data = handle  # type: ignore[method-assign]
+    return taps
+
+
+async def run_subscribers(conn: Conn, audio: bool = False, light: bool = False) -> None:
     from aiortc import RTCPeerConnection, RTCSessionDescription
     from sfu_testpeers import client_configuration
 
@@ -242,24 +318,31 @@ async def run_subscribers(conn: Conn) -> None:
 
     channel = Channel(conn)
     pcs: dict[str, RTCPeerConnection] = {}
-    counters: dict[str, Counter] = {}
+    counters: dict[str, Counter | HeaderCounter] = {}
     probe = TranscodingProbe()
+    taps = light_taps() if light else {}
 
     def new_peer(peer: str) -> RTCPeerConnection:
         pc = RTCPeerConnection(client_configuration())
-        counter = counters[peer] = Counter()
+        counter = counters[peer] = HeaderCounter(audio) if light else Counter(audio)
 
         @pc.on("track")
         def on_track(track: Any) -> None:
             receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
-            ReceiverTap(receiver, counter, probe)
+            if isinstance(counter, HeaderCounter):
+                taps[id(receiver.transport)] = counter
+            else:
+                ReceiverTap(receiver, counter, probe)
 
         return pc
 
     async def deliver(peer: str, message: dict[str, Any]) -> str | None:
         if message["type"] != "subscriber-offer":
             return None
-        pc = pcs.get(peer) or pcs.setdefault(peer, new_peer(peer))
+        pc = pcs.get(peer)
+        if pc is None or pc.signalingState == "closed":
+            # A first offer, or the SFU reset this subscriber's connection: a fresh one.
+            pc = pcs[peer] = new_peer(peer)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         return str(pc.localDescription.sdp)
@@ -280,10 +363,10 @@ async def run_subscribers(conn: Conn) -> None:
 class Child:
     """A spawned process and its request/response channel."""
 
-    def __init__(self, ctx: Any, role: str) -> None:
+    def __init__(self, ctx: Any, role: str, *args: Any, main: Callable[..., None] | None = None) -> None:
         parent, child = ctx.Pipe()
         self.role = role
-        self.process = ctx.Process(target=child_main, args=(role, child), daemon=True)
+        self.process = ctx.Process(target=main or child_main, args=(role, child, *args), daemon=True)
         self.process.start()
         child.close()
         self.conn: Conn = parent
@@ -312,6 +395,8 @@ class Child:
             elif message[0] == "result":
                 _, call_id, value, error = message
                 future = self._pending.pop(call_id)
+                if future.done():
+                    continue  # the caller gave up (timeout) before the answer came
                 if error:
                     future.set_exception(RuntimeError(f"{self.role}: {error}"))
                 else:
@@ -339,10 +424,12 @@ class Child:
 class Setup:
     """One SFU (forwarder or relay), one publisher, a growing set of subscribers."""
 
-    def __init__(self, ctx: Any, mode: str, tasks: set[asyncio.Task[None]]) -> None:
+    def __init__(
+        self, ctx: Any, mode: str, tasks: set[asyncio.Task[None]], audio: bool = False, light: bool = False
+    ) -> None:
         self.sfu = Child(ctx, mode)
-        self.publisher = Child(ctx, "pub")
-        self.subscribers = Child(ctx, "subs")
+        self.publisher = Child(ctx, "pub", audio)
+        self.subscribers = Child(ctx, "subs", audio, light)
         self.children = [self.sfu, self.publisher, self.subscribers]
         self.count = 0
         self._tasks = tasks
@@ -364,9 +451,12 @@ class Setup:
         task.add_done_callback(self._answers.discard)
 
     async def _deliver(self, peer: str, message: dict[str, Any]) -> None:
-        answer = await self.subscribers.call("deliver", peer, message)
-        if answer is not None:
-            await self.sfu.call("answer", peer, answer)
+        try:
+            answer = await self.subscribers.call("deliver", peer, message)
+            if answer is not None:
+                await self.sfu.call("answer", peer, answer)
+        except (RuntimeError, TimeoutError) as exc:
+            print(f"  {peer}: offer/answer failed: {exc}", flush=True)
 
     async def grow(self, total: int) -> None:
         """Add subscribers up to ``total`` and wait until each receives frames."""
@@ -378,7 +468,7 @@ class Setup:
             await until(
                 lambda: self.subscribers.call("snapshot"),
                 lambda snap: all(snap.get(p, (0, 0, 0))[0] > 10 for p in new),
-                60,
+                60 + len(new),
             )
 
     async def measure(self, seconds: float) -> dict[str, Any]:
@@ -402,6 +492,7 @@ class Setup:
             "lost": sum(subs1[p][2] for p in subs1),
             "delay": sfu1["delay"],
             "transcoding": sfu1["transcoding"],
+            "load": load_average(),
         }
 
     async def _sample(self) -> tuple[int, dict[str, Any], dict[str, Any]]:
@@ -439,7 +530,7 @@ def line(row: dict[str, Any]) -> str:
     delay = row["delay"]
     delays = f"  delay p50/p99 {delay['p50']}/{delay['p99']} us" if "p50" in delay else ""
     return (
-        f"  {row['subscribers']:>3} subs  cpu {row['cpu_percent']:6.1f} %  "
+        f"  {row['subscribers']:>3} subs  load {row['load']}  cpu {row['cpu_percent']:6.1f} %  "
         f"pub {row['publisher_fps']:5.1f} fps  sub {row['subscriber_fps_mean']:5.1f} fps "
         f"(min {row['subscriber_fps_min']:5.1f})  {row['packets_per_subscriber_s']:5.1f} pkt/s/sub  "
         f"lost {row['lost']}{delays}"
@@ -447,10 +538,16 @@ def line(row: dict[str, Any]) -> str:
 
 
 async def phase(
-    ctx: Any, mode: str, steps: list[int], window: float, stop_when_degraded: bool = False
+    ctx: Any,
+    mode: str,
+    steps: list[int],
+    window: float,
+    stop_when_degraded: bool = False,
+    audio: bool = False,
+    light: bool = False,
 ) -> list[dict[str, Any]]:
     tasks: set[asyncio.Task[None]] = set()
-    setup = Setup(ctx, mode, tasks)
+    setup = Setup(ctx, mode, tasks, audio, light)
     rows: list[dict[str, Any]] = []
     try:
         await setup.start()
@@ -459,10 +556,13 @@ async def phase(
             row = await setup.measure(window)
             rows.append(row)
             print(line(row), flush=True)
-            degraded = row["subscriber_fps_min"] < 0.9 * row["publisher_fps"]
+            degraded = row["subscribers"] > 0 and row["subscriber_fps_min"] < 0.9 * row["publisher_fps"]
             if stop_when_degraded and degraded:
                 print("  frame rate dropped below 90 % of the publisher's: stopping", flush=True)
                 break
+    except TimeoutError:
+        # A step whose subscribers never all got media: the load generator or the SFU gave up.
+        print(f"  step of {setup.count} subscribers not reached in time: stopping", flush=True)
     finally:
         setup.stop()
         for task in tasks:
@@ -488,6 +588,10 @@ def measure_floor() -> float:
         return statistics.median(runs)
     finally:
         sink.close()
+
+
+#: Subscriber counts of the capacity sweep (stopped early when the frame rate drops).
+CAPACITY_STEPS = (10, 20, 40, 60, 80, 100, 150, 200, 250, 300)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -522,8 +626,26 @@ async def main(args: argparse.Namespace) -> None:
         if relay:
             print(f"MediaRelay / forwarder: {rel / fwd:.1f}x" if fwd > 0 else "forwarder: ~0")
         print(f"capacity (forwarder, up to {args.max_subscribers} subscribers):", flush=True)
-        steps = [n for n in (10, 20, 30, 40, 60, 80) if n <= args.max_subscribers]
+        steps = [n for n in CAPACITY_STEPS if n <= args.max_subscribers]
         await phase(ctx, "forward", steps, args.window, stop_when_degraded=True)
+
+
+async def capacity(args: argparse.Namespace) -> None:
+    """Only the capacity sweep (``--capacity-only``), video or audio-only (``--audio``)."""
+    ctx = multiprocessing.get_context("spawn")
+    kind = "Opus audio-only, 50 packets/s" if args.audio else f"{WIDTH}x{HEIGHT}@30 VP8"
+    print(f"SFU capacity sweep: {kind}, loopback, {os.cpu_count()} CPUs, load {load_average()}")
+    steps = [n for n in CAPACITY_STEPS if n <= args.max_subscribers]
+    async with asyncio.timeout(args.deadline):
+        rows = await phase(ctx, "forward", [0, *steps], args.window, True, args.audio, args.light)
+    per = slope([(r["subscribers"], r["cpu_percent"]) for r in rows])
+    pps = statistics.mean(r["packets_per_subscriber_s"] for r in rows if r["subscribers"]) if rows[1:] else 0.0
+    if per > 0 and pps:
+        print(
+            f"CPU per added subscriber {per:.3f} % of a core ({pps:.0f} packets/s each): "
+            f"{100 / per:.0f} forwarded streams per core by the slope, "
+            f"{per / 100 * 1e6 / pps:.1f} us per forwarded packet"
+        )
 
 
 if __name__ == "__main__":
@@ -534,8 +656,19 @@ if __name__ == "__main__":
         "--no-relay", dest="relay", action="store_false", help="skip the MediaRelay phase"
     )
     parser.add_argument("--deadline", type=float, default=480.0, help="seconds before giving up")
+    parser.add_argument(
+        "--capacity-only", action="store_true", help="run only the capacity sweep (0 to --max-subscribers)"
+    )
+    parser.add_argument(
+        "--audio", action="store_true", help="capacity sweep with an audio-only publisher (Opus, 50 pkt/s)"
+    )
+    parser.add_argument(
+        "--full-subscribers", dest="light", action="store_false",
+        help="capacity sweep: subscribers run aiortc's whole receive path (default: light, see HeaderCounter)",
+    )
     try:
-        asyncio.run(main(parser.parse_args()))
+        options = parser.parse_args()
+        asyncio.run(capacity(options) if options.capacity_only or options.audio else main(options))
     except TimeoutError:
         traceback.print_exc()
         sys.exit("benchmark exceeded its deadline")

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import aioice.candidate as _aioice_candidate
 import aioice.ice as _aioice_ice
 import aioice.stun as _aioice_stun
+import pylibsrtp as _pylibsrtp
 from aioice import Candidate as _Candidate
 from aiortc import (
     RTCDtlsTransport,
@@ -297,6 +298,55 @@ _SENDER_ATTRS = (
     "_RTCRtpSender__octet_count",
     "_RTCRtpSender__packet_count",
 )
+
+
+class DirectProtect:
+    """``pylibsrtp.Session.protect`` of one session, minus its per-call wrapper work.
+
+    pylibsrtp's ``protect`` checks the type, allocates an ``int *`` with cffi, copies the packet
+    into the session's buffer, calls ``srtp_protect``, checks the status through a helper and
+    slices the result out: about as much Python time as libsrtp's own AES/HMAC work (see
+    docs/benchmarks.md). Here the ``int *`` is allocated once and the same three steps (copy in,
+    ``srtp_protect`` on the session's own context and buffer, copy out) run inline. Built by
+    :meth:`of`, which returns None unless the session has the shape this was written against;
+    ``tests/sfu/test_direct_protect.py`` checks it produces pylibsrtp's bytes exactly.
+    """
+
+    __slots__ = ("_buffer", "_cdata", "_length", "_limit", "_session", "_srtp")
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self._srtp = session._srtp[0]
+        self._cdata = session._cdata
+        self._buffer = session._buffer
+        self._length = _srtp_ffi.new("int *")
+        #: Longer packets go through pylibsrtp (which refuses them): the trailer must fit.
+        self._limit = len(session._cdata) - _pylibsrtp.SRTP_MAX_TRAILER_LEN
+
+    @classmethod
+    def of(cls, session: Any) -> DirectProtect | None:
+        if not all(hasattr(session, n) for n in ("_srtp", "_cdata", "_buffer")):
+            return None
+        try:
+            return cls(session)
+        except (TypeError, IndexError, AttributeError):
+            return None
+
+    def protect(self, data: bytes) -> bytes:
+        size = len(data)
+        if size > self._limit:
+            return self._session.protect(data)  # type: ignore[no-any-return]
+        self._buffer[0:size] = data
+        length = self._length
+        length[0] = size
+        status = _srtp_protect(self._srtp, self._cdata, length)
+        if status:
+            raise _pylibsrtp.Error(f"srtp_protect failed with status {status}")
+        return self._buffer[0 : length[0]]  # type: ignore[no-any-return]
+
+
+_srtp_ffi: Any = _pylibsrtp._binding.ffi
+_srtp_protect: Any = _pylibsrtp._binding.lib.srtp_protect
 
 
 def _require(obj: object, names: tuple[str, ...]) -> None:
@@ -643,13 +693,19 @@ class SenderPort:
     """
 
     __slots__ = (
+        "_addr",
         "_dtls",
         "_ext_map",
         "_history",
         "_nominated",
+        "_pair",
+        "_protect",
+        "_protect_session",
+        "_raw_sendto",
         "_send_rtp",
         "_sender",
         "_templates",
+        "_transport",
         "clock_rate",
         "codec",
         "mid",
@@ -675,6 +731,15 @@ class SenderPort:
         _require(dtls.transport._connection, ("_nominated",))
         self._dtls = dtls
         self._nominated: dict[int, Any] = dtls.transport._connection._nominated
+        #: The selected pair last seen, its datagram transport, its socket's ``sendto`` and
+        #: the remote address (refreshed when the pair changes).
+        self._pair: Any = None
+        self._transport: Any = None
+        self._raw_sendto: Callable[[bytes, Any], int] | None = None
+        self._addr: Any = None
+        #: The SRTP session last seen and how to protect with it (refreshed when it changes).
+        self._protect_session: Any = None
+        self._protect: Callable[[bytes], bytes] | None = None
         #: Packets that took the slow path (padding, or a header layout without a template).
         self.slow_sends = 0
         #: (without audio level, with audio level); None where the layout cannot be patched.
@@ -747,8 +812,24 @@ class SenderPort:
             marker, sequence_number, timestamp, abs_send_time, audio_level, payload
         )
         self._history[sequence_number % RTP_HISTORY_SIZE] = data
-        protected = dtls._tx_srtp.protect(data)
-        pair.protocol.transport.sendto(protected, pair.remote_addr)
+        protect = self._protect
+        if dtls._tx_srtp is not self._protect_session or protect is None:
+            protect = self._learn_srtp(dtls._tx_srtp)
+        protected = protect(data)
+        if pair is not self._pair:
+            self._learn_pair(pair)
+        transport = self._transport
+        raw = self._raw_sendto
+        if raw is None or transport.get_write_buffer_size():
+            # Datagrams queued in asyncio's transport go first (order), then this one.
+            transport.sendto(protected, self._addr)
+        else:
+            try:
+                raw(protected, self._addr)
+            except OSError:
+                # Full socket buffer or an error: asyncio's transport queues it or reports
+                # the error to aioice exactly as ``transport.sendto`` always did.
+                transport.sendto(protected, self._addr)
         dtls._RTCDtlsTransport__tx_bytes += len(protected)
         dtls._RTCDtlsTransport__tx_packets += 1
         sender = self._sender
@@ -757,6 +838,24 @@ class SenderPort:
         sender._RTCRtpSender__octet_count += len(payload)
         sender._RTCRtpSender__packet_count += 1
         return len(data)
+
+    def _learn_srtp(self, session: Any) -> Callable[[bytes], bytes]:
+        direct = DirectProtect.of(session)
+        protect: Callable[[bytes], bytes] = direct.protect if direct is not None else session.protect
+        self._protect_session, self._protect = session, protect
+        return protect
+
+    def _learn_pair(self, pair: Any) -> None:
+        """What aioice's ``Connection.send`` would use for ``pair``: its protocol's datagram
+        transport and remote address; plus that transport's socket, written to directly while
+        asyncio has nothing queued for it (asyncio's ``sendto`` checks, then does the same)."""
+        transport = pair.protocol.transport
+        sock = getattr(transport, "_sock", None)
+        self._pair = pair
+        self._transport = transport
+        self._addr = pair.remote_addr
+        peername = transport.get_extra_info("peername") if transport is not None else None
+        self._raw_sendto = sock.sendto if isinstance(sock, socket.socket) and not peername else None
 
     async def send(
         self,

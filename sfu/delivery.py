@@ -1,10 +1,12 @@
-"""Sending one forwarded packet to one subscriber slot: the fast path first, then aiortc's.
+"""Sending one forwarded packet to one simulcast subscriber slot: the fast path first, then aiortc's.
 
-Shared by the single-layer path (:meth:`sfu.forwarding.PublishedTrack._forward`) and the
-simulcast path (:meth:`sfu.layers.SimulcastForwarder.forward`), so both use
-:meth:`~sfu.aiortc_hooks.SenderPort.send_now` (synchronous, no ``RtpPacket``) and fall back to
-:meth:`~sfu.aiortc_hooks.SenderPort.send_slow` only for the packets it declines, and both count
-and detach the same way.
+Used by the simulcast path (:meth:`sfu.layers.SimulcastForwarder.forward`), so it uses
+:meth:`~sfu.aiortc_hooks.SenderPort.send_now` (synchronous, no ``RtpPacket``) and falls back to
+:meth:`~sfu.aiortc_hooks.SenderPort.send_slow` only for the packets it declines. The
+single-layer loop (:meth:`sfu.forwarding.PublishedTrack._forward`) does the same steps inline
+and adds its totals once per packet instead of once per subscriber: that loop is the hot path
+the forwarding benchmarks measure (docs/benchmarks.md), and a call per subscriber there costs
+instructions callgrind counts. Both count, time and detach the same way.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 from redis.asyncio import Redis
 
@@ -43,7 +43,7 @@ from signaling.backend.media import Emit
 from signaling.cluster.connect import make_client
 from signaling.cluster.redis_backend import stream_id
 from signaling.cluster.redis_io import bounded
-from signaling.cluster.registry import NodeRegistry
+from signaling.cluster.registry import NodeInfo, NodeKind, NodeRegistry
 from signaling.core import protocol
 from signaling.core.backoff import Backoff
 from signaling.core.sfu_rpc import (
@@ -166,6 +166,93 @@ class StreamReader:
                     await self._handle(fields)
 
 
+# -- what the port needs from a cluster: placement and a request transport -------------------------
+
+
+class Placement(Protocol):
+    """Room -> SFU node placement, as :class:`RemoteMedia` uses it: :class:`NodeRegistry` in a
+    cluster (Redis), :class:`signaling.server.local_rpc.LocalRegistry` for the SFU worker processes of
+    one ``switchboard serve --sfu-workers N``. Both choose with ``registry.choose_node``."""
+
+    async def place(self, room: str, *, away_from: str | None = None) -> str | None: ...
+    async def placement(self, room: str) -> str | None: ...
+    async def nodes(self, kind: NodeKind | None = None) -> list[NodeInfo]: ...
+    async def release(self, room: str) -> str | None: ...
+    async def close(self, *, deregister: bool = True) -> None: ...
+
+
+#: Handles one reply entry (``{"m": <Reply JSON>}``).
+ReplyHandler = Callable[[dict[str, str]], Awaitable[None]]
+
+
+class RpcTransport(Protocol):
+    """How encoded :class:`~signaling.core.sfu_rpc.Request` s reach an SFU node and encoded
+    :class:`~signaling.core.sfu_rpc.Reply` s come back: Redis Streams (:class:`RedisRpc`) or the Unix
+    sockets of local SFU workers (:class:`signaling.server.sfu_workers.WorkerPool`)."""
+
+    async def prepare(self, handle: ReplyHandler) -> None:
+        """Get ready to deliver replies to ``handle`` (before the first request)."""
+
+    async def run(self) -> None:
+        """Deliver replies until :meth:`stop` (the port owns the task running it)."""
+
+    def stop(self) -> None: ...
+
+    async def send(self, node: str, payload: str, *, what: str) -> None:
+        """Hand one request to ``node``; :class:`BackendUnavailable` if it cannot be sent. Never
+        retried by the caller: a request sent twice would run twice."""
+
+    async def close(self) -> None: ...
+
+
+class RedisRpc:
+    """:class:`RpcTransport` over Redis Streams: one request stream per SFU node, one reply stream
+    per signaling node (see :mod:`signaling.core.sfu_rpc`)."""
+
+    def __init__(
+        self, url: str, *, node_id: str, key_prefix: str, stream_maxlen: int, stream_ttl: float, op_timeout: float, block: float
+    ) -> None:
+        self.node_id = node_id
+        self.prefix = key_prefix
+        self.stream_maxlen = stream_maxlen
+        self.stream_ttl = stream_ttl
+        self.op_timeout = op_timeout
+        self._block = block
+        self._redis = make_client(url, op_timeout=op_timeout)
+        self._reader_redis = make_client(url, op_timeout=op_timeout, read_timeout=block + op_timeout, max_connections=1)
+        self._reader: StreamReader | None = None
+
+    async def prepare(self, handle: ReplyHandler) -> None:
+        self._reader = StreamReader(
+            self._reader_redis, reply_stream(self.prefix, self.node_id), handle, block=self._block, op_timeout=self.op_timeout
+        )
+        try:
+            # Position the reader now, so a reply to the first request cannot be skipped.
+            await self._reader.sync_position()
+        except BackendUnavailable:
+            # Read from the start once Redis is back: old replies match no request of this
+            # incarnation and are dropped, and none of ours can be skipped.
+            self._reader.read_from_start()
+
+    async def run(self) -> None:
+        assert self._reader is not None, "prepare first"
+        await self._reader.run()
+
+    def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.stop()
+
+    async def send(self, node: str, payload: str, *, what: str) -> None:
+        await append(
+            self._redis, request_stream(self.prefix, node), payload,
+            maxlen=self.stream_maxlen, ttl=self.stream_ttl, op_timeout=self.op_timeout, what=what,
+        )
+
+    async def close(self) -> None:
+        await self._reader_redis.aclose()
+        await self._redis.aclose()
+
+
 # -- failover decision (pure) ----------------------------------------------------------------------
 
 
@@ -243,12 +330,17 @@ class RemoteMedia:
     Owns two Redis clients (calls; the reader's blocking connection), a placement-only
     :class:`NodeRegistry` (it never registers: the hub registers the node), a reader task and a
     watcher task. Call :meth:`start` before the first call and :meth:`close` at the end.
+
+    Without a URL it runs over a given ``registry`` and ``transport`` instead (local SFU worker
+    processes, :mod:`signaling.server.sfu_workers`): same placement policy, same messages, same failover.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | None,
         *,
+        registry: Placement | None = None,
+        transport: RpcTransport | None = None,
         node_id: str,
         emit: Emit,
         key_prefix: str = "sb:",
@@ -287,14 +379,19 @@ class RemoteMedia:
         self.close_timeout = close_timeout
         self._emit = emit
         self._room_members = room_members
-        self._registry = NodeRegistry(
-            url, key_prefix=key_prefix, heartbeat_interval=heartbeat_interval, ttl=node_ttl, op_timeout=op_timeout
-        )
-        self._redis = make_client(url, op_timeout=op_timeout)
-        self._reader_redis = make_client(url, op_timeout=op_timeout, read_timeout=block + op_timeout, max_connections=1)
-        self._reader = StreamReader(
-            self._reader_redis, reply_stream(key_prefix, node_id), self._on_reply, block=block, op_timeout=op_timeout
-        )
+        if url is None:
+            if registry is None or transport is None:
+                raise ValueError("remote media without a Redis URL needs a registry and a transport")
+        else:
+            registry = registry or NodeRegistry(
+                url, key_prefix=key_prefix, heartbeat_interval=heartbeat_interval, ttl=node_ttl, op_timeout=op_timeout
+            )
+            transport = transport or RedisRpc(
+                url, node_id=node_id, key_prefix=key_prefix, stream_maxlen=stream_maxlen, stream_ttl=stream_ttl,
+                op_timeout=op_timeout, block=block,
+            )
+        self._registry: Placement = registry
+        self._transport: RpcTransport = transport
         self._tasks = TaskRegistry("remote-media", OwnerKind.CLUSTER)
         self._rooms: dict[str, _Room] = {}
         self._pending: dict[str, _Pending] = {}
@@ -317,14 +414,8 @@ class RemoteMedia:
         if self._started:
             return
         self._started = True
-        try:
-            # Position the reader now, so a reply to the first request cannot be skipped.
-            await self._reader.sync_position()
-        except BackendUnavailable:
-            # Read from the start once Redis is back: old replies match no request of this
-            # incarnation and are dropped, and none of ours can be skipped.
-            self._reader.read_from_start()
-        self._tasks.spawn(self._reader.run(), name=f"sfu-replies:{self.node_id}")
+        await self._transport.prepare(self._on_reply)
+        self._tasks.spawn(self._transport.run(), name=f"sfu-replies:{self.node_id}")
         self._tasks.spawn(self._watch(), name=f"sfu-failover:{self.node_id}")
 
     async def close(self) -> None:
@@ -332,7 +423,7 @@ class RemoteMedia:
         if self._closed:
             return
         self._closed = True
-        self._reader.stop()
+        self._transport.stop()
         await self._tasks.close()
         for pending in list(self._pending.values()):
             self._fail(pending, "this node is closing")
@@ -340,8 +431,7 @@ class RemoteMedia:
         try:
             async with asyncio.timeout(self.close_timeout):
                 await self._registry.close(deregister=False)
-                await self._reader_redis.aclose()
-                await self._redis.aclose()
+                await self._transport.close()
         except TimeoutError:
             log.warning("remote media: closing the redis connections took over %.1fs", self.close_timeout)
 
@@ -676,10 +766,7 @@ class RemoteMedia:
         pending = _Pending(request.id, node, room, loop.create_future(), loop.time() + self.rpc_timeout)
         self._pending[request.id] = pending
         try:
-            await append(
-                self._redis, request_stream(self.prefix, node), request.encode(),
-                maxlen=self.stream_maxlen, ttl=self.stream_ttl, op_timeout=self.op_timeout, what=f"sfu {op}",
-            )
+            await self._transport.send(node, request.encode(), what=f"sfu {op}")
         except BackendUnavailable as exc:
             self._pending.pop(request.id, None)
             raise RemoteMediaError(SFU_UNAVAILABLE, f"{op}: request to SFU node {node} not sent: {exc}") from exc
@@ -703,10 +790,7 @@ class RemoteMedia:
         """Append a request nobody waits for; a failure is only logged (bookkeeping)."""
         request = self._request(op, room, participant, {}, reply=False)
         try:
-            await append(
-                self._redis, request_stream(self.prefix, node), request.encode(),
-                maxlen=self.stream_maxlen, ttl=self.stream_ttl, op_timeout=self.op_timeout, what=f"sfu {op}",
-            )
+            await self._transport.send(node, request.encode(), what=f"sfu {op}")
         except BackendUnavailable as exc:
             log.warning("room %s: %s of %s not sent to SFU node %s: %s", room, op, participant, node, exc)
 

@@ -176,7 +176,9 @@ class IceConfig:
 class ClusterConfig:
     """Timings and bounds of a Redis cluster: node registry, SFU nodes and their RPC streams.
 
-    Only read with ``redis_url`` set. Failover time after an SFU node dies is about
+    Read with ``redis_url`` set; with ``sfu_workers`` > 0, ``sfu_capacity`` (rooms per worker),
+    ``rpc_timeout``, ``failover_interval`` and ``lane_size`` apply to the workers too. Failover
+    time after an SFU node dies is about
     ``node_ttl + failover_interval`` (detection) plus one media renegotiation.
     """
 
@@ -238,6 +240,10 @@ class ServerConfig:
     drain_reconnect_delay_ms: int = 0
     #: Serve the bundled SFU in this process.
     sfu: bool = True
+    #: SFU worker processes of an embedded node (``--sfu-workers N``): 0 runs the SFU inside the
+    #: serve process; N > 0 starts N worker processes (one per core) and places rooms on them
+    #: with the cluster's placement code, no Redis needed (``signaling.server.sfu_workers``).
+    sfu_workers: int = 0
     #: Redis URL: this node joins a cluster (state and message bus in Redis). None: memory.
     redis_url: str | None = None
     #: Prefix of every Redis key of this cluster (several clusters can share one Redis).

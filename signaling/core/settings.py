@@ -237,6 +237,13 @@ def validate(config: ServerConfig) -> None:
     )
     if config.ice.announce_ip and len(config.ice.host_addresses) != 1:
         problems.append("ice.announce_ip: needs exactly one ice.host_addresses entry (the address it stands for)")
+    if config.sfu_workers < 0:
+        problems.append(f"sfu_workers: must be 0 (SFU in the serve process) or more (--sfu-workers or {env_name('sfu_workers')})")
+    elif config.sfu_workers and config.redis_url:
+        problems.append(
+            f"sfu_workers: not with redis_url (--sfu-workers or {env_name('sfu_workers')}): a cluster node runs no SFU; "
+            "run `switchboard sfu --redis URL` once per core instead"
+        )
     cluster = config.cluster
     if cluster.sfu_capacity < 1:
         problems.append("cluster.sfu_capacity: must be at least 1")

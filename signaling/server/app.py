@@ -38,6 +38,7 @@ from signaling.turn.credentials import check_ice_config, ice_servers
 
 if TYPE_CHECKING:  # loaded only when used: redis-py by cluster nodes
     from signaling.cluster.remote_media import RemoteMedia
+    from signaling.server.sfu_workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ ACCEPTED: web.AppKey[AddressCounter] = web.AppKey("accepted", AddressCounter)
 ADMIN_APP: web.AppKey[web.Application] = web.AppKey("admin_app", web.Application)
 #: Reverse proxies whose X-Forwarded-For is believed (``security.trusted_proxies``).
 TRUSTED_PROXIES: web.AppKey[TrustedProxies] = web.AppKey("trusted_proxies", TrustedProxies)
+#: The SFU worker pool of ``--sfu-workers N`` (absent otherwise): its registry and workers.
+SFU_WORKERS: web.AppKey[WorkerPool] = web.AppKey("sfu_workers")
 
 
 def make_runner(app: web.Application, config: ServerConfig, *, shutdown_timeout: float | None = None) -> web.AppRunner:
@@ -124,10 +127,16 @@ def build_app(
         registry=registry,
     )
     remote: RemoteMedia | None = None
+    pool: WorkerPool | None = None
     if media is None and config.sfu:
         if config.redis_url:
             # A cluster node runs no SFU: media goes to the SFU nodes that hold the rooms.
             hub.media = remote = _remote_media(config, hub)
+            hub.media_current = remote.is_current
+        elif config.sfu_workers:
+            # The same RPC and placement, to SFU worker processes of this node (no Redis).
+            pool, remote = _worker_media(config, hub)
+            hub.media = remote
             hub.media_current = remote.is_current
         else:
             hub.media = _in_process_sfu(config, hub)
@@ -140,17 +149,23 @@ def build_app(
     app[METRICS] = metrics
     app[CONFIG] = config
     app[DRAIN_REQUESTED] = asyncio.Event()
+    if pool is not None:
+        app[SFU_WORKERS] = pool
     sec = config.security
     app[IP_LIMITER] = IpLimiter(sec.max_connections_per_ip, sec.connection_rate_per_ip, sec.connection_burst_per_ip)
     app[TRUSTED_PROXIES] = TrustedProxies(sec.trusted_proxies)
 
     async def on_startup(app: web.Application) -> None:
+        if pool is not None:
+            await pool.start()
         await hub.start()
         if remote is not None:
             await remote.start()
 
     async def on_cleanup(app: web.Application) -> None:
         await hub.close()
+        if pool is not None:
+            await pool.shutdown()
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
@@ -236,6 +251,30 @@ def _remote_media(config: ServerConfig, hub: Hub) -> RemoteMedia:
         node_ttl=cluster.node_ttl,
         close_timeout=config.limits.close_timeout,
     )
+
+
+def _worker_media(config: ServerConfig, hub: Hub) -> tuple[WorkerPool, RemoteMedia]:
+    """Media of an embedded node with ``--sfu-workers N``: the cluster's port over local workers."""
+    from signaling.cluster.remote_media import RemoteMedia
+    from signaling.server.sfu_workers import WorkerPool
+
+    pool = WorkerPool(
+        config, workers=config.sfu_workers, deliver=hub.deliver,
+        log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+    )
+    cluster = config.cluster
+    remote = RemoteMedia(
+        None,
+        registry=pool.registry,
+        transport=pool,
+        node_id=config.node_id,
+        emit=hub.emit_media,
+        room_members=hub.backend.members,
+        rpc_timeout=cluster.rpc_timeout,
+        failover_interval=cluster.failover_interval,
+        close_timeout=config.limits.close_timeout,
+    )
+    return pool, remote
 
 
 def client_address(request: web.Request) -> str:

@@ -80,6 +80,7 @@ _OPTIONS: dict[str, Any] = {
     "token_keys": click.option("--token-key", "token_keys", multiple=True, help="Access-token key as KID:SECRET (repeatable). None: dev mode. Env: SWITCHBOARD_SECURITY_TOKEN_KEYS."),
     "trusted_proxies": click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="CIDR", help="Reverse proxy whose X-Forwarded-For is believed (repeatable; default none). Env: SWITCHBOARD_SECURITY_TRUSTED_PROXIES."),
     "allowed_origins": click.option("--allowed-origin", "allowed_origins", multiple=True, help="Browser origin allowed on /ws (repeatable; default any)."),
+    "sfu_workers": click.option("--sfu-workers", default=None, type=click.IntRange(min=0), help="SFU worker processes (one per core; 0: SFU in this process) [0]. Env: SWITCHBOARD_SFU_WORKERS."),
     "no_sfu": click.option("--no-sfu", is_flag=True, default=None, help="Signaling only: run no SFU in this process (with --redis: no media at all)."),
     "webhook_urls": click.option("--webhook-url", "webhook_urls", multiple=True, help="Webhook receiver URL (repeatable)."),
     "webhook_secret": click.option("--webhook-secret", default=None, help="Webhook signing secret. Env: SWITCHBOARD_WEBHOOKS_SECRET."),
@@ -121,7 +122,7 @@ def _load(params: dict[str, Any], *, defaults: dict[str, Any] | None = None) -> 
         "announce_ip": "ice.announce_ip", "ice_port_range": "ice.port_range", "ice_allow_peers": "ice.allow_peers", "token_keys": "security.token_keys",
         "allowed_origins": "security.allowed_origins", "trusted_proxies": "security.trusted_proxies", "tls_cert": "tls_cert", "tls_key": "tls_key",
         "webhook_urls": "webhooks.urls", "webhook_secret": "webhooks.secret",
-        "capacity": "cluster.sfu_capacity",
+        "capacity": "cluster.sfu_capacity", "sfu_workers": "sfu_workers",
     }
     overrides: dict[str, Any] = {}
     for item in params.pop("sets", ()):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -21,6 +21,8 @@ from tests.media.peers import LOOPBACK, Participant, Publisher, Subscriber
 from tests.turn.conftest import Coturn, free_port, new_secret, run_coturn, settings_for
 
 ADMIN_TOKEN = "media-tests-admin-token"
+
+P = TypeVar("P", bound=Participant)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -73,6 +75,11 @@ class Peers:
         self._started.append(participant)
         await participant.start()
         return participant
+
+    async def start(self, participant: P) -> P:
+        """Start any participant (e.g. the failover-aware ones of tests/cluster/media_peers.py)."""
+        started: P = await self._start(participant)
+        return started
 
     async def publisher(self, server: RunningServer, room: str, name: str, **kwargs: Any) -> Publisher:
         result: Publisher = await self._start(Publisher(server.url, room, name, **kwargs))

@@ -123,6 +123,11 @@ def test_sfu_redis_unreachable() -> None:
     assert_one_line(result, "--redis", "Redis does not answer")
 
 
+def test_sfu_workers_refused_with_redis() -> None:
+    result = run("serve", "--port", str(free_port()), "--sfu-workers", "2", "--redis", "redis://127.0.0.1:6379/0")
+    assert_one_line(result, "sfu_workers", "--sfu-workers", "SWITCHBOARD_SFU_WORKERS", "switchboard sfu")
+
+
 def test_sfu_needs_redis() -> None:
     assert_one_line(run("sfu", "--port", str(free_port())), "--redis", "SWITCHBOARD_REDIS_URL")
 

@@ -12,12 +12,14 @@ import asyncio
 import random
 from typing import Any
 
+import pylibsrtp
+import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtcrtpsender import RTP_HISTORY_SIZE
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
-from sfu.aiortc_hooks import ReceiverTap, SenderPort, SenderTap, TranscodingProbe
+from sfu.aiortc_hooks import DirectProtect, ReceiverTap, SenderPort, SenderTap, TranscodingProbe
 from sfu.fastpath import HeaderTemplate, sequence_number_of
 from tests.conftest import PATIENCE, UNIT, eventually
 from tests.sfu.sfu_lossy_udp import EveryNth, LossyRelay
@@ -86,6 +88,36 @@ def test_template_renders_exactly_what_aiortc_serializes() -> None:
                 got = template.render(marker, seq, ts, abs_time, level, payload)
                 assert got == expected
                 assert sequence_number_of(got) == seq
+
+
+def _srtp_session(key: bytes) -> pylibsrtp.Session:
+    policy = pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    return pylibsrtp.Session(policy=policy)
+
+
+def test_direct_protect_gives_pylibsrtp_bytes_exactly() -> None:
+    """Two sessions with one key: the direct call and pylibsrtp's ``protect`` agree on every
+    packet (sizes from a bare header to the largest that fits, several SSRCs and sequences)."""
+    rng = random.Random(7)
+    key = bytes(rng.randrange(256) for _ in range(30))
+    reference, ours = _srtp_session(key), _srtp_session(key)
+    direct = DirectProtect.of(ours)
+    assert direct is not None
+    for index, size in enumerate([0, 1, 100, 1100, 1200, 1500 - pylibsrtp.SRTP_MAX_TRAILER_LEN - 12]):
+        for ssrc in (1, 0xDEADBEEF):
+            packet = RtpPacket(
+                payload_type=96, sequence_number=1000 + index, timestamp=90 * index, ssrc=ssrc,
+                payload=bytes(rng.randrange(256) for _ in range(size)),
+            ).serialize()
+            assert direct.protect(packet) == reference.protect(packet)
+
+
+def test_direct_protect_refuses_what_pylibsrtp_refuses() -> None:
+    direct = DirectProtect.of(_srtp_session(bytes(30)))
+    assert direct is not None
+    with pytest.raises(ValueError, match="too long"):
+        direct.protect(bytes([0x80, 96]) + bytes(1498))
+    assert DirectProtect.of(object()) is None
 
 
 def test_template_refuses_a_layout_it_cannot_patch() -> None:

@@ -45,12 +45,21 @@ def test_lists_pairs_bools_and_optionals() -> None:
         ({"heartbeat.interval": 40}, {}, "heartbeat.interval: must be in (0, 30]"),
         ({"heartbeat.interval": 10, "heartbeat.timeout": 5}, {}, "heartbeat.timeout: must exceed"),
         ({"security.token_keys": "nocolon"}, {}, "security.token_keys: expected KID:SECRET"),
+        ({"sfu_workers": -1}, {}, "sfu_workers: must be 0"),
+        ({"sfu_workers": 2, "redis_url": "redis://127.0.0.1:6379/0"}, {}, "sfu_workers: not with redis_url"),
     ],
 )
 def test_errors_name_the_key(overrides: dict[str, object], env: dict[str, str], needle: str) -> None:
     with pytest.raises(settings.ConfigError) as info:
         settings.load(overrides=overrides, env=env)
     assert needle in str(info.value)
+
+
+def test_sfu_workers_from_flag_and_env() -> None:
+    assert settings.load(env={"SWITCHBOARD_SFU_WORKERS": "3"}).sfu_workers == 3
+    result = CliRunner().invoke(cli, ["config", "show", "--json", "--sfu-workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert '"sfu_workers": 2' in result.output
 
 
 def test_bad_toml_names_the_file(tmp_path: Path) -> None:
