@@ -31,6 +31,7 @@ from signaling.hub import Hub
 from signaling.media import MediaPort
 from signaling.metrics import MediaCollector, Metrics, ReplicaCollector
 from signaling.ratelimit import IpLimiter
+from signaling.ticker import Ticker, resolution_for
 from signaling.turn.credentials import check_ice_config, ice_servers
 from signaling.webhooks import WebhookSender
 
@@ -49,6 +50,8 @@ ACCEPTED: web.AppKey[AddressCounter] = web.AppKey("accepted", AddressCounter)
 ADMIN_APP: web.AppKey[web.Application] = web.AppKey("admin_app", web.Application)
 #: Reverse proxies whose X-Forwarded-For is believed (``security.trusted_proxies``).
 TRUSTED_PROXIES: web.AppKey[TrustedProxies] = web.AppKey("trusted_proxies", TrustedProxies)
+#: The node's one heartbeat driver (every connection's pings and silence deadlines).
+TICKER: web.AppKey[Ticker] = web.AppKey("ticker", Ticker)
 
 
 def make_runner(app: web.Application, config: ServerConfig, *, shutdown_timeout: float | None = None) -> web.AppRunner:
@@ -141,14 +144,17 @@ def build_app(
     sec = config.security
     app[IP_LIMITER] = IpLimiter(sec.max_connections_per_ip, sec.connection_rate_per_ip, sec.connection_burst_per_ip)
     app[TRUSTED_PROXIES] = TrustedProxies(sec.trusted_proxies)
+    ticker = app[TICKER] = Ticker(resolution_for(config.heartbeat.interval))
 
     async def on_startup(app: web.Application) -> None:
+        ticker.start()
         await hub.start()
         if remote is not None:
             await remote.start()
 
     async def on_cleanup(app: web.Application) -> None:
         await hub.close()
+        await ticker.stop()
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
@@ -294,6 +300,7 @@ async def _serve_websocket(request: web.Request, hub: Hub, config: ServerConfig,
         ws,
         config=config,
         metrics=request.app[METRICS],
+        ticker=request.app[TICKER],
         transport=request.transport,
         remote=ip,
     )
