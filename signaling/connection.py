@@ -1,7 +1,8 @@
 """One WebSocket connection: the thin I/O shell around the protocol and the session.
 
 Shape (after python-websockets): one reader (the handler coroutine itself), one writer task, one
-bounded outbox, one heartbeat task once joined, and one close path. ``close()`` only *requests* a
+bounded outbox, a place on the node's heartbeat wheel once joined (``signaling.ticker``: one
+task of the node calls :meth:`Connection.tick`), and one close path. ``close()`` only *requests* a
 close and is idempotent; ``run()`` carries it out under a single deadline
 (``limits.close_timeout``): flush the outbox if asked, send the close frame, wait for the peer's,
 and abort the transport when time is up. Every task the connection starts is cancelled and awaited
