@@ -7,8 +7,8 @@ from typing import Any
 
 import aiohttp
 
-from signaling.config import SessionConfig
-from signaling.tasks import OwnerKind, TaskRegistry
+from signaling.core.config import SessionConfig
+from signaling.runtime.tasks import OwnerKind, TaskRegistry
 from tests.conftest import UNIT, ServerFactory, eventually, make_config
 from tests.raw import Raw
 
@@ -35,7 +35,7 @@ async def test_dump_lists_connection_tasks_and_requires_the_token(start_server: 
             assert {"reader", "writer"} <= names, body
             assert all(t["where"] != "-" and t["age_s"] >= 0 for g in connection for t in g["tasks"])
             assert body["by_kind"]["connection"] >= 2
-            # Heartbeats: one task of the node drives every connection's (signaling.ticker).
+            # Heartbeats: one task of the node drives every connection's (signaling.server.ticker).
             hub = [t["name"] for g in body["owners"] if g["kind"] == "hub" for t in g["tasks"]]
             assert "heartbeats:node" in hub, body
             async with http.get(f"{server.http_url}/metrics") as r:

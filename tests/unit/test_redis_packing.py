@@ -8,7 +8,7 @@ import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from signaling.backend.connect import _hiredis_packing
+from signaling.cluster.connect import _hiredis_packing
 
 pytest.importorskip("hiredis")
 

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from signaling import protocol
-from signaling.protocol import Pong, parse
-from signaling.timerwheel import TimerWheel
+from signaling.core import protocol
+from signaling.core.protocol import Pong, parse
+from signaling.core.timerwheel import TimerWheel
 
 RES = 0.05
 
