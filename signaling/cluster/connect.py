@@ -19,14 +19,51 @@ and the end of the failover) every call fails fast with ``MasterNotFoundError``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.utils import HIREDIS_AVAILABLE
 
 from signaling.core.redis_url import is_sentinel_url, parse_sentinel_url
+
+
+@functools.cache
+def _hiredis_packing(cls: type[AbstractConnection]) -> type[AbstractConnection]:
+    """``cls`` packing its commands with hiredis (C) instead of redis-py's Python packer.
+
+    redis-py's synchronous client does this when hiredis is installed; its asyncio client packs
+    in Python, byte string by byte string, which was the largest single cost of a relayed
+    message on a cluster node (docs/benchmarks.md): every relay, inbox entry and ledger frame
+    carries the 1-4 KB frame through it. Same bytes on the wire, same errors (``DataError``
+    for an argument Redis cannot take): the packing of redis-py's own ``HiredisRespSerializer``.
+    """
+    import hiredis
+
+    def pack_command(self: AbstractConnection, *args: Any) -> list[bytes]:
+        first = args[0]
+        if isinstance(first, str):
+            args = (*first.encode().split(), *args[1:])
+        elif b" " in first:
+            args = (*first.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:
+            # memoryview/bytearray (redis-py takes them) or a type nobody takes: the
+            # Python packer decides, with redis-py's own error.
+            return cls.pack_command(self, *args)
+
+    packing = type(f"HiredisPacking{cls.__name__}", (cls,), {"pack_command": pack_command})
+    return packing
+
+
+def _pack_with_hiredis(pool: Any) -> None:
+    if HIREDIS_AVAILABLE:
+        pool.connection_class = _hiredis_packing(pool.connection_class)
 
 
 class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
@@ -65,6 +102,7 @@ def make_client(url: str, *, op_timeout: float, read_timeout: float | None = Non
     }
     if not is_sentinel_url(url):
         pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=op_timeout, **common)
+        _pack_with_hiredis(pool)
         return Redis.from_pool(pool)
     target = parse_sentinel_url(url)
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
@@ -89,5 +127,6 @@ def make_client(url: str, *, op_timeout: float, read_timeout: float | None = Non
         **common,
     )
     assert isinstance(client, SentinelRedis)
+    _pack_with_hiredis(client.connection_pool)
     client.manager = sentinel
     return client

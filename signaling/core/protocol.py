@@ -407,5 +407,38 @@ def ping(t: float, last_cseq: int, rtt_ms: float | None = None, timeout_ms: int 
     return out
 
 
+def ping_frame(t: float, last_cseq: int, rtt_ms: float | None = None, timeout_ms: int | None = None) -> str:
+    """``encode(ping(...))`` by formatting, not by the generic encoder: the frame every session
+    gets every interval. Same text (numbers in ``repr`` form, as ``json`` writes them); the
+    generic path for anything a format could get wrong (a non-finite number, a bool)."""
+    if (
+        type(t) is float and math.isfinite(t) and type(last_cseq) is int
+        and (rtt_ms is None or (type(rtt_ms) is float and math.isfinite(rtt_ms)))
+        and (timeout_ms is None or type(timeout_ms) is int)
+    ):
+        frame = f'{{"type":"ping","t":{t!r},"last_cseq":{last_cseq}'
+        if rtt_ms is not None:
+            frame += f',"rtt_ms":{rtt_ms!r}'
+        if timeout_ms is not None:
+            frame += f',"timeout_ms":{timeout_ms}'
+        return frame + "}"
+    return encode(ping(t, last_cseq, rtt_ms, timeout_ms))
+
+
+#: A pong as every SDK writes it (``{"type":"pong","t":<number>}``, JSON whitespace allowed), with
+#: a number that is a finite float whatever its digits. Anything else takes the full parse.
+_PONG = re.compile(
+    r'\{[ \t\n\r]*"type"[ \t\n\r]*:[ \t\n\r]*"pong"[ \t\n\r]*,[ \t\n\r]*"t"[ \t\n\r]*:[ \t\n\r]*'
+    r"(-?(?:0|[1-9][0-9]{0,15})(?:\.[0-9]{1,17})?)[ \t\n\r]*\}"
+)
+
+
+def parse_pong(frame: str) -> Pong | None:
+    """The pong fast path: the :class:`Pong` that :func:`parse` would return for ``frame``, or
+    None when the frame is not a plain pong (then :func:`parse` decides, errors included)."""
+    match = _PONG.fullmatch(frame)
+    return None if match is None else Pong(t=float(match.group(1)))
+
+
 def reconnect(mode: Literal["resume", "rejoin"], delay_ms: int, scope: str = "session") -> JSON:
     return {"type": "reconnect", "mode": mode, "delay_ms": delay_ms, "scope": scope}

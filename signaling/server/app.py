@@ -33,6 +33,7 @@ from signaling.server.accept import AcceptThrottle, AddressCounter, GuardedSite
 from signaling.server.admin import DRAIN_REQUESTED
 from signaling.server.connection import Connection
 from signaling.server.hub import Hub
+from signaling.server.ticker import Ticker, resolution_for
 from signaling.server.webhooks import WebhookSender
 from signaling.turn.credentials import check_ice_config, ice_servers
 
@@ -54,6 +55,8 @@ ADMIN_APP: web.AppKey[web.Application] = web.AppKey("admin_app", web.Application
 TRUSTED_PROXIES: web.AppKey[TrustedProxies] = web.AppKey("trusted_proxies", TrustedProxies)
 #: The SFU worker pool of ``--sfu-workers N`` (absent otherwise): its registry and workers.
 SFU_WORKERS: web.AppKey[WorkerPool] = web.AppKey("sfu_workers")
+#: The node's one heartbeat driver (every connection's pings and silence deadlines).
+TICKER: web.AppKey[Ticker] = web.AppKey("ticker", Ticker)
 
 
 def make_runner(app: web.Application, config: ServerConfig, *, shutdown_timeout: float | None = None) -> web.AppRunner:
@@ -154,10 +157,12 @@ def build_app(
     sec = config.security
     app[IP_LIMITER] = IpLimiter(sec.max_connections_per_ip, sec.connection_rate_per_ip, sec.connection_burst_per_ip)
     app[TRUSTED_PROXIES] = TrustedProxies(sec.trusted_proxies)
+    ticker = app[TICKER] = Ticker(resolution_for(config.heartbeat.interval))
 
     async def on_startup(app: web.Application) -> None:
         if pool is not None:
             await pool.start()
+        ticker.start()
         await hub.start()
         if remote is not None:
             await remote.start()
@@ -166,6 +171,7 @@ def build_app(
         await hub.close()
         if pool is not None:
             await pool.shutdown()
+        await ticker.stop()
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
@@ -335,6 +341,7 @@ async def _serve_websocket(request: web.Request, hub: Hub, config: ServerConfig,
         ws,
         config=config,
         metrics=request.app[METRICS],
+        ticker=request.app[TICKER],
         transport=request.transport,
         remote=ip,
     )

@@ -1,7 +1,8 @@
 """One WebSocket connection: the thin I/O shell around the protocol and the session.
 
 Shape (after python-websockets): one reader (the handler coroutine itself), one writer task, one
-bounded outbox, one heartbeat task once joined, and one close path. ``close()`` only *requests* a
+bounded outbox, a place on the node's heartbeat wheel once joined (``signaling.server.ticker``: one
+task of the node calls :meth:`Connection.tick`), and one close path. ``close()`` only *requests* a
 close and is idempotent; ``run()`` carries it out under a single deadline
 (``limits.close_timeout``): flush the outbox if asked, send the close frame, wait for the peer's,
 and abort the transport when time is up. Every task the connection starts is cancelled and awaited
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -27,6 +27,7 @@ from signaling.core.protocol import ClientMessage, ProtocolError
 from signaling.core.ratelimit import TokenBucket
 from signaling.runtime.metrics import Metrics
 from signaling.runtime.tasks import OwnerKind, adopt
+from signaling.server.ticker import Ticker
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,17 @@ class Connection:
         *,
         config: ServerConfig,
         metrics: Metrics,
+        ticker: Ticker,
         transport: asyncio.BaseTransport | None = None,
         remote: str = "",
     ) -> None:
         self._ws = ws
+        #: The node's one heartbeat driver; this connection is on its wheel once joined.
+        self._ticker = ticker
+        self._policy: HeartbeatPolicy | None = None
+        self._last_cseq: Callable[[], int] = lambda: 0
+        self._next_ping = 0.0
+        self._probe = True
         #: The TCP transport, aborted when a close handshake misses its deadline.
         self._transport = transport
         self._config = config
@@ -60,7 +68,6 @@ class Connection:
         self._outbox_ready = asyncio.Event()
         self._close_requested = asyncio.Event()
         self._flush_on_close = True
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._liveness = Liveness(config.heartbeat.timeout, self._loop.time())
         #: The silence timeout, adapted to the RTT of this link and announced in every ping.
         self._timeout = AdaptiveTimeout(config.heartbeat)
@@ -121,13 +128,19 @@ class Connection:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start_heartbeat(self, policy: HeartbeatPolicy, last_cseq: Callable[[], int]) -> None:
-        self._spawn(self._heartbeat(policy, last_cseq), "heartbeat")
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = self._loop.create_task(coro, name=f"{name}:{self.remote}")
-        adopt(task, OwnerKind.CONNECTION, f"connection:{self.remote}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Put this connection on the node's heartbeat wheel: a probe ping at once, then the
+        policy's schedule (:meth:`tick`)."""
+        if self.closing or self._policy is not None:
+            return
+        self._policy = policy
+        self._last_cseq = last_cseq
+        # A probe at once: the first RTT sample (and so an adapted timeout) arrives one RTT after
+        # the join instead of up to an interval later. The schedule proper starts at a random
+        # point of the first interval.
+        now = self._loop.time()
+        self._next_ping = now
+        self._probe = True
+        self._ticker.add(self, now)
 
     async def run(self, handler: Handler) -> None:
         """Serve the connection until it closes; returns only once everything it started ended."""
@@ -140,9 +153,10 @@ class Connection:
             await self._close_requested.wait()
             await self._close(writer)
         finally:
-            for task in (reader, writer, *self._tasks):
+            self._ticker.remove(self)
+            for task in (reader, writer):
                 task.cancel()
-            await asyncio.gather(reader, writer, *self._tasks, return_exceptions=True)
+            await asyncio.gather(reader, writer, return_exceptions=True)
             self._metrics.connections.dec()
             self.done.set()
 
@@ -221,7 +235,12 @@ class Connection:
                     await self._rate_limited(handler)
                     return
                 if msg.type is WSMsgType.TEXT:
-                    await self._dispatch(handler, msg.data)
+                    pong = protocol.parse_pong(msg.data)
+                    if pong is not None:  # the fast path: no JSON parse, no schema check
+                        self._metrics.message_in("pong")
+                        await handler.on_message(self, pong)
+                    else:
+                        await self._dispatch(handler, msg.data)
                 elif msg.type is WSMsgType.BINARY:
                     await self._handle_error(handler, ProtocolError(Err.BINARY_FRAME, "binary frames are not supported"))
                 elif msg.type is WSMsgType.ERROR:
@@ -277,30 +296,30 @@ class Connection:
             await handler.on_error(self, ProtocolError(Err.TOO_MANY_ERRORS, f"{self.errors} errors on this connection"))
             self.close(Close.PROTOCOL_VIOLATION, "too many errors")
 
-    async def _heartbeat(self, policy: HeartbeatPolicy, last_cseq: Callable[[], int]) -> None:
-        loop = self._loop
-        # A probe at once: the first RTT sample (and so an adapted timeout) arrives one RTT after
-        # the join instead of up to an interval later. The schedule proper starts at a random
-        # point of the first interval, as before.
-        next_ping = loop.time()
-        probe = True
-        while not self.closing:
-            deadline = self._liveness.deadline()
-            wake = min(next_ping, deadline if deadline is not None else math.inf)
-            await asyncio.sleep(max(0.0, wake - loop.time()))
-            now = loop.time()
-            if self._liveness.is_dead(now):
-                self._metrics.heartbeat_timeouts.inc()
-                log.info("no frame from %s for %.1fs: closing 4013", self.remote, now - self._liveness.last_seen)
-                self.close(Close.HEARTBEAT_TIMEOUT, "heartbeat timeout", flush=False)
-                return
-            if now >= next_ping:
-                rtt_ms = round(self.last_rtt * 1000, 2) if self.last_rtt is not None else None
-                # The probe follows a resume's welcome and replay, which may fill the outbox past
-                # its bound (they are bounded by the replay buffer): it is forced like them.
-                self.send_message(protocol.ping(round(now * 1000, 3), last_cseq(), rtt_ms, self.timeout_ms), force=probe)
-                next_ping = now + (policy.first_delay() if probe else policy.next_delay())
-                probe = False
+    def tick(self, now: float) -> float | None:
+        """Called by the ticker at (or up to one bucket after) the deadline this returned last:
+        close 4013 if the client is dead, ping if a ping is due; the next deadline, or None
+        when the connection is closing."""
+        policy = self._policy
+        if self.closing or policy is None:
+            return None
+        liveness = self._liveness
+        if liveness.is_dead(now):
+            self._metrics.heartbeat_timeouts.inc()
+            log.info("no frame from %s for %.1fs: closing 4013", self.remote, now - liveness.last_seen)
+            self.close(Close.HEARTBEAT_TIMEOUT, "heartbeat timeout", flush=False)
+            return None
+        if now >= self._next_ping:
+            probe = self._probe
+            rtt_ms = round(self.last_rtt * 1000, 2) if self.last_rtt is not None else None
+            self._metrics.message_out("ping")
+            # The probe follows a resume's welcome and replay, which may fill the outbox past
+            # its bound (they are bounded by the replay buffer): it is forced like them.
+            self.send(protocol.ping_frame(round(now * 1000, 3), self._last_cseq(), rtt_ms, self.timeout_ms), force=probe)
+            self._next_ping = now + (policy.first_delay() if probe else policy.next_delay())
+            self._probe = False
+        deadline = liveness.deadline()
+        return self._next_ping if deadline is None else min(self._next_ping, deadline)
 
     @property
     def timeout_ms(self) -> int:
