@@ -40,12 +40,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from signaling import __version__
 from signaling.backend import BackendUnavailable
 from signaling.backend.redis import PeerSender, make_client
+from signaling.backend.redis_io import StreamReader, append, start_with_retry
 from signaling.backend.registry import NodeInfo, NodeRegistry
-from signaling.backoff import Backoff
 from signaling.config import ServerConfig
 from signaling.media import MEDIA_REFUSALS, Emit, MediaPort
 from signaling.metrics import MediaCollector, TaskCollector
-from signaling.remote_media import StreamReader, append
 from signaling.sfu_rpc import (
     CODES,
     SFU_ERROR,
@@ -250,7 +249,8 @@ class SfuNode:
             self.media, self._send_reply, tasks=self._tasks, lane_size=cluster.lane_size, on_rooms=self._rooms_changed
         )
         self._reader = StreamReader(
-            self._reader_redis, request_stream(self.prefix, self.node_id), self._on_request, block=READ_BLOCK, op_timeout=OP_TIMEOUT
+            self._reader_redis, request_stream(self.prefix, self.node_id), self._on_request, block=READ_BLOCK, op_timeout=OP_TIMEOUT,
+            name=f"sfu node {self.node_id} requests",
         )
         self._emptied = asyncio.Event()
         self._emptied.set()
@@ -277,22 +277,14 @@ class SfuNode:
         if self._closed or self._started:
             raise RuntimeError("an SFU node starts once")
         self._started = True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_TIMEOUT
-        backoff = Backoff(base=0.05, cap=1.0)
         info = NodeInfo(id=self.node_id, kind="sfu", address=self.address, capacity=self.config.cluster.sfu_capacity)
-        while True:
-            try:
-                await self._reader.sync_position()
-                await self.registry.register(info)
-                break
-            except BackendUnavailable as exc:
-                delay = backoff.next_delay()
-                if loop.time() + delay >= deadline:
-                    raise BackendUnavailable(f"redis unreachable for {START_TIMEOUT} s at start") from exc
-                log.warning("sfu node %s: start: %s; retrying", self.node_id, exc)
-                await asyncio.sleep(delay)
-        self._tasks.spawn(self._reader.run(), name=f"sfu-requests:{self.node_id}")
+
+        async def attempt() -> None:
+            await self._reader.sync_position()
+            await self.registry.register(info)
+
+        await start_with_retry(attempt, patience=START_TIMEOUT, what=f"sfu node {self.node_id}")
+        self._reader.start()
         self._outbox_tasks.spawn(self._drain_outbox(), name=f"sfu-outbox:{self.node_id}")
         log.info("sfu node %s registered (capacity %d rooms)", self.node_id, info.capacity)
 
@@ -320,7 +312,7 @@ class SfuNode:
         if self._closed:
             return
         self._closed = True
-        self._reader.stop()
+        await self._reader.close(READ_BLOCK + OP_TIMEOUT)
         # First, so signaling nodes move the remaining rooms now rather than after the TTL.
         await self.registry.close(deregister=True)
         await self._tasks.close()
@@ -346,7 +338,7 @@ class SfuNode:
 
     # -- requests -------------------------------------------------------------------------------
 
-    async def _on_request(self, fields: dict[str, str]) -> None:
+    async def _on_request(self, _entry_id: str, fields: dict[str, str]) -> None:
         try:
             request = Request.decode(fields["m"])
         except (KeyError, RpcFormatError) as exc:
