@@ -14,7 +14,7 @@ import asyncio
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
@@ -26,7 +26,7 @@ from signaling.heartbeat import AdaptiveTimeout, HeartbeatPolicy, Liveness, rtt_
 from signaling.metrics import Metrics
 from signaling.protocol import ClientMessage, ProtocolError
 from signaling.ratelimit import TokenBucket
-from signaling.tasks import OwnerKind, adopt
+from signaling.tasks import OwnerKind, TaskRegistry
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,8 @@ class Connection:
         self._outbox_ready = asyncio.Event()
         self._close_requested = asyncio.Event()
         self._flush_on_close = True
-        self._tasks: set[asyncio.Task[Any]] = set()
+        #: The reader, the writer and the heartbeat: cancelled and awaited before ``run()`` returns.
+        self._tasks = TaskRegistry(f"connection:{remote}", OwnerKind.CONNECTION)
         self._liveness = Liveness(config.heartbeat.timeout, self._loop.time())
         #: The silence timeout, adapted to the RTT of this link and announced in every ping.
         self._timeout = AdaptiveTimeout(config.heartbeat)
@@ -123,26 +124,23 @@ class Connection:
     def start_heartbeat(self, policy: HeartbeatPolicy, last_cseq: Callable[[], int]) -> None:
         self._spawn(self._heartbeat(policy, last_cseq), "heartbeat")
 
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = self._loop.create_task(coro, name=f"{name}:{self.remote}")
-        adopt(task, OwnerKind.CONNECTION, f"connection:{self.remote}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[Any] | None:
+        """Start an owned task; after the connection ended (its registry closed) nothing starts."""
+        return self._tasks.spawn_if_open(coro, name=f"{name}:{self.remote}", owner=f"connection:{self.remote}")
 
     async def run(self, handler: Handler) -> None:
         """Serve the connection until it closes; returns only once everything it started ended."""
         self._metrics.connections.inc()
-        writer = self._loop.create_task(self._write_loop(), name=f"writer:{self.remote}")
-        reader = self._loop.create_task(self._read_loop(handler), name=f"reader:{self.remote}")
-        for task in (writer, reader):
-            adopt(task, OwnerKind.CONNECTION, f"connection:{self.remote}")
+        owner = f"connection:{self.remote}"
+        writer = self._tasks.spawn(self._write_loop(), name=f"writer:{self.remote}", owner=owner)
+        self._tasks.spawn(self._read_loop(handler), name=f"reader:{self.remote}", owner=owner)
         try:
             await self._close_requested.wait()
             await self._close(writer)
         finally:
-            for task in (reader, writer, *self._tasks):
-                task.cancel()
-            await asyncio.gather(reader, writer, *self._tasks, return_exceptions=True)
+            # The close handshake had its deadline; the tasks get one more, then are abandoned
+            # (logged), so a task that swallows its cancellation cannot hold the handler forever.
+            await self._tasks.close(self._limits.close_timeout)
             self._metrics.connections.dec()
             self.done.set()
 

@@ -173,11 +173,7 @@ class StreamReader:
         """Stop reading: cancel the task and wait for it, for up to ``deadline`` seconds. Idempotent."""
         self._stopped = True
         self.healthy = False
-        try:
-            async with asyncio.timeout(deadline):
-                await self._tasks.close()
-        except TimeoutError:
-            log.warning("%s: the reader did not stop within %.1fs", self.name, deadline)
+        await self._tasks.close(deadline)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
