@@ -364,6 +364,7 @@ class RedisBackend(Backend):
         wait_timeout: float = 1.0,
         resync_window: float | None = None,
         tombstone_ttl: float = 86_400.0,
+        ledger_max_queued: int = 100_000,
     ) -> None:
         """
         :param op_timeout: deadline of every Redis call (seconds).
@@ -388,6 +389,7 @@ class RedisBackend(Backend):
             close (default ``alive_ttl``: a live node notices the loss and resyncs well within it).
         :param tombstone_ttl: how long a reaped node's tombstone is kept (a node stalled longer
             than this would not learn it was reaped).
+        :param ledger_max_queued: session-ledger writes that may wait for Redis (see ``ledger.py``).
         """
         self.url = url
         self.prefix = key_prefix
@@ -426,6 +428,7 @@ class RedisBackend(Backend):
         self.replay_maxlen = replay_maxlen
         self.resync_window = alive_ttl if resync_window is None else resync_window
         self.tombstone_ttl = tombstone_ttl
+        self.ledger_max_queued = ledger_max_queued
         self._unsettled = self._redis.register_script(_UNSETTLED)
         self._ledger: SessionLedger | None = None
         self.durable = ReplicaWait(wait_replicas, wait_timeout)
@@ -479,7 +482,7 @@ class RedisBackend(Backend):
         self._ledger = SessionLedger(
             self._redis, prefix=self.prefix, node_id=node_id, op_timeout=self.op_timeout,
             ttl=self.session_ttl, maxlen=self.replay_maxlen, inbox_maxlen=self.inbox_maxlen,
-            durable=self.durable,
+            durable=self.durable, max_queued=self.ledger_max_queued,
         )
         self._ledger.start()
         reader.start()
