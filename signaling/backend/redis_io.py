@@ -172,8 +172,9 @@ class StreamReader:
     async def close(self, deadline: float) -> None:
         """Stop reading: cancel the task and wait for it, for up to ``deadline`` seconds. Idempotent."""
         self._stopped = True
-        self.healthy = False
         await self._tasks.close(deadline)
+        # After the task: a cancellation redis-py swallowed lets one last XREAD complete.
+        self.healthy = False
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -211,7 +212,7 @@ class StreamReader:
                     self._block + self._op_timeout,
                     "xread",
                 )
-                self.healthy = True
+                self.healthy = not self._stopped
             except BackendUnavailable as exc:
                 if self.healthy:
                     log.warning("%s: lost redis: %s", self.name, exc)
