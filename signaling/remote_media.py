@@ -580,6 +580,13 @@ class RemoteMedia:
         except BackendUnavailable as exc:
             self._pending.pop(request.id, None)
             raise RemoteMediaError(SFU_UNAVAILABLE, f"{op}: request to SFU node {node} not sent: {exc}") from exc
+        except Exception as exc:
+            # ``close`` tore the connection down under the append (redis-py then fails with
+            # whatever its half-closed connection raises): the caller hears "unavailable".
+            if not self._closed:
+                raise
+            self._pending.pop(request.id, None)
+            raise RemoteMediaError(SFU_UNAVAILABLE, f"{op}: this node is closing") from exc
         return pending
 
     async def _wait(self, pending: _Pending) -> Any:
