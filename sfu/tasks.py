@@ -18,7 +18,7 @@ Semantics (the one registry of signaling, the SFU, the media SDK and the test pe
 - :func:`cancel_and_wait` cancels one task without swallowing the caller's own cancellation.
 
 This module lives in ``sfu`` because ``sfu`` must not import ``signaling`` (and signaling already
-depends on sfu); ``signaling.tasks`` and ``signaling.aio`` re-export it. It imports nothing but
+depends on sfu); ``signaling.runtime.tasks`` and ``signaling.runtime.aio`` re-export it. It imports nothing but
 the standard library.
 """
 

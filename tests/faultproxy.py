@@ -15,7 +15,7 @@ import socket
 import struct
 from dataclasses import dataclass, field
 
-from signaling.aio import cancel_and_wait
+from signaling.runtime.aio import cancel_and_wait
 from tests.netem import LinkShaper, Outage, OutageConfig, OutageKind, OutagePlan
 
 #: Bytes a direction may hold on their way (latency, bandwidth) before it stops reading its

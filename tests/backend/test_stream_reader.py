@@ -1,4 +1,4 @@
-"""The one stream reader (``signaling/backend/redis_io.py``) on a real redis-server: it skips
+"""The one stream reader (``signaling/cluster/redis_io.py``) on a real redis-server: it skips
 what was there before it synced, reads in order, a failing entry costs only itself, and
 ``close`` ends the task within its deadline. (The backend's inbox, remote media's replies and
 the SFU node's requests are this class; tests/cluster guards them end to end.)"""
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
-from signaling.backend.connect import make_client
-from signaling.backend.redis_io import StreamReader, append
+from signaling.cluster.connect import make_client
+from signaling.cluster.redis_io import StreamReader, append
 from tests.backend.conftest import PATIENCE, UNIT, RedisServer
 from tests.support.timing import eventually
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signaling.sdpcheck import SdpError, check_candidate
+from signaling.core.sdpcheck import SdpError, check_candidate
 
 GOOD = [
     "candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host",

@@ -1,4 +1,4 @@
-"""The one task registry (sfu.tasks, re-exported by signaling.tasks): spawn after close, close
+"""The one task registry (sfu.tasks, re-exported by signaling.runtime.tasks): spawn after close, close
 under a deadline, failures logged once and kept, close from one of its own tasks."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from signaling.tasks import OwnerKind, TaskRegistry
+from signaling.runtime.tasks import OwnerKind, TaskRegistry
 from tests.support.timing import UNIT
 
 

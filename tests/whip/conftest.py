@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from sfu import aiortc_hooks
-from signaling.aio import cancel_and_wait
+from signaling.runtime.aio import cancel_and_wait
 from tests.conftest import PATIENCE, UNIT
 from tests.media.peers import LOOPBACK
 
