@@ -8,8 +8,18 @@ kept in a weak map so :func:`snapshot` can list the live tasks of the loop group
 Python counterpart of a labelled goroutine dump. The label map holds no strong reference: a
 finished task disappears from it on its own.
 
-This module lives in ``sfu`` because ``sfu`` must not import ``signaling``; ``signaling.runtime.tasks``
-re-exports it.
+Semantics (the one registry of signaling, the SFU, the media SDK and the test peers):
+
+- ``spawn`` after ``close`` raises (``spawn_if_open`` discards instead);
+- ``close(deadline)`` cancels every task and waits for all of them, for at most ``deadline``
+  seconds (then it logs the tasks still running and returns); called from one of its own tasks,
+  it leaves the caller alone;
+- a task's exception is logged once, with its traceback, and kept (``failed``, ``errors``);
+- :func:`cancel_and_wait` cancels one task without swallowing the caller's own cancellation.
+
+This module lives in ``sfu`` because ``sfu`` must not import ``signaling`` (and signaling already
+depends on sfu); ``signaling.runtime.tasks`` and ``signaling.runtime.aio`` re-export it. It imports nothing but
+the standard library.
 """
 
 from __future__ import annotations
@@ -42,6 +52,26 @@ class OwnerKind(enum.StrEnum):
     OTHER = "other"
 
 
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has finished.
+
+    The task's own ``CancelledError`` is absorbed, but the caller's is not: if the caller is
+    cancelled while it waits (``contextlib.suppress(CancelledError)`` would swallow that too),
+    the cancellation propagates. Any other exception the task ends with propagates as well.
+    """
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+
+
+#: Failures a registry keeps (the count goes on; each one is logged).
+_KEPT_ERRORS = 16
+
+
 @dataclass(frozen=True, slots=True)
 class TaskLabel:
     kind: OwnerKind
@@ -72,6 +102,14 @@ class TaskRegistry:
         self.kind = kind
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        #: Tasks that ended with an exception (each logged once).
+        self.failed = 0
+        #: The first of those exceptions (at most 16), for owners and tests that re-raise them.
+        self.errors: list[BaseException] = []
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -108,16 +146,29 @@ class TaskRegistry:
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
+            self.failed += 1
+            if len(self.errors) < _KEPT_ERRORS:
+                self.errors.append(exc)
             logger.error("task %s of %s failed", task.get_name(), self.name, exc_info=exc)
 
-    async def close(self) -> None:
-        """Cancel every task and wait until each has finished."""
+    async def close(self, deadline: float | None = None) -> None:
+        """Refuse new tasks, cancel every task and wait until each has finished, for at most
+        ``deadline`` seconds (None: no limit); then log the ones still running and return.
+        The task calling this, if it is one of ours, is neither cancelled nor awaited."""
         self._closed = True
-        while self._tasks:
-            tasks = list(self._tasks)
-            for task in tasks:
+        current = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        end = None if deadline is None else loop.time() + deadline
+        while others := [t for t in self._tasks if t is not current]:
+            for task in others:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            left = None if end is None else end - loop.time()
+            if left is not None and left <= 0:
+                break
+            await asyncio.wait(others, timeout=left)
+        if others:
+            logger.warning("task registry %s: %d task(s) still running %.1fs after close: %s", self.name,
+                           len(others), deadline, ", ".join(sorted(t.get_name() for t in others)))
 
 
 @dataclass(frozen=True, slots=True)

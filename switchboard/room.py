@@ -36,6 +36,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from sfu.aiortc_hooks import ReceiverTap, TranscodingProbe
 from sfu.packets import InboundRtp, ReceiveInfo, SenderReport
+from sfu.tasks import OwnerKind, TaskRegistry
 from signaling import client as sig
 from signaling.core.backoff import Backoff
 from signaling.core.codes import ClientAction, Close
@@ -174,7 +175,8 @@ class Room:
         #: Events since the join, for the first reader (None once it exists).
         self._backlog: list[RoomEvent] | None = []
         self._callbacks: dict[type, list[Callable[[Any], Any]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        #: Every task of the room (pump, media worker, callbacks, decoders): closed by ``_finish``.
+        self._tasks = TaskRegistry("room", OwnerKind.OTHER)
         self._probe = TranscodingProbe()
         self._closing = False
         self._finishing = False
@@ -277,12 +279,8 @@ class Room:
             return
         self._finishing = True
         self._close_error = error
-        current = asyncio.current_task()
-        tasks = [t for t in self._tasks if t is not current]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=self.options.close_timeout)
+        # Leaves the calling task alone when ``_finish`` runs in one of the room's own tasks.
+        await self._tasks.close(self.options.close_timeout)
         await self._close_connections()
         for track in self._subscriptions.values():
             track.end()
@@ -444,17 +442,8 @@ class Room:
     # -- signaling events -----------------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=f"room:{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is not None:
-            log.error("room task %s failed", task.get_name(), exc_info=error)
+        """An owned task (its failure logged once); once the room finished, nothing starts."""
+        self._tasks.spawn_if_open(coro, name=f"room:{name}")
 
     async def _pump(self) -> None:
         async for event in self.client:

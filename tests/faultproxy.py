@@ -15,6 +15,7 @@ import socket
 import struct
 from dataclasses import dataclass, field
 
+from signaling.runtime.aio import cancel_and_wait
 from tests.netem import LinkShaper, Outage, OutageConfig, OutageKind, OutagePlan
 
 #: Bytes a direction may hold on their way (latency, bandwidth) before it stops reading its
@@ -141,9 +142,7 @@ class FaultProxy:
     async def stop_outages(self) -> None:
         task, self._outage_task = self._outage_task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self.stall(False)
 
     async def _run_outages(self, plan: OutagePlan) -> None:

@@ -248,6 +248,8 @@ class Client:
         codecs: Sequence[str] | None = None,
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
+        close_timeout: float = 2.0,
+        abort_timeout: float = 0.5,
         ack_every: int = 16,
         ack_delay: float = 0.05,
         max_events: int = 4096,
@@ -269,6 +271,10 @@ class Client:
         self._token = token_provider if token_provider is not None else token
         self._backoff = backoff or Backoff()
         self._connect_timeout = connect_timeout
+        #: Seconds our close handshake may take when the application closes (then dropped).
+        self._close_timeout = close_timeout
+        #: Seconds the close frame of a connection we give up on may take (then dropped).
+        self._abort_timeout = abort_timeout
         self._ack_delay = ack_delay
         self._core = ClientSession(ack_every=ack_every, ack_delay=ack_delay, max_unconfirmed=max_unconfirmed)
         self._http = session
@@ -421,7 +427,7 @@ class Client:
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
-                async with asyncio.timeout(2.0):
+                async with asyncio.timeout(self._close_timeout):
                     await ws.close()
         if self._own_http and self._http is not None:
             await self._http.close()
@@ -509,7 +515,7 @@ class Client:
             return _Outcome(ws.close_code if ws is not None else None, f"connection failed: {exc!r}")
         finally:
             if ws is not None and not ws.closed:
-                await _abort(ws)
+                await _abort(ws, self._abort_timeout)
 
     async def _join(self, ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any] | _Outcome:
         join: dict[str, Any] = {"type": "join", "room": self.room, "subscribe": self.subscribe}
@@ -595,7 +601,7 @@ class Client:
         while True:
             if core.lagging and self._events.caught_up:
                 # The application read what it had: resume now, the server replays what was held.
-                await _abort(ws)
+                await _abort(ws, self._abort_timeout)
                 return _Outcome(None, "caught up: resuming for the held messages", reconnect_delay=0.0)
             now = loop.time()
             wake = last_heard + dead_after
@@ -612,7 +618,7 @@ class Client:
                 if now < last_heard + dead_after:
                     continue
                 log.info("server silent for %.1fs: treating the link as dead", now - last_heard)
-                await _abort(ws)
+                await _abort(ws, self._abort_timeout)
                 return _Outcome(None, "server heartbeat timeout")
             if msg.type is not aiohttp.WSMsgType.TEXT:
                 return self._closed_outcome(ws, outcome)
@@ -623,7 +629,7 @@ class Client:
             verdict = core.receive(seq if isinstance(seq, int) else None, room=self._events.room, now=last_heard)
             if verdict is Inbound.GAP:
                 log.warning("gap in server seq: expected %d, got %s; resuming", core.last_seq + 1, seq)
-                await _abort(ws)
+                await _abort(ws, self._abort_timeout)
                 return _Outcome(None, "sequence gap")
             if verdict is not Inbound.ACCEPT:
                 continue  # a duplicate, or held for the replay
@@ -698,7 +704,7 @@ def _event(message: dict[str, Any]) -> Event:
     return ServerMessage(message)
 
 
-async def _abort(ws: aiohttp.ClientWebSocketResponse) -> None:
+async def _abort(ws: aiohttp.ClientWebSocketResponse, deadline: float) -> None:
     with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
-        async with asyncio.timeout(0.5):
+        async with asyncio.timeout(deadline):
             await ws.close(code=Close.GOING_AWAY.code)

@@ -52,7 +52,9 @@ from signaling.cluster.durable import ReplicaWait
 
 # Re-exported: the CLI's check and older callers import these two from here.
 from signaling.cluster.redis_io import REDIS_ERRORS as REDIS_ERRORS
+from signaling.cluster.redis_io import StreamReader, start_with_retry
 from signaling.cluster.redis_io import bounded as bounded
+from signaling.cluster.redis_io import stream_id as stream_id
 from signaling.core.backoff import Backoff
 from signaling.runtime.tasks import OwnerKind, TaskRegistry
 
@@ -101,11 +103,6 @@ def parse_member(raw: str) -> tuple[int, Member]:
 
 def members_in_join_order(raws: Sequence[str]) -> list[Member]:
     return [m for _, m in sorted((parse_member(r) for r in raws), key=lambda jm: jm[0])]
-
-
-def stream_id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 # KEYS: room hash, peers index, rooms set, joinseq
@@ -338,8 +335,8 @@ return removed
 class RedisBackend(Backend):
     """:class:`Backend` over Redis: any number of signaling nodes share rooms.
 
-    One reader task per node reads the node's inbox stream (``XREAD BLOCK``) and calls
-    ``deliver`` for each entry, in stream order, with the entry id. A ``send`` to a peer of this
+    One reader per node (a :class:`~signaling.cluster.redis_io.StreamReader`) reads the node's
+    inbox stream and calls ``deliver`` for each entry, in stream order, with the entry id. A ``send`` to a peer of this
     same node goes through the inbox too: the session ledger records which entries a session has
     stamped, and a resume on another node takes the rest from this inbox (see ``ledger.py``).
     """
@@ -367,6 +364,7 @@ class RedisBackend(Backend):
         wait_timeout: float = 1.0,
         resync_window: float | None = None,
         tombstone_ttl: float = 86_400.0,
+        ledger_max_queued: int = 100_000,
     ) -> None:
         """
         :param op_timeout: deadline of every Redis call (seconds).
@@ -391,6 +389,7 @@ class RedisBackend(Backend):
             close (default ``alive_ttl``: a live node notices the loss and resyncs well within it).
         :param tombstone_ttl: how long a reaped node's tombstone is kept (a node stalled longer
             than this would not learn it was reaped).
+        :param ledger_max_queued: session-ledger writes that may wait for Redis (see ``ledger.py``).
         """
         self.url = url
         self.prefix = key_prefix
@@ -420,9 +419,8 @@ class RedisBackend(Backend):
         #: Membership changes and resyncs are serialised, so a resync never resurrects a member
         #: removed concurrently.
         self._membership = asyncio.Lock()
-        #: Id of the last inbox entry delivered (None until the first sync).
-        self._last_id: str | None = None
-        self._healthy = False
+        #: The inbox reader (made by ``start``, once the node id is known).
+        self._reader: StreamReader | None = None
         #: A membership write failed: Redis may disagree with ``_local`` until the next resync.
         self._dirty = False
         self._closed = False
@@ -430,6 +428,7 @@ class RedisBackend(Backend):
         self.replay_maxlen = replay_maxlen
         self.resync_window = alive_ttl if resync_window is None else resync_window
         self.tombstone_ttl = tombstone_ttl
+        self.ledger_max_queued = ledger_max_queued
         self._unsettled = self._redis.register_script(_UNSETTLED)
         self._ledger: SessionLedger | None = None
         self.durable = ReplicaWait(wait_replicas, wait_timeout)
@@ -465,30 +464,28 @@ class RedisBackend(Backend):
         if self._node_id is not None:
             raise RuntimeError("backend started already")
         self._node_id, self._deliver = node_id, deliver
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.start_timeout
-        backoff = Backoff(base=0.05, cap=1.0)
-        while True:
-            try:
-                await self._sync()
-                break
-            except BackendUnavailable as exc:
-                delay = backoff.next_delay()
-                if loop.time() + delay >= deadline:
-                    self._node_id = self._deliver = None
-                    raise BackendUnavailable(f"redis unreachable for {self.start_timeout} s at start") from exc
-                log.warning("redis backend of node %s: start: %s; retrying", node_id, exc)
-                await asyncio.sleep(delay)
-        self._healthy = True
+        reader = StreamReader(
+            self._reader_redis, self.inbox_key(node_id), self._deliver_entry,
+            block=self.block, op_timeout=self.op_timeout, count=self.read_count,
+            name=f"redis backend of node {node_id}", kind=OwnerKind.BACKEND, backoff=self._backoff,
+            resync=self._resync_members, dirty=lambda: self._dirty,
+            keepalive=self._touch_alive, keepalive_interval=self.alive_interval,
+        )
+        try:
+            await start_with_retry(reader.sync, patience=self.start_timeout, what=f"redis backend of node {node_id}")
+        except BackendUnavailable:
+            self._node_id = self._deliver = None
+            raise
+        self._reader = reader
         from signaling.cluster.ledger import SessionLedger  # loaded with the ledger only
 
         self._ledger = SessionLedger(
             self._redis, prefix=self.prefix, node_id=node_id, op_timeout=self.op_timeout,
             ttl=self.session_ttl, maxlen=self.replay_maxlen, inbox_maxlen=self.inbox_maxlen,
-            durable=self.durable,
+            durable=self.durable, max_queued=self.ledger_max_queued,
         )
         self._ledger.start()
-        self._tasks.spawn(self._read_loop(), name=f"redis-inbox:{node_id}")
+        reader.start()
 
     async def close(self) -> None:
         """Stop the reader and release connections; this node's ``alive`` key and inbox go too.
@@ -499,9 +496,10 @@ class RedisBackend(Backend):
         if self._closed:
             return
         self._closed = True
-        self._healthy = False
         if self._ledger is not None:
             await self._ledger.close(self.op_timeout)
+        if self._reader is not None:
+            await self._reader.close(self.block + self.op_timeout)
         await self._tasks.close()
         node = self._node_id
         try:
@@ -518,7 +516,7 @@ class RedisBackend(Backend):
         """True when started, the reader is in sync, the session ledger can write (a demoted
         primary refuses writes with READONLY: that counts as unavailable) and Redis answers a
         PING in time."""
-        if self._deliver is None or not self._healthy:
+        if self._deliver is None or self._reader is None or not self._reader.healthy or self._closed:
             return False
         if self._ledger is not None and not self._ledger.working():
             return False
@@ -713,8 +711,9 @@ class RedisBackend(Backend):
 
     # -- the reader -----------------------------------------------------------------------------
 
-    async def _sync(self) -> None:
-        """Bring Redis in line with this node: members, liveness, stream position.
+    async def _resync_members(self) -> None:
+        """Bring Redis in line with this node: members and liveness (the reader then checks its
+        stream position).
 
         If the cluster reaped this node while it was away (stalled, or cut off from Redis for
         longer than the reaping grace), its members stay gone: it forgets them and hands their
@@ -760,15 +759,6 @@ class RedisBackend(Backend):
                     await self.control({"c": "reaped", "peers": " ".join(reaped)})
                 except Exception:
                     log.exception("redis backend: fencing after reaping failed")
-        newest = await bounded(self._reader_redis.xrevrange(self.inbox_key(node), count=1), self.op_timeout, "xrevrange")
-        newest_id = cast("str", newest[0][0]) if newest else None
-        if self._last_id is None:
-            # First start: whatever is there was sent to an earlier incarnation of this node id.
-            self._last_id = newest_id or "0-0"
-        elif newest_id is None or stream_id(newest_id) < stream_id(self._last_id):
-            # The stream is gone or was recreated (Redis restarted empty, inbox expired, this node
-            # was reaped): every entry in it is new to us.
-            self._last_id = "0-0"
 
     async def _settle(self) -> bool:
         """Wait (bounded by twice ``resync_window``) while the cluster resyncs after Redis lost
@@ -793,56 +783,6 @@ class RedisBackend(Backend):
             "alive",
         )
         return bool(done)
-
-    async def _read_loop(self) -> None:
-        node = self._node_id
-        assert node is not None
-        loop = asyncio.get_running_loop()
-        inbox = self.inbox_key(node)
-        next_alive = loop.time() + self.alive_interval
-        need_sync = False
-        backoff = self._backoff
-        backoff.connected(loop.time())
-        # ``while not closed`` rather than ``while True``: on Python 3.11, redis-py's internal
-        # ``asyncio.wait_for``/``timeout`` can swallow a cancellation that races a completing
-        # call, and ``close()`` must still end this loop within one XREAD block.
-        while not self._closed:
-            try:
-                if need_sync or self._dirty:
-                    await self._sync()
-                    need_sync = False
-                    if not self._healthy:
-                        log.info("redis backend of node %s: reconnected and resynced", node)
-                    self._healthy = True
-                    backoff.connected(loop.time())
-                    next_alive = loop.time() + self.alive_interval
-                elif loop.time() >= next_alive:
-                    next_alive = loop.time() + self.alive_interval
-                    if not await self._touch_alive():
-                        # Our key vanished while we were connected: Redis restarted empty (or
-                        # failed over) between two calls, or we were reaped. Resync at once.
-                        log.warning("redis backend of node %s: alive key vanished; resyncing", node)
-                        need_sync = True
-                        continue
-                assert self._last_id is not None
-                block_ms = max(1, round(min(self.block, max(0.0, next_alive - loop.time())) * 1000))
-                reply = await bounded(
-                    self._reader_redis.xread({inbox: self._last_id}, count=self.read_count, block=block_ms),
-                    self.block + self.op_timeout,
-                    "xread",
-                )
-            except BackendUnavailable as exc:
-                if self._healthy:
-                    log.warning("redis backend of node %s: lost redis: %s", node, exc)
-                    backoff.disconnected(loop.time())
-                self._healthy = False
-                need_sync = True
-                await asyncio.sleep(backoff.next_delay())
-                continue
-            for _stream, entries in cast("list[tuple[str, list[tuple[str, dict[str, str]]]]]", reply or []):
-                for entry_id, fields in entries:
-                    self._last_id = entry_id
-                    await self._deliver_entry(entry_id, fields)
 
     async def _deliver_entry(self, entry_id: str, fields: dict[str, str]) -> None:
         deliver = self._deliver

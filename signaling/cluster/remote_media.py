@@ -34,18 +34,14 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, cast
-
-from redis.asyncio import Redis
+from typing import Any, Literal, Protocol
 
 from signaling.backend import BackendUnavailable
 from signaling.backend.media import Emit
 from signaling.cluster.connect import make_client
-from signaling.cluster.redis_backend import stream_id
-from signaling.cluster.redis_io import bounded
+from signaling.cluster.redis_io import StreamReader, append
 from signaling.cluster.registry import NodeInfo, NodeKind, NodeRegistry
 from signaling.core import protocol
-from signaling.core.backoff import Backoff
 from signaling.core.sfu_rpc import (
     SFU_ERROR,
     SFU_UNAVAILABLE,
@@ -64,106 +60,6 @@ log = logging.getLogger(__name__)
 #: Answers how many members a room has cluster-wide (``Backend.members``): lets the last leave
 #: of a room whose SFU node died release its placement.
 RoomMembers = Callable[[str], Awaitable[list[Any]]]
-
-
-# -- streams ---------------------------------------------------------------------------------------
-
-
-async def append(redis: Redis, key: str, payload: str, *, maxlen: int, ttl: float, op_timeout: float, what: str) -> None:
-    """Append one entry (field ``m``) to a stream, bounded by ``maxlen`` (approximate) and ``ttl``.
-
-    ``MULTI``/``EXEC``: the TTL is refreshed with every append, so a stream nobody writes to (its
-    reader died) disappears on its own. No retry: a retried append whose reply was lost would
-    run a request twice.
-    """
-    pipe = redis.pipeline(transaction=True)
-    pipe.xadd(key, {"m": payload}, maxlen=maxlen, approximate=True)
-    pipe.pexpire(key, round(ttl * 1000))
-    await bounded(pipe.execute(), op_timeout, what)
-
-
-class StreamReader:
-    """The one reader of one stream: ``XREAD BLOCK`` from the last id it handled.
-
-    It reconnects with backoff and keeps its position across an outage; if the stream is gone or
-    was recreated meanwhile (Redis restarted empty, the key expired) it reads the new one from the
-    start. On its first start it skips what is already there: those entries were written for an
-    earlier incarnation of this node id.
-    """
-
-    def __init__(
-        self,
-        redis: Redis,
-        key: str,
-        handle: Callable[[dict[str, str]], Awaitable[None]],
-        *,
-        block: float,
-        op_timeout: float,
-        count: int = 256,
-    ) -> None:
-        self.key = key
-        self.healthy = False
-        self._redis = redis
-        self._handle = handle
-        self._block = block
-        self._op_timeout = op_timeout
-        self._count = count
-        self._last_id: str | None = None
-        self._stopped = False
-
-    async def sync_position(self) -> None:
-        newest = cast(
-            "list[tuple[str, Any]]",
-            await bounded(self._redis.xrevrange(self.key, count=1), self._op_timeout, "xrevrange"),
-        )
-        newest_id = newest[0][0] if newest else None
-        if self._last_id is None:
-            self._last_id = newest_id or "0-0"
-        elif newest_id is None or stream_id(newest_id) < stream_id(self._last_id):
-            self._last_id = "0-0"
-
-    def read_from_start(self) -> None:
-        """Read every entry, not only those appended from now on (before :meth:`run`)."""
-        self._last_id = "0-0"
-
-    def stop(self) -> None:
-        """Make :meth:`run` return at its next turn (a cancellation swallowed inside redis-py on
-        Python 3.11 must not keep it alive); the owner cancels it as well."""
-        self._stopped = True
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        backoff = Backoff(base=0.05, cap=2.0, stable_after=4 * self._block)
-        backoff.connected(loop.time())
-        need_sync = self._last_id is None
-        while not self._stopped:
-            try:
-                if need_sync:
-                    await self.sync_position()
-                    need_sync = False
-                    if not self.healthy:
-                        log.info("stream %s: reading from %s", self.key, self._last_id)
-                assert self._last_id is not None
-                reply = await bounded(
-                    self._redis.xread({self.key: self._last_id}, count=self._count, block=max(1, round(self._block * 1000))),
-                    self._block + self._op_timeout,
-                    "xread",
-                )
-                if not self.healthy:
-                    backoff.connected(loop.time())
-                self.healthy = True
-            except BackendUnavailable as exc:
-                if self.healthy:
-                    log.warning("stream %s: lost redis: %s", self.key, exc)
-                    backoff.disconnected(loop.time())
-                self.healthy = False
-                need_sync = True
-                await asyncio.sleep(backoff.next_delay())
-                continue
-            for _stream, entries in cast("list[tuple[str, list[tuple[str, dict[str, str]]]]]", reply or []):
-                for entry_id, fields in entries:
-                    self._last_id = entry_id
-                    await self._handle(fields)
 
 
 # -- what the port needs from a cluster: placement and a request transport -------------------------
@@ -193,10 +89,11 @@ class RpcTransport(Protocol):
     async def prepare(self, handle: ReplyHandler) -> None:
         """Get ready to deliver replies to ``handle`` (before the first request)."""
 
-    async def run(self) -> None:
-        """Deliver replies until :meth:`stop` (the port owns the task running it)."""
+    def start_replies(self) -> None:
+        """Start delivering replies (after :meth:`prepare`; the transport owns what reads them)."""
 
-    def stop(self) -> None: ...
+    async def stop_replies(self, deadline: float) -> None:
+        """Stop delivering replies, within ``deadline`` seconds."""
 
     async def send(self, node: str, payload: str, *, what: str) -> None:
         """Hand one request to ``node``; :class:`BackendUnavailable` if it cannot be sent. Never
@@ -223,8 +120,12 @@ class RedisRpc:
         self._reader: StreamReader | None = None
 
     async def prepare(self, handle: ReplyHandler) -> None:
+        async def on_entry(_entry_id: str, fields: dict[str, str]) -> None:
+            await handle(fields)
+
         self._reader = StreamReader(
-            self._reader_redis, reply_stream(self.prefix, self.node_id), handle, block=self._block, op_timeout=self.op_timeout
+            self._reader_redis, reply_stream(self.prefix, self.node_id), on_entry, block=self._block,
+            op_timeout=self.op_timeout, name=f"sfu replies of {self.node_id}",
         )
         try:
             # Position the reader now, so a reply to the first request cannot be skipped.
@@ -234,13 +135,13 @@ class RedisRpc:
             # incarnation and are dropped, and none of ours can be skipped.
             self._reader.read_from_start()
 
-    async def run(self) -> None:
+    def start_replies(self) -> None:
         assert self._reader is not None, "prepare first"
-        await self._reader.run()
+        self._reader.start()
 
-    def stop(self) -> None:
+    async def stop_replies(self, deadline: float) -> None:
         if self._reader is not None:
-            self._reader.stop()
+            await self._reader.close(deadline)
 
     async def send(self, node: str, payload: str, *, what: str) -> None:
         await append(
@@ -415,7 +316,7 @@ class RemoteMedia:
             return
         self._started = True
         await self._transport.prepare(self._on_reply)
-        self._tasks.spawn(self._transport.run(), name=f"sfu-replies:{self.node_id}")
+        self._transport.start_replies()
         self._tasks.spawn(self._watch(), name=f"sfu-failover:{self.node_id}")
 
     async def close(self) -> None:
@@ -423,7 +324,7 @@ class RemoteMedia:
         if self._closed:
             return
         self._closed = True
-        self._transport.stop()
+        await self._transport.stop_replies(self.close_timeout)
         await self._tasks.close()
         for pending in list(self._pending.values()):
             self._fail(pending, "this node is closing")
@@ -770,6 +671,13 @@ class RemoteMedia:
         except BackendUnavailable as exc:
             self._pending.pop(request.id, None)
             raise RemoteMediaError(SFU_UNAVAILABLE, f"{op}: request to SFU node {node} not sent: {exc}") from exc
+        except Exception as exc:
+            # ``close`` tore the connection down under the append (redis-py then fails with
+            # whatever its half-closed connection raises): the caller hears "unavailable".
+            if not self._closed:
+                raise
+            self._pending.pop(request.id, None)
+            raise RemoteMediaError(SFU_UNAVAILABLE, f"{op}: this node is closing") from exc
         return pending
 
     async def _wait(self, pending: _Pending) -> Any:

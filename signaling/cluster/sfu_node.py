@@ -41,9 +41,8 @@ from signaling import __version__
 from signaling.backend import BackendUnavailable
 from signaling.backend.media import MEDIA_REFUSALS, Emit, MediaPort
 from signaling.cluster.redis_backend import PeerSender, make_client
+from signaling.cluster.redis_io import StreamReader, append, start_with_retry
 from signaling.cluster.registry import NodeInfo, NodeRegistry
-from signaling.cluster.remote_media import StreamReader, append
-from signaling.core.backoff import Backoff
 from signaling.core.config import ServerConfig
 from signaling.core.sfu_rpc import (
     CODES,
@@ -59,13 +58,6 @@ from signaling.runtime.metrics import MediaCollector, TaskCollector
 from signaling.runtime.tasks import OwnerKind, TaskRegistry
 
 log = logging.getLogger(__name__)
-
-#: Deadline of every Redis call of the node.
-OP_TIMEOUT = 2.0
-#: How long one XREAD BLOCK of the request reader waits.
-READ_BLOCK = 1.0
-#: How long ``start`` keeps trying to reach Redis before the process gives up.
-START_TIMEOUT = 10.0
 
 #: Told when a room starts (True) or stops (False) being hosted here.
 RoomsChanged = Callable[[str, bool], None]
@@ -234,12 +226,15 @@ class SfuNode:
         self.node_id = config.node_id
         self.prefix = config.redis_prefix
         url = config.redis_url
+        #: Deadline of every Redis call, XREAD block, how long ``start`` tries (cluster.* keys).
+        op_timeout, block = cluster.op_timeout, cluster.read_block
         self.registry = NodeRegistry(
-            url, key_prefix=self.prefix, heartbeat_interval=cluster.heartbeat_interval, ttl=cluster.node_ttl, op_timeout=OP_TIMEOUT
+            url, key_prefix=self.prefix, heartbeat_interval=cluster.heartbeat_interval, ttl=cluster.node_ttl, op_timeout=op_timeout
         )
-        self._redis = make_client(url, op_timeout=OP_TIMEOUT)
-        self._reader_redis = make_client(url, op_timeout=OP_TIMEOUT, read_timeout=READ_BLOCK + OP_TIMEOUT, max_connections=1)
-        self._sender = PeerSender(url, key_prefix=self.prefix, sender_id=self.node_id)
+        self._redis = make_client(url, op_timeout=op_timeout)
+        self._reader_redis = make_client(url, op_timeout=op_timeout, read_timeout=block + op_timeout, max_connections=1)
+        self._sender = PeerSender(url, key_prefix=self.prefix, sender_id=self.node_id, op_timeout=op_timeout,
+                                  inbox_maxlen=cluster.inbox_maxlen, inbox_ttl=cluster.inbox_ttl)
         self._outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=cluster.emit_queue_size)
         self.media = (media_factory or _aiortc_sfu(config))(self.emit)
         #: The reader, the lanes and placement releases.
@@ -250,7 +245,8 @@ class SfuNode:
             self.media, self._send_reply, tasks=self._tasks, lane_size=cluster.lane_size, on_rooms=self._rooms_changed
         )
         self._reader = StreamReader(
-            self._reader_redis, request_stream(self.prefix, self.node_id), self._on_request, block=READ_BLOCK, op_timeout=OP_TIMEOUT
+            self._reader_redis, request_stream(self.prefix, self.node_id), self._on_request, block=block, op_timeout=op_timeout,
+            name=f"sfu node {self.node_id} requests",
         )
         self._emptied = asyncio.Event()
         self._emptied.set()
@@ -272,27 +268,19 @@ class SfuNode:
 
         The reader is positioned *before* the node registers: a request can only be sent once a
         room is placed here, which needs the registration, so none is skipped. Retries for up to
-        :data:`START_TIMEOUT` while Redis is unreachable, then raises :class:`BackendUnavailable`.
+        ``cluster.start_timeout`` while Redis is unreachable, then raises :class:`BackendUnavailable`.
         """
         if self._closed or self._started:
             raise RuntimeError("an SFU node starts once")
         self._started = True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_TIMEOUT
-        backoff = Backoff(base=0.05, cap=1.0)
         info = NodeInfo(id=self.node_id, kind="sfu", address=self.address, capacity=self.config.cluster.sfu_capacity)
-        while True:
-            try:
-                await self._reader.sync_position()
-                await self.registry.register(info)
-                break
-            except BackendUnavailable as exc:
-                delay = backoff.next_delay()
-                if loop.time() + delay >= deadline:
-                    raise BackendUnavailable(f"redis unreachable for {START_TIMEOUT} s at start") from exc
-                log.warning("sfu node %s: start: %s; retrying", self.node_id, exc)
-                await asyncio.sleep(delay)
-        self._tasks.spawn(self._reader.run(), name=f"sfu-requests:{self.node_id}")
+
+        async def attempt() -> None:
+            await self._reader.sync_position()
+            await self.registry.register(info)
+
+        await start_with_retry(attempt, patience=self.config.cluster.start_timeout, what=f"sfu node {self.node_id}")
+        self._reader.start()
         self._outbox_tasks.spawn(self._drain_outbox(), name=f"sfu-outbox:{self.node_id}")
         log.info("sfu node %s registered (capacity %d rooms)", self.node_id, info.capacity)
 
@@ -320,7 +308,8 @@ class SfuNode:
         if self._closed:
             return
         self._closed = True
-        self._reader.stop()
+        cluster = self.config.cluster
+        await self._reader.close(cluster.read_block + cluster.op_timeout)
         # First, so signaling nodes move the remaining rooms now rather than after the TTL.
         await self.registry.close(deregister=True)
         await self._tasks.close()
@@ -346,7 +335,7 @@ class SfuNode:
 
     # -- requests -------------------------------------------------------------------------------
 
-    async def _on_request(self, fields: dict[str, str]) -> None:
+    async def _on_request(self, _entry_id: str, fields: dict[str, str]) -> None:
         try:
             request = Request.decode(fields["m"])
         except (KeyError, RpcFormatError) as exc:
@@ -363,7 +352,7 @@ class SfuNode:
         try:
             await append(
                 self._redis, reply_stream(self.prefix, request.reply_to), reply.encode(),
-                maxlen=cluster.rpc_stream_maxlen, ttl=cluster.rpc_stream_ttl, op_timeout=OP_TIMEOUT, what="sfu reply",
+                maxlen=cluster.rpc_stream_maxlen, ttl=cluster.rpc_stream_ttl, op_timeout=cluster.op_timeout, what="sfu reply",
             )
         except BackendUnavailable as exc:
             # The caller's deadline turns this into sfu-unavailable on its side.

@@ -209,8 +209,32 @@ class ClusterConfig:
     #: With N > 0 and fewer than N replicas reachable, frames wait and the node is not ready.
     ledger_wait_replicas: int | None = None
     #: Seconds one ``WAIT`` may take; fewer replicas by then is a failed write (retried).
-    #: Must stay below the Redis call deadline (2 s).
+    #: Must stay below the Redis call deadline (``op_timeout``).
     ledger_wait_timeout: float = 0.5
+    #: Deadline (seconds) of every Redis call of a cluster process (backend, session ledger,
+    #: node registry, remote media, SFU node); a call past it counts as Redis being down.
+    op_timeout: float = 2.0
+    #: Seconds one ``XREAD BLOCK`` of a stream reader waits (a node's inbox, the RPC request and
+    #: reply streams); a reader notices ``close`` within it.
+    read_block: float = 1.0
+    #: Seconds a cluster process keeps trying to reach Redis at start before it gives up (exit 2).
+    start_timeout: float = 10.0
+    #: Seconds between two reaper passes of a signaling node (members of dead nodes are removed
+    #: once the grace period since their node died has passed).
+    reap_interval: float = 2.0
+    #: Approximate bound (entries) of each node's inbox stream: the peers of a dead node that
+    #: receive more than this before they resume lose the oldest.
+    inbox_maxlen: int = 10_000
+    #: An inbox nobody writes to for this long is deleted by Redis (seconds).
+    inbox_ttl: float = 300.0
+    #: Session keys (ledger and mailbox) expire this long after their owner last refreshed them
+    #: (seconds); a resume elsewhere is possible within it.
+    session_ttl: float = 600.0
+    #: How long a reaped node's tombstone is kept (seconds): a node stalled longer would not
+    #: learn it was reaped.
+    tombstone_ttl: float = 86_400.0
+    #: Session-ledger writes waiting for Redis on one node; past it a session is ended loudly.
+    ledger_max_queued: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,8 @@ class TokenBucket:
     def take(self, now: float, cost: float = 1.0) -> bool:
         if self.tokens < 0:
             self.tokens, self.stamp = self.burst, now
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        # A clock that steps back refills nothing (a negative balance would read as "fresh").
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= cost:
             self.tokens -= cost

@@ -20,7 +20,10 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _BAD_START = re.compile(r"\n(?![a-z]=)")
 _CANDIDATE = re.compile(
     r"^(?:a=)?candidate:[A-Za-z0-9+/]{1,32} \d{1,3} (?:udp|tcp|UDP|TCP) \d{1,10} "
-    r"(?P<addr>[A-Za-z0-9.:_-]{1,255}) (?P<port>\d{1,5}) typ (?:host|srflx|prflx|relay)(?: [\x21-\x7e ]{0,512})?$"
+    r"(?P<addr>[A-Za-z0-9.:_-]{1,255}) (?P<port>\d{1,5}) typ (?:host|srflx|prflx|relay)(?: [\x21-\x7e ]{0,512})?$",
+    # ASCII digits only: ``\d`` alone matches any Unicode digit (Arabic-Indic, fullwidth…), and
+    # ``int()`` accepts those too, so such a candidate would have reached aiortc.
+    re.ASCII,
 )
 
 

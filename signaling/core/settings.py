@@ -247,20 +247,21 @@ def validate(config: ServerConfig) -> None:
     cluster = config.cluster
     if cluster.sfu_capacity < 1:
         problems.append("cluster.sfu_capacity: must be at least 1")
-    for key in ("heartbeat_interval", "rpc_timeout", "failover_interval", "rpc_stream_ttl"):
+    for key in ("heartbeat_interval", "rpc_timeout", "failover_interval", "rpc_stream_ttl", "op_timeout", "read_block",
+                "start_timeout", "reap_interval", "inbox_ttl", "session_ttl", "tombstone_ttl"):
         if getattr(cluster, key) <= 0:
             problems.append(f"cluster.{key}: must be positive")
     if cluster.node_ttl <= cluster.heartbeat_interval:
         problems.append("cluster.node_ttl: must exceed cluster.heartbeat_interval (a live node would flicker)")
-    for key in ("rpc_stream_maxlen", "emit_queue_size", "lane_size"):
+    for key in ("rpc_stream_maxlen", "emit_queue_size", "lane_size", "inbox_maxlen", "ledger_max_queued"):
         if getattr(cluster, key) < 1:
             problems.append(f"cluster.{key}: must be at least 1")
     if config.redis_url and (problem := check_redis_url(config.redis_url)):
         problems.append(f"redis_url: malformed Redis URL: {problem} (--redis or {env_name('redis_url')})")
     if cluster.ledger_wait_replicas is not None and cluster.ledger_wait_replicas < 0:
         problems.append("cluster.ledger_wait_replicas: must be 0 or more (empty: automatic)")
-    if not 0 < cluster.ledger_wait_timeout < 2:
-        problems.append("cluster.ledger_wait_timeout: must be above 0 and below 2 s (the Redis call deadline)")
+    if not 0 < cluster.ledger_wait_timeout < cluster.op_timeout:
+        problems.append("cluster.ledger_wait_timeout: must be above 0 and below cluster.op_timeout (the Redis call deadline)")
     if config.webhooks.urls and not config.webhooks.secret:
         problems.append("webhooks.secret: required when webhooks.urls is set")
     if config.ice.turn_urls and not config.ice.turn_secrets:

@@ -11,6 +11,7 @@ from sfu.tasks import (
     TaskLabel,
     TaskRegistry,
     adopt,
+    cancel_and_wait,
     count_by_kind,
     count_live_by_kind,
     label_of,
@@ -18,4 +19,4 @@ from sfu.tasks import (
     snapshot,
 )
 
-__all__ = ["OwnerKind", "TaskInfo", "TaskLabel", "TaskRegistry", "adopt", "count_by_kind", "count_live_by_kind", "label_of", "live_labels", "snapshot"]
+__all__ = ["OwnerKind", "TaskInfo", "TaskLabel", "TaskRegistry", "adopt", "cancel_and_wait", "count_by_kind", "count_live_by_kind", "label_of", "live_labels", "snapshot"]

@@ -112,12 +112,15 @@ def build_app(
             backend = RedisBackend(
                 config.redis_url, key_prefix=config.redis_prefix,
                 alive_interval=cluster.heartbeat_interval, alive_ttl=cluster.node_ttl,
+                op_timeout=cluster.op_timeout, block=cluster.read_block, start_timeout=cluster.start_timeout,
+                inbox_maxlen=cluster.inbox_maxlen, inbox_ttl=cluster.inbox_ttl, session_ttl=cluster.session_ttl,
+                tombstone_ttl=cluster.tombstone_ttl, ledger_max_queued=cluster.ledger_max_queued,
                 wait_replicas=resolve_wait_replicas(cluster.ledger_wait_replicas, config.redis_url),
                 wait_timeout=cluster.ledger_wait_timeout,
             )
         registry = NodeRegistry(
             config.redis_url, key_prefix=config.redis_prefix,
-            heartbeat_interval=cluster.heartbeat_interval, ttl=cluster.node_ttl,
+            heartbeat_interval=cluster.heartbeat_interval, ttl=cluster.node_ttl, op_timeout=cluster.op_timeout,
         )
     hub = Hub(
         config,
@@ -255,6 +258,8 @@ def _remote_media(config: ServerConfig, hub: Hub) -> RemoteMedia:
         stream_ttl=cluster.rpc_stream_ttl,
         heartbeat_interval=cluster.heartbeat_interval,
         node_ttl=cluster.node_ttl,
+        op_timeout=cluster.op_timeout,
+        block=cluster.read_block,
         close_timeout=config.limits.close_timeout,
     )
 

@@ -26,7 +26,7 @@ from signaling.core.heartbeat import AdaptiveTimeout, HeartbeatPolicy, Liveness,
 from signaling.core.protocol import ClientMessage, ProtocolError
 from signaling.core.ratelimit import TokenBucket
 from signaling.runtime.metrics import Metrics
-from signaling.runtime.tasks import OwnerKind, adopt
+from signaling.runtime.tasks import OwnerKind, TaskRegistry
 from signaling.server.ticker import Ticker
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,9 @@ class Connection:
         self._metrics = metrics
         self.remote = remote
         self._loop = asyncio.get_running_loop()
+        #: The reader and the writer: cancelled and awaited before ``run()`` returns (the heartbeat
+        #: is the node's ticker's, not a task of this connection).
+        self._tasks = TaskRegistry(f"connection:{remote}", OwnerKind.CONNECTION)
         self._outbox: deque[str] = deque()
         self._outbox_ready = asyncio.Event()
         self._close_requested = asyncio.Event()
@@ -145,18 +148,17 @@ class Connection:
     async def run(self, handler: Handler) -> None:
         """Serve the connection until it closes; returns only once everything it started ended."""
         self._metrics.connections.inc()
-        writer = self._loop.create_task(self._write_loop(), name=f"writer:{self.remote}")
-        reader = self._loop.create_task(self._read_loop(handler), name=f"reader:{self.remote}")
-        for task in (writer, reader):
-            adopt(task, OwnerKind.CONNECTION, f"connection:{self.remote}")
+        owner = f"connection:{self.remote}"
+        writer = self._tasks.spawn(self._write_loop(), name=f"writer:{self.remote}", owner=owner)
+        self._tasks.spawn(self._read_loop(handler), name=f"reader:{self.remote}", owner=owner)
         try:
             await self._close_requested.wait()
             await self._close(writer)
         finally:
             self._ticker.remove(self)
-            for task in (reader, writer):
-                task.cancel()
-            await asyncio.gather(reader, writer, return_exceptions=True)
+            # The close handshake had its deadline; the tasks get one more, then are abandoned
+            # (logged), so a task that swallows its cancellation cannot hold the handler forever.
+            await self._tasks.close(self._limits.close_timeout)
             self._metrics.connections.dec()
             self.done.set()
 

@@ -195,7 +195,7 @@ class Hub:
                          capacity=cfg.security.max_rooms)
             )
         if self.backend.clustered:
-            self._tasks.spawn(self._reaper(self.config.cluster.heartbeat_interval), name="reaper")
+            self._tasks.spawn(self._reaper(self.config.cluster.reap_interval), name="reaper")
         if self.webhooks is not None:
             self.webhooks.start()
         if self.leaks.interval > 0:

@@ -105,7 +105,6 @@ class WorkerPool:
         self._live: dict[str, _Worker] = {}
         self._processes: set[asyncio.subprocess.Process] = set()
         self._up: list[asyncio.Event] = [asyncio.Event() for _ in range(workers)]
-        self._stopped = asyncio.Event()
         self._closing = False
         #: Workers started again after their process ended (died, killed, drained).
         self.restarts = 0
@@ -133,7 +132,6 @@ class WorkerPool:
         if self._closing:
             return
         self._closing = True
-        self._stopped.set()
         for worker in list(self._live.values()):
             worker.writer.close()
         deadline = max(self.config.limits.close_timeout, 5.0) + 5.0
@@ -269,11 +267,10 @@ class WorkerPool:
     async def prepare(self, handle: ReplyHandler) -> None:
         self._handle = handle
 
-    async def run(self) -> None:
-        """Replies arrive through the workers' links (read by the pool's tasks): wait to stop."""
-        await self._stopped.wait()
+    def start_replies(self) -> None:
+        """Replies arrive through the workers' links, read by the pool's own tasks: nothing to start."""
 
-    def stop(self) -> None:
+    async def stop_replies(self, deadline: float) -> None:
         self._handle = None
 
     async def send(self, node: str, payload: str, *, what: str) -> None:

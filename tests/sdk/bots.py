@@ -7,7 +7,6 @@ SIGKILL after a bound), and its output is kept for failure messages.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sys
 from pathlib import Path
@@ -83,5 +82,4 @@ class Bot:
                 process.kill()
                 await process.wait()
         if self._reader is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await self._reader  # ends at the process's EOF

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from sfu.aiortc_hooks import ReceiverTap, TranscodingProbe
 from sfu.config import SfuConfig
 from sfu.packets import InboundRtp, ReceiveInfo, SenderReport
 from sfu.service import Sfu
+from sfu.tasks import TaskRegistry
 
 INDEX_BITS = 16
 BLOCK = 16
@@ -175,30 +176,15 @@ def force_codec(transceiver: Any, kind: str, name: str) -> None:
     transceiver.setCodecPreferences(chosen + rtx)
 
 
-class TaskSet:
-    """The tasks a test peer owns: started with a reference, cancelled and awaited on close."""
+class TaskSet(TaskRegistry):
+    """The tasks a test peer owns: the one registry, whose close re-raises the first failure."""
 
     def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.errors: list[BaseException] = []
+        super().__init__("test-peer")
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.errors.append(task.exception())  # type: ignore[arg-type]
-
-    async def close(self) -> None:
+    async def close(self, deadline: float | None = None) -> None:
         """Cancel and await every task; re-raise the first failure one of them had."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await super().close(deadline)
         if self.errors:
             raise self.errors[0]
 

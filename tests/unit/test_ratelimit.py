@@ -100,3 +100,50 @@ def test_failure_throttle_stays_bounded_even_when_every_address_is_busy() -> Non
         throttle.failed(f"10.0.0.{i}", 0.0)
         assert throttle.tracked <= 4
     assert throttle.blocked("10.0.0.19", 0.0)
+
+
+def test_failure_throttle_retry_after_is_zero_for_an_unknown_address_and_counts_down() -> None:
+    throttle = FailureThrottle(rate=2.0, burst=1.0)
+    assert throttle.retry_after("198.51.100.1") == 0.0
+    assert not throttle.blocked("198.51.100.1", 0.0)
+    throttle.failed("198.51.100.1", 0.0)
+    assert throttle.blocked("198.51.100.1", 0.0)
+    assert throttle.retry_after("198.51.100.1") == pytest.approx(0.5)
+    assert not throttle.blocked("198.51.100.1", 0.5)
+
+
+def test_failure_throttle_prune_forgets_only_refilled_addresses_when_some_are() -> None:
+    throttle = FailureThrottle(rate=1.0, burst=1.0, max_tracked=4)
+    throttle.failed("idle", 0.0)  # refilled at t=1
+    for n in range(3):
+        throttle.failed(f"busy{n}", 0.9)  # still refilling at t=1
+    # Full: the next address prunes "idle" only (forgetting the oldest half would leave 3).
+    throttle.failed("new", 1.0)
+    assert throttle.tracked == 4
+    assert all(throttle.blocked(f"busy{n}", 1.0) for n in range(3))
+
+
+def test_zero_rate_limiter_admits_only_the_burst_forever() -> None:
+    limiter = IpLimiter(max_concurrent=10, rate=0.0, burst=2.0)
+    assert limiter.admit("::1", 0.0) is None and limiter.admit("::1", 0.0) is None
+    assert limiter.admit("::1", 1e9) == "more than 0 new connections per second from ::1"
+    limiter.release("::1")
+    limiter.release("::1")
+    limiter.release("::1")  # one too many: no negative count
+    assert limiter.open_count("::1") == 0
+
+
+@pytest.mark.parametrize("address", ["", "\u202e1.2.3.4", "x" * 10_000, "1.2.3.4\x00", "\ud800"])
+def test_hostile_address_strings_are_only_keys(address: str) -> None:
+    limiter = IpLimiter(max_concurrent=1, rate=1.0, burst=1.0)
+    assert limiter.admit(address, 0.0) is None
+    assert limiter.admit(address, 0.0) is not None
+    limiter.release(address)
+    assert limiter.open_count(address) == 0
+
+
+def test_time_going_backwards_never_grants_extra_tokens() -> None:
+    bucket = TokenBucket(rate=10.0, burst=1.0)
+    assert bucket.take(100.0)
+    assert not bucket.take(50.0)  # a clock step back: no refill (negative elapsed)
+    assert not bucket.take(50.05)

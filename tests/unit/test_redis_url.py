@@ -131,3 +131,19 @@ def test_config_show_masks_the_redis_passwords() -> None:
     config = load(env={"SWITCHBOARD_REDIS_URL": "redis+sentinel://:secret@h1/svc?sentinel_password=other"})
     shown = effective(config)["redis_url"]
     assert "secret" not in shown and "other" not in shown and shown.startswith("redis+sentinel://:****@h1/svc")
+
+
+def test_cluster_timings_come_from_env_and_are_checked() -> None:
+    config = load(env={"SWITCHBOARD_CLUSTER_OP_TIMEOUT": "5", "SWITCHBOARD_CLUSTER_READ_BLOCK": "0.5",
+                       "SWITCHBOARD_CLUSTER_INBOX_MAXLEN": "500", "SWITCHBOARD_CLUSTER_LEDGER_WAIT_TIMEOUT": "3"})
+    cluster = config.cluster
+    assert (cluster.op_timeout, cluster.read_block, cluster.inbox_maxlen, cluster.ledger_wait_timeout) == (5, 0.5, 500, 3)
+    # The replica wait must stay below the call deadline, whatever that is.
+    with pytest.raises(ConfigError, match=r"cluster\.ledger_wait_timeout: .*cluster\.op_timeout"):
+        load(overrides={"cluster.op_timeout": 1, "cluster.ledger_wait_timeout": 1.5}, env={})
+    for key in ("cluster.read_block", "cluster.start_timeout", "cluster.reap_interval", "cluster.session_ttl"):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load(overrides={key: 0}, env={})
+    for key in ("cluster.inbox_maxlen", "cluster.ledger_max_queued"):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load(overrides={key: 0}, env={})

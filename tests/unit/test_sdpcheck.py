@@ -58,3 +58,27 @@ def test_same_verdict_as_the_per_line_loop(parts: list[str], end: str, trailing:
 )
 def test_same_verdict_on_known_cases(sdp: str) -> None:
     assert verdict(check_sdp, sdp) == verdict(reference, sdp)
+
+
+@pytest.mark.parametrize(
+    ("sdp", "why"),
+    [
+        ("", "must start with v=0"),
+        ("v=1\r\n", "must start with v=0"),
+        ("\ufeffv=0\r\n", "must start with v=0"),  # a byte-order mark
+        (VALID + "a=x\x00y\r\n", "line 7 is not"),
+        (VALID + "a=\u202eevil\x1b[2J\r\n", "line 7 is not"),  # bidi override, terminal escape
+        (VALID.replace("s=-", "S=-"), "line 3 is not"),
+        ("v=0\r\n" + "a=x\r\n" * 20, "lines, limit 12"),
+        ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n", "lacks m, s, t= lines"),
+    ],
+)
+def test_hostile_sdp_is_refused_with_a_reason(sdp: str, why: str) -> None:
+    with pytest.raises(SdpError, match=re.escape(why)):
+        check_sdp(sdp, max_lines=12)
+    assert verdict(reference, sdp) == verdict(check_sdp, sdp)
+
+
+def test_unicode_line_separators_inside_a_value_are_not_line_breaks() -> None:
+    # U+2028 / U+0085 are line breaks to str.splitlines, not to SDP: the value keeps them.
+    check_sdp(VALID + "a=x\u2028y\u0085z\r\n", max_lines=12)

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from sfu import aiortc_hooks
+from signaling.runtime.aio import cancel_and_wait
 from tests.conftest import PATIENCE, UNIT
 from tests.media.peers import LOOPBACK
 
@@ -146,9 +147,7 @@ class NodeClient:
         if self.process.returncode is None:
             self.process.kill()
         await self.process.wait()
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
+        await cancel_and_wait(self._reader)
 
 
 @pytest.fixture
