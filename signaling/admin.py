@@ -16,8 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from signaling import __version__
-from signaling.hub import Hub, Live
+from signaling.hub import Hub
 from signaling.leakwatch import LeakWatch
+from signaling.live import Live
 from signaling.media import MEDIA_REFUSALS, MediaPort
 from signaling.ratelimit import FailureThrottle
 from signaling.tasks import TaskInfo, count_by_kind, snapshot

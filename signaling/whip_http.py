@@ -15,7 +15,8 @@ from aiohttp import web
 
 from signaling.auth import DEV_IDENTITY_GRANTS, AuthError, TokenVerifier
 from signaling.codes import Err
-from signaling.hub import HeadlessRefused, Hub
+from signaling.hub import Hub
+from signaling.live import HeadlessRefused
 from signaling.media import MEDIA_REFUSALS
 from signaling.sdpcheck import SdpError, check_sdp
 from signaling.turn.credentials import ice_servers
