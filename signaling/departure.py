@@ -1,7 +1,8 @@
-"""How a session leaves its room on this node: the grace period of a detached session, the end
-of a session (once: leave the room, tell the others, webhooks, release media) and the jobs that
-finish an end through a Redis outage. Shared by the hub and cross-node takeover (the reaper's
-``peer-left {reason: node-lost}``).
+"""How sessions leave this node: the grace period of a detached session, the end of a session
+(once: leave the room, tell the others, webhooks, release media), the jobs that finish an end
+through a Redis outage, a drain (every client sent elsewhere) and the shutdown's end of every
+session under one deadline. Shared by the hub and cross-node takeover (the reaper's ``peer-left
+{reason: node-lost}``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from signaling.session import SessionState
 from signaling.tasks import OwnerKind
 
 if TYPE_CHECKING:
+    from signaling.connection import Connection
     from signaling.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,66 @@ async def until_done(step: Callable[[], Awaitable[None]], what: str) -> None:
 class Departures:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+
+    async def drain(self, deadline: float, connections: set[Connection]) -> None:
+        """Tell every client to reconnect elsewhere (``reconnect`` + 1001), wait up to
+        ``deadline`` s for the connections to close. In a cluster also wait (same deadline) until
+        every session has resumed on another node: what is still here when the node closes ends
+        (its client rejoins)."""
+        hub = self.hub
+        until = asyncio.get_running_loop().time() + deadline
+        if hub.registry is not None:
+            try:
+                await hub.registry.set_draining()
+            except BackendUnavailable:
+                log.warning("drain: could not mark this node draining in the registry")
+        attached = [live for live in hub.table.by_id.values() if live.conn is not None]
+        for live in attached:
+            hub.emit(live, protocol.reconnect("resume", hub.config.drain_reconnect_delay_ms))
+        await hub.store.flushed()
+        for live in attached:
+            if live.conn is not None:
+                live.conn.close(Close.GOING_AWAY, "draining")
+        try:
+            async with asyncio.timeout_at(until):
+                await asyncio.gather(*(c.done.wait() for c in list(connections)))
+        except TimeoutError:
+            log.warning("drain: %d connections still open after %.1fs", len(connections), deadline)
+        if hub.backend.clustered and hub.table.by_id:
+            try:
+                async with asyncio.timeout_at(until):
+                    while hub.table.by_id:
+                        hub.table.gone.clear()
+                        await hub.table.gone.wait()
+                log.info("drain: every session resumed on another node")
+            except TimeoutError:
+                log.warning("drain: %d session(s) not resumed on another node after %.1fs; they end",
+                            len(hub.table), deadline)
+
+    async def end_all(self, deadline: float) -> None:
+        """Shutdown: end every session at once, by ``deadline`` (loop time). A stalled Redis costs
+        one timeout in all, not one per session; what is left at the deadline is abandoned with a
+        warning (the members expire with this node: the reaper of another node removes them)."""
+        sessions = list(self.hub.table.by_id.values())
+        ended = 0
+
+        async def end(live: Live) -> None:
+            nonlocal ended
+            try:
+                await self.end(live, "shutdown", notify=False, patient=False)
+            except BackendUnavailable as exc:
+                log.warning("shutdown: could not remove %s: %s", live.session.peer_id, exc)
+            ended += 1
+
+        try:
+            async with asyncio.timeout_at(deadline):
+                results = await asyncio.gather(*(end(live) for live in sessions), return_exceptions=True)
+            for result in results:
+                if isinstance(result, Exception):
+                    log.error("shutdown: ending a session failed", exc_info=result)
+        except TimeoutError:
+            log.warning("shutdown: deadline passed with %d of %d sessions not ended; their members expire "
+                        "with this node", len(sessions) - ended, len(sessions))
 
     def _ids(self, live: Live) -> dict[str, str]:
         return live.log_ids(self.hub.config.node_id)

@@ -20,32 +20,21 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from signaling import protocol
-from signaling.auth import DEV_IDENTITY_GRANTS, AuthError, TokenVerifier
-from signaling.backend import Backend, BackendUnavailable, Member, SessionMoved
+from signaling.admission import Admission
+from signaling.backend import Backend, BackendUnavailable, SessionMoved
 from signaling.codes import Close, Err, ErrorCode
 from signaling.config import ServerConfig
 from signaling.connection import Connection
 from signaling.departure import Departures
-from signaling.errors import ResumeRefusal, ResumeRefused
 from signaling.heartbeat import HeartbeatPolicy
 from signaling.leakwatch import LeakWatch
-from signaling.live import JoinRefused, Live, Sessions, refused
+from signaling.live import Live, Sessions
 from signaling.media import MediaPort
 from signaling.media_router import MediaRouter
 from signaling.metrics import Metrics
 from signaling.policy import refusal
-from signaling.protocol import (
-    Ack,
-    ClientMessage,
-    Data,
-    Join,
-    Leave,
-    Pong,
-    ProtocolError,
-    Signal,
-    StrictJSONError,
-)
-from signaling.session import AckError, ReplayOverflow, Session, SessionState, Stamped
+from signaling.protocol import Ack, ClientMessage, Data, Join, Leave, Pong, ProtocolError, Signal
+from signaling.session import AckError, ReplayOverflow, SessionState, Stamped
 from signaling.sfu_rpc import VIA
 from signaling.store import ImmediateStore, SessionStore
 from signaling.tasks import OwnerKind, TaskRegistry, adopt
@@ -76,7 +65,6 @@ class Hub:
         self.webhooks = webhooks
         #: The cluster's node registry (with Redis): this node is listed there while it lives.
         self.registry = registry
-        self._ice_servers = ice_servers or (lambda _peer: [])
         #: The sessions this node holds.
         self.table = Sessions()
         self._connections: set[Connection] = set()
@@ -85,10 +73,8 @@ class Hub:
         self.leaks = LeakWatch(lambda: self.table.by_id.keys(), config.session.leak_sample_interval)
         self.router = MediaRouter(self)
         self.departures = Departures(self)
+        self.admission = Admission(self, ice_servers or (lambda _peer: []))
         self.store: SessionStore = _store(self)
-        keys = dict(config.security.token_keys)
-        #: None in dev mode: every join gets the default grants.
-        self._verifier = TokenVerifier(keys) if keys else None
         self.draining = False
         #: Cluster: whether an SFU node is the one this node uses for a room now (see
         #: :data:`signaling.sfu_rpc.VIA`); None: every SFU message is delivered.
@@ -133,7 +119,7 @@ class Hub:
         except TimeoutError:
             log.warning("shutdown: %d connections still closing at the deadline", len(self._connections))
         await self.tasks.close()
-        await self._end_all(deadline)
+        await self.departures.end_all(deadline)
         if self.registry is not None:
             await self.registry.close()
         if self.media is not None:
@@ -142,64 +128,11 @@ class Hub:
             await self.webhooks.close(self.config.limits.close_timeout)
         await self.backend.close()
 
-    async def _end_all(self, deadline: float) -> None:
-        """End every session at once (a stalled Redis costs one timeout, not one per session)."""
-        sessions = list(self.table.by_id.values())
-        ended = 0
-
-        async def end(live: Live) -> None:
-            nonlocal ended
-            try:
-                await self.departures.end(live, "shutdown", notify=False, patient=False)
-            except BackendUnavailable as exc:
-                # Redis is gone: the members expire with this node (the reaper of another node).
-                log.warning("shutdown: could not remove %s: %s", live.session.peer_id, exc)
-            ended += 1
-
-        try:
-            async with asyncio.timeout_at(deadline):
-                results = await asyncio.gather(*(end(live) for live in sessions), return_exceptions=True)
-            for result in results:
-                if isinstance(result, Exception):
-                    log.error("shutdown: ending a session failed", exc_info=result)
-        except TimeoutError:
-            log.warning("shutdown: deadline passed with %d of %d sessions not ended; their members expire "
-                        "with this node", len(sessions) - ended, len(sessions))
-
     async def drain(self, deadline: float) -> None:
-        """Stop taking sessions, tell every client to reconnect elsewhere, wait up to ``deadline`` s.
-
-        In a cluster it also waits (same deadline) until every session has resumed on another node:
-        what is still here when the node closes ends (its client rejoins)."""
-        until = asyncio.get_running_loop().time() + deadline
+        """Stop taking sessions, tell every client to reconnect elsewhere, wait up to ``deadline``
+        s (:meth:`Departures.drain`)."""
         self.draining = True
-        if self.registry is not None:
-            try:
-                await self.registry.set_draining()
-            except BackendUnavailable:
-                log.warning("drain: could not mark this node draining in the registry")
-        attached = [live for live in self.table.by_id.values() if live.conn is not None]
-        for live in attached:
-            self.emit(live, protocol.reconnect("resume", self.config.drain_reconnect_delay_ms))
-        await self.store.flushed()
-        for live in attached:
-            if live.conn is not None:
-                live.conn.close(Close.GOING_AWAY, "draining")
-        try:
-            async with asyncio.timeout_at(until):
-                await asyncio.gather(*(c.done.wait() for c in list(self._connections)))
-        except TimeoutError:
-            log.warning("drain: %d connections still open after %.1fs", len(self._connections), deadline)
-        if self.backend.clustered and self.table.by_id:
-            try:
-                async with asyncio.timeout_at(until):
-                    while self.table.by_id:
-                        self.table.gone.clear()
-                        await self.table.gone.wait()
-                log.info("drain: every session resumed on another node")
-            except TimeoutError:
-                log.warning("drain: %d session(s) not resumed on another node after %.1fs; they end",
-                            len(self.table), deadline)
+        await self.departures.drain(deadline, self._connections)
 
     async def run_connection(self, conn: Connection) -> None:
         self._connections.add(conn)
@@ -286,7 +219,7 @@ class Hub:
         live = self._live(conn)
         if live is None:
             if isinstance(message, Join):
-                await self._join(conn, message)
+                await self.admission.join(conn, message)
             else:
                 await self.on_error(conn, ProtocolError(Err.NOT_JOINED, "send join first"))
             return
@@ -371,50 +304,7 @@ class Hub:
             return ProtocolError(Err.UNKNOWN_PEER, f"no peer {', '.join(missing)} in this room", cseq=message.cseq)
         return None
 
-    # -- join and resume ----------------------------------------------------------------------
-
-    async def _join(self, conn: Connection, join: Join) -> None:
-        try:
-            if self.draining:
-                raise refused("draining", "this node is draining")
-            if join.resume is not None:
-                if self._resume_authorized(conn, join):
-                    await self._resume(conn, join)
-                return
-            try:
-                identity = self._verifier.verify(join.token, join.room) if self._verifier else None
-            except AuthError as exc:
-                self.metrics.auth_failures.labels(exc.error.code).inc()
-                conn.send_message(protocol.error(exc.error, exc.message))
-                conn.close(exc.close, exc.error.code)
-                return
-            grants = identity.grants if identity is not None else DEV_IDENTITY_GRANTS
-            live, before = await self._admit(
-                join.room, identity.name if identity is not None and identity.name else join.name,
-                grants=grants, identity=identity.identity if identity is not None else "",
-                subscribe=join.subscribe and "subscribe" in grants,
-            )
-            self._attach(live, conn)
-            self.emit(live, self._welcome(live, before, resumed=False))
-            await self._announce(live, before)
-            await self.router.join(live, join.codecs)
-        except JoinRefused as exc:
-            conn.send_message(protocol.error(exc.error, str(exc)))
-            conn.close(Close.GOING_AWAY if exc.reason == "draining" else Close.NORMAL, exc.reason.replace("-", " "))
-        except BackendUnavailable as exc:
-            log.warning("join refused: backend unavailable: %s", exc)
-            conn.send_message(protocol.error(Err.INTERNAL, "state backend unavailable, retry"))
-            conn.close(Close.INTERNAL, "backend unavailable")
-
-    async def join_headless(self, room: str, name: str, *, grants: frozenset[str], identity: str, subscribe: bool) -> str:
-        """Add a participant that has no WebSocket (WHIP publisher, WHEP player); return its
-        peer id. Peers see ``peer-joined`` as for anyone. Raises :class:`JoinRefused`."""
-        if self.draining:
-            raise refused("draining", "this node is draining")
-        live, before = await self._admit(room, name, grants=grants, identity=identity, subscribe=subscribe, headless=True)
-        live.session.state = SessionState.ATTACHED
-        await self._announce(live, before)
-        return live.session.peer_id
+    # -- sessions ------------------------------------------------------------------------------
 
     async def end_headless(self, peer_id: str, reason: str = "left") -> bool:
         """End a headless participant (DELETE of its WHIP/WHEP resource)."""
@@ -424,144 +314,7 @@ class Hub:
         await self.departures.end(live, reason)
         return True
 
-    async def _admit(
-        self, room: str, name: str, *, grants: frozenset[str], identity: str, subscribe: bool, headless: bool = False
-    ) -> tuple[Live, list[Member]]:
-        """A new session in ``room`` (and in the backend's membership): the session and the
-        members that were there before it. Raises :class:`JoinRefused` (node or room full)."""
-        sec, cfg = self.config.security, self.config.session
-        if room not in self.table.rooms and len(self.table.rooms) >= sec.max_rooms:
-            raise refused("node-full", f"this node holds {sec.max_rooms} rooms")
-        session = Session(room=room, name=name, max_messages=cfg.replay_max_messages, max_bytes=cfg.replay_max_bytes)
-        live = Live(session, subscribe=subscribe, grants=grants, identity=identity, headless=headless)
-        before = await self.backend.add_member(live.member(self.config.node_id), max_members=sec.max_participants_per_room)
-        if before is None:
-            raise refused("room-full", f"room {room} is full")
-        if not headless:
-            self.store.joined(live)
-        self.table.add(live)
-        return live, before
-
-    async def _announce(self, live: Live, before: list[Member]) -> None:
-        """A new member: webhooks, and ``peer-joined`` to those who were there before it."""
-        session = live.session
-        if self.webhooks is not None:
-            if not before:
-                self.webhooks.room_started(session.room)
-            self.webhooks.participant_joined(
-                session.room, peer=session.peer_id, name=session.name, session=session.id, identity=live.identity
-            )
-        peer = protocol.peer_info(session.peer_id, session.name)
-        for other in before:
-            await self.backend.send(other.peer_id, {"type": "peer-joined", "peer": peer})
-        log.info("%speer %s joined room %s", "headless " if live.headless else "", session.peer_id, session.room,
-                 extra=self._log_ids(live))
-
-    def _resume_authorized(self, conn: Connection, join: Join) -> bool:
-        """With access tokens, a resume presents one too (the SDKs send the one they hold or a
-        fresh one from their token provider), checked like a join's: key, signature, expiry,
-        room. A session does not outlive its grant: without a valid token the resume gets
-        ``unauthorized`` + 4001 (``forbidden`` + 4003 for another room), no welcome and no TURN
-        credentials; the session stays detached and a valid token can still resume it within
-        the grace period. The grants stay those of the join (a refreshed token cannot widen them).
-        """
-        if self._verifier is None:
-            return True
-        try:
-            self._verifier.verify(join.token, join.room)
-        except AuthError as exc:
-            self.metrics.auth_failures.labels(exc.error.code).inc()
-            self.metrics.resume_failures.labels(ResumeRefusal.UNAUTHORIZED.value).inc()
-            conn.send_message(protocol.error(exc.error, f"resume: {exc.message}"))
-            conn.close(exc.close, exc.error.code)
-            return False
-        return True
-
-    async def _resume(self, conn: Connection, join: Join) -> None:
-        """Resume a session held here, or ask the store to take it over from another node (a
-        cluster; in memory that session is unknown). Then the same for both: attach, ``welcome``
-        and the replay with no ``await`` in between (nothing can overtake the replay)."""
-        resume = join.resume
-        assert resume is not None
-        #: The node that held the session, if the store took it over (None: held here).
-        previous_owner: str | None = None
-        try:
-            if resume.session in self.table.by_id:
-                # Read the room first: from the attach to the last replayed frame nothing may
-                # await. The session may end during the read.
-                members = await self.backend.members(join.room)
-                live = self.table.by_id.get(resume.session)
-                if live is None or live.session.room != join.room:
-                    raise ResumeRefused(ResumeRefusal.UNKNOWN, "unknown or expired session")
-                frames = live.session.resume(resume.token, resume.last_seq)
-                self._take_back(live)
-                self.store.record(live)
-            else:
-                live, previous_owner = await self.store.take_over(join)
-                try:
-                    members = await self.backend.members(live.session.room)
-                except BackendUnavailable:
-                    members = []
-                if live.session.state is SessionState.ENDED:  # moved on again meanwhile
-                    conn.close(Close.REPLACED, "resumed on another node", flush=False)
-                    return
-                frames = live.session.pending()
-        except ResumeRefused as exc:
-            self.metrics.resume_failures.labels(exc.reason.value).inc()
-            conn.send_message(protocol.error(Err.RESUME_FAILED, str(exc)))
-            conn.close(Close.SESSION_UNKNOWN, "resume failed")
-            return
-        self._attach(live, conn)
-        # Frames not yet durable (in the ledger) follow from its writer, as they would have anyway.
-        frames = [f for f in frames if f.seq <= live.durable_seq]
-        welcome = self._welcome(live, members, resumed=True)
-        welcome["replayed"] = len(frames)
-        conn.send_message(welcome, force=True)
-        live.sent_seq = resume.last_seq
-        for stamped in frames:
-            conn.send(stamped.frame, force=True)
-            live.sent_seq = stamped.seq
-        self.metrics.resumes.inc()
-        self.metrics.replayed.inc(len(frames))
-        log.info("session %s resumed, %d messages replayed", live.session.id, len(frames), extra=self._log_ids(live))
-        if previous_owner is not None:
-            await self.router.adopt(live)  # the media side follows (a later SFU failover)
-        if resume.fresh_media:
-            await self.router.fresh(live)
-        if live.reconnecting_announced or previous_owner not in (None, self.config.node_id):
-            live.reconnecting_announced = False
-            await self.departures.broadcast(live, {"type": "peer-resumed", "peer": live.session.peer_id})
-
-    def _take_back(self, live: Live) -> None:
-        """A session held here resumes: its old connection (if any) is replaced, its grace ends."""
-        old = live.conn
-        if old is not None:
-            old.close(Close.REPLACED, "replaced by a newer connection", flush=False)
-            old.session_id = None
-        if live.grace is not None:
-            live.grace.cancel()
-            live.grace = None
-        live.linger = None
-
-    def _welcome(self, live: Live, peers: list[Member], *, resumed: bool) -> dict[str, Any]:
-        s = self.config.heartbeat
-        session = live.session
-        return {
-            "type": "welcome",
-            "protocol": protocol.PROTOCOL_VERSION,
-            "session": session.id,
-            "resume_token": session.token,
-            "peer": session.peer_id,
-            "room": session.room,
-            "node": self.config.node_id,
-            "peers": [protocol.peer_info(m.peer_id, m.name) for m in peers if m.peer_id != session.peer_id],
-            "ice_servers": self._ice_servers(session.peer_id),
-            "heartbeat": {"interval_ms": round(s.interval * 1000), "timeout_ms": round(s.timeout * 1000)},
-            "resumed": resumed,
-            "last_cseq": session.last_cseq,
-        }
-
-    def _attach(self, live: Live, conn: Connection) -> None:
+    def attach(self, live: Live, conn: Connection) -> None:
         live.conn = conn
         live.session.state = SessionState.ATTACHED
         conn.session_id = live.session.id
@@ -618,7 +371,7 @@ class Hub:
         except ReplayOverflow as exc:
             self.lose(live, str(exc))
             return
-        except StrictJSONError as exc:
+        except protocol.StrictJSONError as exc:
             # Nothing unencodable gets in (protocol.parse), so this is a bug: that one message
             # is dropped with an error log, before it reaches the replay buffer or the ledger.
             log.error("message %s for %s not sent, not strict JSON: %s", message.get("type"), session.peer_id, exc,

@@ -48,8 +48,9 @@ async def test_shutdown_with_redis_stalled_ends_sessions_concurrently(
     redis_factory, prefix: str, start_server: ServerFactory, caplog: pytest.LogCaptureFixture  # type: ignore[no-untyped-def]
 ) -> None:
     caplog.set_level(logging.WARNING, logger="signaling")
-    # The deadline leaves room for one Redis timeout, not for two in a row.
-    await _close_with_redis_stalled(redis_factory, prefix, start_server, shutdown_timeout=1.5 * REDIS_TIMEOUT)
+    # Room for a few Redis timeouts (a loaded machine lags), far from one per session: ended one
+    # after another, more than 20 of the 30 would be cut off.
+    await _close_with_redis_stalled(redis_factory, prefix, start_server, shutdown_timeout=8 * REDIS_TIMEOUT)
     messages = [r.getMessage() for r in caplog.records]
     # Every session's removal was tried and timed out once, side by side: none was cut off.
     assert sum("shutdown: could not remove" in m for m in messages) == SESSIONS, messages
