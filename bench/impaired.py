@@ -47,7 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("SWITCHBOARD_TEST_TIME_SCALE", "3")
 
 from sfu import aiortc_hooks
-from signaling.backoff import Backoff
+from signaling.core.backoff import Backoff
 from signaling.turn.coturn import Profile, render
 from tests.cluster.procs import NodeProcess, Processes
 from tests.faultproxy import FaultProxy

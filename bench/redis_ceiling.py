@@ -53,8 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from redis.asyncio import Redis
 
-from signaling.backend.ledger import _PUT
-from signaling.backend.redis import _ADD, _SEND
+from signaling.cluster.ledger import _PUT
+from signaling.cluster.redis_backend import _ADD, _SEND
 
 HOST = "127.0.0.1"
 ACK_EVERY = 16

@@ -29,10 +29,10 @@ from aiohttp import web
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from signaling.backoff import Backoff
 from signaling.client import Client, Reconnecting, SignalReceived
-from signaling.config import HeartbeatConfig, ServerConfig, SessionConfig
-from signaling.server import METRICS, build_app
+from signaling.core.backoff import Backoff
+from signaling.core.config import HeartbeatConfig, ServerConfig, SessionConfig
+from signaling.server.app import METRICS, build_app
 from tests.faultproxy import FaultProxy
 
 

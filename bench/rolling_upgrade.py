@@ -11,7 +11,7 @@ given the three signaling URLs in a rotated order, as behind a load balancer) th
 other a numbered signal every ``--interval`` seconds the whole time. Once every subscriber
 decodes, a quiet window of the same length as a typical step measures the baseline (the largest
 gap between two decoded frames with nothing restarted). Then
-:class:`signaling.rolling.RollingRestart` — what ``switchboard admin rolling-restart`` runs —
+:class:`signaling.tools.rolling.RollingRestart` — what ``switchboard admin rolling-restart`` runs —
 drains each node through its admin API, waits until it is down, starts the same command line
 again (the bench is the supervisor) and waits until it is ready: sig-1, sig-2, sig-3, sfu-a,
 sfu-b.
@@ -46,9 +46,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from sfu import aiortc_hooks  # noqa: E402
-from signaling.backoff import Backoff  # noqa: E402
 from signaling.client import SignalReceived  # noqa: E402
-from signaling.rolling import RollingRestart, Target, plan  # noqa: E402
+from signaling.core.backoff import Backoff  # noqa: E402
+from signaling.tools.rolling import RollingRestart, Target, plan  # noqa: E402
 from tests.backend.conftest import _free_port, launch_redis  # noqa: E402
 from tests.cluster.media_peers import FailoverParticipant, FailoverPublisher, FailoverSubscriber  # noqa: E402
 from tests.cluster.procs import NodeProcess, Processes  # noqa: E402

@@ -22,9 +22,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sfu.candidate_policy import CandidatePolicy
-from signaling import protocol
-from signaling.config import LimitsConfig, SecurityConfig
-from signaling.sdpcheck import check_sdp
+from signaling.core import protocol
+from signaling.core.config import LimitsConfig, SecurityConfig
+from signaling.core.sdpcheck import check_sdp
 from tests.chromium_sdp import chromium_answer
 from tests.unit.test_media_limits import sfu_offer
 

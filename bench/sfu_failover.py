@@ -32,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from sfu import aiortc_hooks  # noqa: E402
-from signaling.backend.registry import NodeRegistry  # noqa: E402
+from signaling.cluster.registry import NodeRegistry  # noqa: E402
 from tests.backend.conftest import _free_port, launch_redis  # noqa: E402
 from tests.cluster.media_peers import FailoverParticipant, FailoverPublisher, FailoverSubscriber  # noqa: E402
 from tests.cluster.procs import NodeProcess, Processes  # noqa: E402

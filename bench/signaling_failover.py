@@ -34,8 +34,8 @@ sys.path.insert(0, HERE)
 
 from cluster import Processes, start_node, start_redis  # noqa: E402
 
-from signaling.backoff import Backoff  # noqa: E402
 from signaling.client import Client, Resumed, SignalReceived  # noqa: E402
+from signaling.core.backoff import Backoff  # noqa: E402
 
 
 class Receiver:

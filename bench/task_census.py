@@ -25,8 +25,8 @@ from typing import Any
 # Run from bench/: the repository root first, or bench/sfu.py would shadow the sfu package.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from signaling.leakwatch import LeakWatch
-from signaling.tasks import OwnerKind, TaskRegistry, adopt, count_live_by_kind, snapshot
+from signaling.runtime.leakwatch import LeakWatch
+from signaling.runtime.tasks import OwnerKind, TaskRegistry, adopt, count_live_by_kind, snapshot
 
 
 async def _inner(event: asyncio.Event) -> None:

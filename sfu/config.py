@@ -53,7 +53,7 @@ class SfuConfig:
     #: Sending m-lines of each kind (audio, video) one participant's publisher offer may have.
     max_tracks_per_kind: int = 4
     #: Published tracks in one room; every subscriber's SDP has one m-line per track it gets, so
-    #: this bounds the size of subscriber offers and answers (see ``signaling/media_limits.py``).
+    #: this bounds the size of subscriber offers and answers (see ``signaling/core/media_limits.py``).
     max_tracks_per_room: int = 250
     #: Active-speaker detection from RFC 6464 audio levels (see :mod:`sfu.speakers`).
     speakers: SpeakerConfig = field(default_factory=SpeakerConfig)

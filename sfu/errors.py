@@ -1,7 +1,7 @@
 """The SFU's one exception type and its stable error codes.
 
 The codes are the ones the signaling service maps onto its protocol error table
-(``signaling/codes.py``: ``sfu-error``, ``unknown-track``, ``not-joined``, ``candidate-refused``,
+(``signaling/core/codes.py``: ``sfu-error``, ``unknown-track``, ``not-joined``, ``candidate-refused``,
 ``too-many-tracks``); ``bad-sdp`` is an ``sfu-error`` whose cause was the client's SDP or
 candidate.
 """
@@ -37,8 +37,8 @@ SFU_ERROR: Final = "sfu-error"
 
 class SfuException(Exception):
     """Root of every exception the SFU defines. ``sfu`` never imports ``signaling``, so this is
-    not a ``signaling.errors.SwitchboardError``; signaling meets SFU errors only through its
-    media port (``signaling.media.MEDIA_REFUSALS``)."""
+    not a ``signaling.core.errors.SwitchboardError``; signaling meets SFU errors only through its
+    media port (``signaling.backend.media.MEDIA_REFUSALS``)."""
 
 
 class SfuError(SfuException):

@@ -8,7 +8,7 @@ kept in a weak map so :func:`snapshot` can list the live tasks of the loop group
 Python counterpart of a labelled goroutine dump. The label map holds no strong reference: a
 finished task disappears from it on its own.
 
-This module lives in ``sfu`` because ``sfu`` must not import ``signaling``; ``signaling.tasks``
+This module lives in ``sfu`` because ``sfu`` must not import ``signaling``; ``signaling.runtime.tasks``
 re-exports it.
 """
 

@@ -4,7 +4,7 @@ Every track published in a room becomes one m-line in the SDP of every other par
 subscriber connection. Without a bound, one publisher offering 170 video m-lines made every
 subscriber's offer ~212 KB and its answer too large to be accepted: the whole room lost its
 media. Two limits keep every subscriber SDP within the sizes the signaling service accepts
-(``signaling/media_limits.py`` derives those sizes from the room track limit):
+(``signaling/core/media_limits.py`` derives those sizes from the room track limit):
 
 - per participant, per kind: at most ``per_kind`` sending audio and ``per_kind`` sending video
   m-lines in one publisher offer (camera + microphone is 1 + 1; a screen share adds one video

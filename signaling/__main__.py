@@ -1,6 +1,6 @@
 """``python -m signaling`` is the same as the ``switchboard`` console script."""
 
-from signaling.cli import main
+from signaling.tools.cli import main
 
 if __name__ == "__main__":
     main()

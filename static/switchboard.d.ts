@@ -52,7 +52,7 @@ export function isP2PSignal(data: any): boolean;
  * @module switchboard
  */
 export const PROTOCOL_VERSION: 1;
-/** What a client does after a close code (signaling/codes.py `ClientAction`). */
+/** What a client does after a close code (signaling/core/codes.py `ClientAction`). */
 export const ClientAction: Readonly<{
     DONE: "done";
     RESUME_NOW: "resume-now";
@@ -134,7 +134,7 @@ export class Emitter {
  * @property {() => number} [random=Math.random] uniform in [0, 1)
  */
 /**
- * Reconnect backoff (signaling/backoff.py): the first attempt is immediate, then a uniform draw in
+ * Reconnect backoff (signaling/core/backoff.py): the first attempt is immediate, then a uniform draw in
  * [0, min(cap, base·factorⁿ)] ("full jitter"). The counter resets only once a connection stayed
  * up for `stableAfterMs`, so a server that accepts and drops at once is not hammered.
  */

@@ -19,7 +19,7 @@ export const PROTOCOL_VERSION = 1;
 
 // -- close codes --------------------------------------------------------------------------------
 
-/** What a client does after a close code (signaling/codes.py `ClientAction`). */
+/** What a client does after a close code (signaling/core/codes.py `ClientAction`). */
 export const ClientAction = Object.freeze({
   DONE: 'done',
   RESUME_NOW: 'resume-now',
@@ -179,7 +179,7 @@ export class Emitter {
  */
 
 /**
- * Reconnect backoff (signaling/backoff.py): the first attempt is immediate, then a uniform draw in
+ * Reconnect backoff (signaling/core/backoff.py): the first attempt is immediate, then a uniform draw in
  * [0, min(cap, base·factorⁿ)] ("full jitter"). The counter resets only once a connection stayed
  * up for `stableAfterMs`, so a server that accepts and drops at once is not hammered.
  */

@@ -37,8 +37,8 @@ from aiortc.mediastreams import MediaStreamError
 from sfu.aiortc_hooks import ReceiverTap, TranscodingProbe
 from sfu.packets import InboundRtp, ReceiveInfo, SenderReport
 from signaling import client as sig
-from signaling.backoff import Backoff
-from signaling.codes import ClientAction, Close
+from signaling.core.backoff import Backoff
+from signaling.core.codes import ClientAction, Close
 from switchboard.errors import ConnectError, Disconnected, RequestError, RoomError
 from switchboard.events import (
     DataReceived,

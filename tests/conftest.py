@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, settings
 
-from signaling.config import (
+from signaling.core.config import (
     HeartbeatConfig,
     IceConfig,
     LimitsConfig,
@@ -18,9 +18,9 @@ from signaling.config import (
     ServerConfig,
     SessionConfig,
 )
-from signaling.hub import Hub
-from signaling.metrics import Metrics
-from signaling.server import HUB, METRICS, build_app, listener, make_runner
+from signaling.runtime.metrics import Metrics
+from signaling.server.app import HUB, METRICS, build_app, listener, make_runner
+from signaling.server.hub import Hub
 
 # Re-exported: tests import the timing names from here (tests/support/timing.py holds them).
 from tests.support.timing import PATIENCE as PATIENCE

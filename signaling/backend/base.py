@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 # Re-exported: the backends raise these, the hub reads what became of a ledger write.
-from signaling.backend.durable import Written as Written
-from signaling.errors import BackendUnavailable as BackendUnavailable
-from signaling.errors import SessionMoved as SessionMoved
+from signaling.cluster.durable import Written as Written
+from signaling.core.errors import BackendUnavailable as BackendUnavailable
+from signaling.core.errors import SessionMoved as SessionMoved
 
 if TYPE_CHECKING:  # redis-py is loaded by cluster nodes only
-    from signaling.backend.ledger import SessionLedger
+    from signaling.cluster.ledger import SessionLedger
 
 #: Called by the backend on the node that holds ``peer_id`` with a message for it and the id of
 #: the inbox entry it came in ("" when the backend has no inbox: memory).

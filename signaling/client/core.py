@@ -24,8 +24,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from signaling.codes import ClientAction, Close
-from signaling.errors import InternalError
+from signaling.core.codes import ClientAction, Close
+from signaling.core.errors import InternalError
 
 
 class Inbound(enum.Enum):
@@ -212,7 +212,7 @@ class ClientSession:
 
 
 def close_action(code: int | None) -> ClientAction:
-    """The action a close code implies (:class:`~signaling.codes.Close`); unknown 4xxx codes are
+    """The action a close code implies (:class:`~signaling.core.codes.Close`); unknown 4xxx codes are
     fatal (do not hammer a server we do not understand), anything else resumes with backoff."""
     if code is None:
         return ClientAction.RESUME_BACKOFF  # the link died without a close frame

@@ -34,12 +34,12 @@ from typing import Any
 
 import aiohttp
 
-from signaling import protocol
-from signaling.aio import cancel_and_wait
-from signaling.backoff import Backoff
 from signaling.client.core import ClientSession, Inbound, Welcome
-from signaling.codes import ClientAction, Close
-from signaling.errors import PeerError
+from signaling.core import protocol
+from signaling.core.backoff import Backoff
+from signaling.core.codes import ClientAction, Close
+from signaling.core.errors import PeerError
+from signaling.runtime.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

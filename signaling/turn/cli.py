@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from signaling.settings import env_name
+from signaling.core.settings import env_name
 from signaling.turn.check import CheckSettings, format_report, run_checks
 from signaling.turn.coturn import CoturnSettings, Profile, render
 from signaling.turn.credentials import DEFAULT_TTL, MAX_TTL, check_secret, make_credentials

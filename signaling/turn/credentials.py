@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
-from signaling.config import IceConfig
+from signaling.core.config import IceConfig
 from signaling.turn.uris import parse_ice_uri
 
 #: Default lifetime of a credential: long enough for a long meeting (ICE restarts reuse the

@@ -19,7 +19,7 @@ from typing import Any
 
 from aioice import stun
 
-from signaling.errors import PeerError
+from signaling.core.errors import PeerError
 
 #: REQUESTED-TRANSPORT value for UDP relaying (protocol 17 in the high byte, RFC 8656 §14.7).
 REQUESTED_TRANSPORT_UDP = 0x11000000

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from signaling.backend import Backend, MemoryBackend
-from signaling.backend.redis import RedisBackend
-from signaling.backend.registry import NodeRegistry
+from signaling.cluster.redis_backend import RedisBackend
+from signaling.cluster.registry import NodeRegistry
 
 # Re-exported: the backend tests import the timing names from here.
 from tests.support.timing import PATIENCE as PATIENCE

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import aiohttp
 
-from signaling.config import ServerConfig
+from signaling.core.config import ServerConfig
 from tests.backend.conftest import RedisServer, fast_backend
 from tests.conftest import PATIENCE, RunningServer, ServerFactory, make_config
 from tests.raw import Raw
@@ -173,8 +173,8 @@ async def test_no_unknown_peer_for_live_peers_across_a_redis_restart(
     Redis: the nodes must wait for the resync, never tell a sender ``unknown-peer``."""
     import asyncio
 
-    from signaling.backoff import Backoff
     from signaling.client import Client, ErrorReceived, SignalReceived
+    from signaling.core.backoff import Backoff
     from tests.backend.conftest import wait_for
     from tests.conftest import UNIT
 
@@ -228,7 +228,7 @@ async def test_no_unknown_peer_for_live_peers_across_a_redis_restart(
     try:
         for _ in range(20):
             await round_trip()
-        caplog.set_level(logging.WARNING, logger="signaling.backend.redis")
+        caplog.set_level(logging.WARNING, logger="signaling.cluster.redis_backend")
         redis.kill()
         await wait_for(lambda: _both_unready(one, two), what="both nodes to notice the outage")
         await wait_for(lambda: all(any(f"node {n}: lost redis" in r.getMessage() for r in caplog.records)

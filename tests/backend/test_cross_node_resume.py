@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from signaling.backoff import Backoff
 from signaling.client import Client, SignalReceived
-from signaling.config import ServerConfig
+from signaling.core.backoff import Backoff
+from signaling.core.config import ServerConfig
 from tests.backend.conftest import RedisServer, fast_backend, wait_for
 from tests.conftest import PATIENCE, UNIT, ServerFactory, make_config
 from tests.raw import Raw

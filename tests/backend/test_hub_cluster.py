@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from signaling.client import Client, Resumed, SignalReceived
-from signaling.config import ServerConfig
-from signaling.sfu_rpc import VIA
+from signaling.core.config import ServerConfig
+from signaling.core.sfu_rpc import VIA
 from tests.backend.conftest import PATIENCE, UNIT, RedisServer, fast_backend, wait_for
 from tests.conftest import RunningServer, ServerFactory, make_config
 from tests.media.peers import HeldBackoff
@@ -71,8 +71,8 @@ async def test_redis_restart_mid_session_loses_no_client_message(
     Without persistence Redis restarts empty: the nodes write their members back (resync)."""
     import asyncio
 
-    from signaling.backoff import Backoff
     from signaling.client import Client, SignalReceived
+    from signaling.core.backoff import Backoff
     from tests.conftest import PATIENCE, UNIT
 
     redis = redis_factory()

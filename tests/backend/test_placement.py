@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signaling.backend.registry import NodeInfo, choose_node, utilisation
+from signaling.cluster.registry import NodeInfo, choose_node, utilisation
 
 
 def sfu(node_id: str, capacity: int = 10, load: float = 0, draining: bool = False) -> NodeInfo:

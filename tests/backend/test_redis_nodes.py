@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from signaling.backend import Member
-from signaling.backend.redis import BackendUnavailable, RedisBackend
+from signaling.cluster.redis_backend import BackendUnavailable, RedisBackend
 from tests.backend.conftest import Inbox, RedisServer, wait_for
 from tests.faultproxy import FaultProxy
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from signaling.backend.redis import BackendUnavailable
-from signaling.backend.registry import NodeInfo, NodeKind, NodeRegistry
+from signaling.cluster.redis_backend import BackendUnavailable
+from signaling.cluster.registry import NodeInfo, NodeKind, NodeRegistry
 from tests.backend.conftest import UNIT, RedisServer, wait_for
 
 Make = Callable[..., NodeRegistry]

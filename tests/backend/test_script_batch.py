@@ -1,4 +1,4 @@
-"""Script calls travel in pipelines (``signaling/backend/batch.py``) without changing what they do.
+"""Script calls travel in pipelines (``signaling/cluster/batch.py``) without changing what they do.
 
 Real redis-server (the session fixture). A script that increments a counter and returns the new
 value shows each call ran exactly once and got its own reply, also when Redis lost its script
@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 
 from signaling.backend.base import BackendUnavailable
-from signaling.backend.batch import ScriptBatcher, run_scripts
-from signaling.backend.connect import make_client
-from signaling.tasks import OwnerKind, TaskRegistry
+from signaling.cluster.batch import ScriptBatcher, run_scripts
+from signaling.cluster.connect import make_client
+from signaling.runtime.tasks import OwnerKind, TaskRegistry
 from tests.backend.conftest import RedisServer
 
 _COUNT = """

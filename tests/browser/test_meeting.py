@@ -10,7 +10,7 @@ import struct
 import wave
 from pathlib import Path
 
-from signaling.auth import create_token
+from signaling.core.auth import create_token
 from tests.browser.conftest import (
     TOKEN_KEY,
     JoinFactory,

@@ -1,6 +1,6 @@
 """Real Chromium answers the SFU's subscriber offer for a full room, and the answer fits.
 
-The SDP limits (``signaling/media_limits.py``) are sized from Chromium's answer: 531 bytes and
+The SDP limits (``signaling/core/media_limits.py``) are sized from Chromium's answer: 531 bytes and
 17 lines per m-section, budgeted at 800 bytes and 26 lines. This test keeps that figure honest:
 an SFU (in this process) produces its real offer for 99 publishers x (camera + microphone),
 Chromium answers it, and the answer must stay within the per-section budget, pass the frame
@@ -17,7 +17,7 @@ from playwright.async_api import Playwright
 from sfu import aiortc_hooks
 from sfu.config import SfuConfig
 from sfu.service import Sfu
-from signaling import media_limits
+from signaling.core import media_limits
 from tests.browser.conftest import CHROMIUM_FLAGS, Sandbox
 from tests.sfu.sfu_testpeers import LOOPBACK, LOOPBACK_PEERS, client_configuration
 from tests.unit.test_media_limits import accepted

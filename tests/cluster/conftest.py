@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import pytest
 
-from signaling.backend.registry import NodeRegistry
+from signaling.cluster.registry import NodeRegistry
 from tests.backend.conftest import PATIENCE, UNIT, RedisServer, _free_port, prefix, redis_server
 from tests.cluster.procs import NodeProcess, Processes
 from tests.media.conftest import _collect_garbage, _loopback_only

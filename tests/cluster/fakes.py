@@ -6,7 +6,7 @@ import asyncio
 from typing import Any, Literal
 
 from sfu.errors import SfuError
-from signaling.media import Emit
+from signaling.backend.media import Emit
 
 
 class FakeSfu:

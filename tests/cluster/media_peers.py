@@ -19,8 +19,8 @@ from typing import Any
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
-from signaling.backoff import Backoff
 from signaling.client import Event, ServerMessage
+from signaling.core.backoff import Backoff
 from tests.media.peers import Participant, SignalingError, assert_loopback_only, rtc_configuration
 from tests.sfu.sfu_testpeers import PatternVideoTrack, ReceivedTrack, consume_frames, force_codec
 

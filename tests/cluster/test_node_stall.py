@@ -13,8 +13,8 @@ import asyncio
 import signal
 from typing import Any
 
-from signaling.backoff import Backoff
 from signaling.client import Client, ErrorReceived, PeerJoined, PeerLeft, Rejoined, SignalReceived
+from signaling.core.backoff import Backoff
 from tests.backend.conftest import UNIT
 from tests.cluster.conftest import Cluster
 from tests.conftest import PATIENCE

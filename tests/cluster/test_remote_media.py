@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from signaling.backend.registry import NodeInfo, NodeRegistry
-from signaling.config import ClusterConfig, ServerConfig
-from signaling.remote_media import RemoteMedia
-from signaling.sfu_node import SfuNode
-from signaling.sfu_rpc import RemoteMediaError
+from signaling.cluster.registry import NodeInfo, NodeRegistry
+from signaling.cluster.remote_media import RemoteMedia
+from signaling.cluster.sfu_node import SfuNode
+from signaling.core.config import ClusterConfig, ServerConfig
+from signaling.core.sfu_rpc import RemoteMediaError
 from tests.backend.conftest import PATIENCE, UNIT, RedisServer, wait_for
 from tests.cluster.fakes import FakeSfu
 

@@ -4,7 +4,7 @@
 Real processes on loopback: redis-server, three ``switchboard serve --redis`` signaling nodes, two
 ``switchboard sfu`` nodes, all with an admin token. Two rooms, each with an aiortc publisher and
 subscriber (Python SDK, given the three signaling URLs as behind a load balancer) that stream
-numbered signals to each other the whole time. :class:`signaling.rolling.RollingRestart` (what
+numbered signals to each other the whole time. :class:`signaling.tools.rolling.RollingRestart` (what
 ``switchboard admin rolling-restart`` runs) drains each node through its admin API, waits until it
 is down, restarts it (here the test is the supervisor: the same command line again), waits until
 it is ready, and goes on.
@@ -27,9 +27,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from signaling.backoff import Backoff
 from signaling.client import Client, SignalReceived
-from signaling.rolling import RollingRestart, Target, plan
+from signaling.core.backoff import Backoff
+from signaling.tools.rolling import RollingRestart, Target, plan
 from tests.cluster.conftest import UNIT, Cluster, Participants
 from tests.cluster.media_peers import FailoverParticipant, FailoverPublisher, FailoverSubscriber
 from tests.cluster.procs import POLL, START_PATIENCE, NodeProcess, Processes

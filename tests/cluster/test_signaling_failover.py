@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from signaling.backoff import Backoff
 from signaling.client import Client, Resumed, SignalReceived
+from signaling.core.backoff import Backoff
 from tests.backend.conftest import UNIT
 from tests.cluster.conftest import Cluster
 from tests.conftest import PATIENCE

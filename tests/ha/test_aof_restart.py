@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
-from signaling.backoff import Backoff
 from signaling.client import Client, SignalReceived
+from signaling.core.backoff import Backoff
 from tests.backend.conftest import UNIT
 from tests.cluster.conftest import Cluster
 from tests.cluster.procs import Processes

@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from signaling.backend.base import BackendUnavailable, Member, Written
-from signaling.backend.redis import RedisBackend
-from signaling.config import ClusterConfig, HeartbeatConfig
+from signaling.cluster.redis_backend import RedisBackend
+from signaling.core.config import ClusterConfig, HeartbeatConfig
 from tests.backend.conftest import UNIT, Inbox, wait_for
 from tests.conftest import ServerFactory, make_config
 from tests.ha.redis_ha import SERVICE, RedisHA, _command

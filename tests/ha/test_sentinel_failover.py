@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import aiohttp
 
-from signaling.backoff import Backoff
 from signaling.client import Client, Resumed, SignalReceived
+from signaling.core.backoff import Backoff
 from tests.backend.conftest import UNIT
 from tests.cluster.conftest import Cluster
 from tests.conftest import PATIENCE

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from signaling.backoff import Backoff
 from signaling.client import Client, Reconnecting
-from signaling.config import HeartbeatConfig
+from signaling.core.backoff import Backoff
+from signaling.core.config import HeartbeatConfig
 from tests.conftest import PATIENCE, UNIT, ServerFactory, eventually, make_config
 from tests.faultproxy import FaultProxy
 from tests.raw import Raw

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from signaling.config import LimitsConfig
+from signaling.core.config import LimitsConfig
 from tests.conftest import UNIT, RunningServer, ServerFactory, make_config
 from tests.raw import Raw
 

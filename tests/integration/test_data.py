@@ -7,8 +7,8 @@ import asyncio
 import dataclasses
 from typing import Any
 
-from signaling.auth import create_token
 from signaling.client import Client, DataReceived, ErrorReceived
+from signaling.core.auth import create_token
 from tests.conftest import (
     PATIENCE,
     UNLIMITED,

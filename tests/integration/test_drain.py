@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from signaling.backoff import Backoff
 from signaling.client import Client, Rejoined
-from signaling.config import LimitsConfig
+from signaling.core.backoff import Backoff
+from signaling.core.config import LimitsConfig
 from tests.conftest import PATIENCE, UNIT, ServerFactory, free_port, make_config
 from tests.faultproxy import FaultProxy
 from tests.raw import Raw

@@ -18,11 +18,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from signaling.auth import create_token
 from signaling.backend import MemoryBackend
 from signaling.client import Client
-from signaling.server import ACCEPTED, ADMIN_APP, listener, make_runner
-from signaling.webhooks import WebhookSender
+from signaling.core.auth import create_token
+from signaling.server.app import ACCEPTED, ADMIN_APP, listener, make_runner
+from signaling.server.webhooks import WebhookSender
 from tests.conftest import UNIT, UNLIMITED, RunningServer, ServerFactory, eventually, make_config
 from tests.raw import Raw
 
@@ -86,7 +86,7 @@ async def test_an_unwritable_frame_closes_its_connection_with_1011(server: Runni
     a, b = await pair(server.url)
     victim = next(live for live in server.hub.sessions() if live.session.peer_id == b.peer)
     assert victim.conn is not None
-    with caplog.at_level(logging.ERROR, logger="signaling.connection"):
+    with caplog.at_level(logging.ERROR, logger="signaling.server.connection"):
         victim.conn.send('{"type":"x","data":"\ud800"}')
         assert await b.closed() == 1011
     assert any("unencodable" in r.getMessage() for r in caplog.records)

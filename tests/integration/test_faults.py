@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from signaling.backoff import Backoff
 from signaling.client import Client, Closed, Reconnecting, Rejoined, Resumed, SignalReceived
-from signaling.config import HeartbeatConfig, SessionConfig
+from signaling.core.backoff import Backoff
+from signaling.core.config import HeartbeatConfig, SessionConfig
 from tests.conftest import PATIENCE, UNIT, ServerFactory, eventually, make_config
 from tests.faultproxy import FaultProxy
 
@@ -148,7 +148,7 @@ async def test_server_restart_memory_backend_means_rejoin(start_server: ServerFa
 
 @pytest.mark.parametrize(("code", "fatal"), [(4006, True), (4001, True), (4003, True), (4010, True), (1001, False)])
 async def test_close_codes_decide_retry(start_server: ServerFactory, code: int, fatal: bool) -> None:
-    from signaling.codes import Close
+    from signaling.core.codes import Close
 
     server = await start_server(make_config(admin_token="t"))
     client = Client(server.url, "room", backoff=fast_backoff(5))

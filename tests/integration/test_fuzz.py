@@ -29,9 +29,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from signaling.codes import Close, Err
-from signaling.config import HeartbeatConfig, SessionConfig
-from signaling.protocol import loads_strict
+from signaling.core.codes import Close, Err
+from signaling.core.config import HeartbeatConfig, SessionConfig
+from signaling.core.protocol import loads_strict
 from tests.backend.conftest import RedisServer, prefix, redis_server
 from tests.conftest import UNIT, RunningServer, ServerFactory, eventually, make_config
 from tests.raw import Raw

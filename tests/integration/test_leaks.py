@@ -9,7 +9,7 @@ import random
 
 import aiohttp
 
-from signaling.config import HeartbeatConfig, LimitsConfig, SessionConfig
+from signaling.core.config import HeartbeatConfig, LimitsConfig, SessionConfig
 from tests.conftest import PATIENCE, UNIT, ServerFactory, eventually, make_config
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from signaling.backoff import Backoff
 from signaling.client import Client, Resumed, SignalReceived
+from signaling.core.backoff import Backoff
 from tests.conftest import (
     PATIENCE,
     UNIT,

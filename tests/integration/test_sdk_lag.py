@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from signaling.client import Client, Closed, Resumed, SignalReceived
-from signaling.config import HeartbeatConfig
+from signaling.core.config import HeartbeatConfig
 from tests.conftest import PATIENCE, UNIT, ServerFactory, eventually, make_config
 
 COUNT = 60

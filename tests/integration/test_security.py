@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signaling.auth import create_token
 from signaling.client import Client
-from signaling.codes import Close, Err
-from signaling.config import LimitsConfig
+from signaling.core.auth import create_token
+from signaling.core.codes import Close, Err
+from signaling.core.config import LimitsConfig
 from tests.conftest import (
     PATIENCE,
     UNIT,

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from signaling.config import HeartbeatConfig, LimitsConfig, SessionConfig
+from signaling.core.config import HeartbeatConfig, LimitsConfig, SessionConfig
 from tests.conftest import UNIT, RunningServer, ServerFactory, eventually, make_config
 from tests.raw import Raw
 

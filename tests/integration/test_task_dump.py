@@ -7,8 +7,8 @@ from typing import Any
 
 import aiohttp
 
-from signaling.config import SessionConfig
-from signaling.tasks import OwnerKind, TaskRegistry
+from signaling.core.config import SessionConfig
+from signaling.runtime.tasks import OwnerKind, TaskRegistry
 from tests.conftest import UNIT, ServerFactory, eventually, make_config
 from tests.raw import Raw
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from signaling.config import SessionConfig, WebhookConfig
-from signaling.webhooks import verify_signature
+from signaling.core.config import SessionConfig, WebhookConfig
+from signaling.server.webhooks import verify_signature
 from tests.conftest import UNIT, ServerFactory, eventually, make_config
 from tests.raw import Raw
 

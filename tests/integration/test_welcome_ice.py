@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import time
 
-from signaling.config import IceConfig
+from signaling.core.config import IceConfig
 from tests.conftest import ServerFactory, make_config
 from tests.raw import Raw
 

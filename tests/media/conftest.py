@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from sfu import aiortc_hooks
-from signaling.config import HeartbeatConfig, IceConfig, ServerConfig
+from signaling.core.config import HeartbeatConfig, IceConfig, ServerConfig
 from signaling.turn.coturn import Profile, render
 from tests.conftest import LOOPBACK_PEERS, UNIT, RunningServer, ServerFactory, make_config
 from tests.media.peers import LOOPBACK, Participant, Publisher, Subscriber

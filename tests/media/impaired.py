@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from signaling.backoff import Backoff
 from signaling.client import ClientError, Closed, Reconnecting, Rejoined, Resumed, SignalReceived
+from signaling.core.backoff import Backoff
 from tests.conftest import eventually
 from tests.faultproxy import FaultProxy
 from tests.media.peers import Participant, Publisher, Subscriber

@@ -39,8 +39,8 @@ from aiortc import (
 )
 
 from sfu import aiortc_hooks
-from signaling.backoff import Backoff
 from signaling.client import Client, ErrorReceived, Event, Joined, ServerMessage
+from signaling.core.backoff import Backoff
 from signaling.turn.uris import parse_ice_uri
 from tests.conftest import UNIT
 from tests.sfu.sfu_measure import Window

@@ -24,9 +24,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from signaling.backoff import Backoff
 from signaling.client import ErrorReceived, Resumed
-from signaling.config import HeartbeatConfig, IceConfig
+from signaling.core.backoff import Backoff
+from signaling.core.config import HeartbeatConfig, IceConfig
 from tests.conftest import LOOPBACK_PEERS, PATIENCE, UNIT, ServerFactory, eventually
 from tests.faultproxy import FaultProxy
 from tests.media.conftest import Peers, media_config

@@ -16,7 +16,7 @@ import re
 
 from aiortc import AudioStreamTrack, RTCPeerConnection, VideoStreamTrack
 
-from signaling.config import LimitsConfig, SecurityConfig
+from signaling.core.config import LimitsConfig, SecurityConfig
 from tests.chromium_sdp import chromium_answer
 from tests.conftest import PATIENCE
 from tests.media.conftest import MediaServerFactory

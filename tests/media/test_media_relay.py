@@ -9,7 +9,7 @@ relayed candidate.
 
 from __future__ import annotations
 
-from signaling.config import IceConfig
+from signaling.core.config import IceConfig
 from signaling.turn.credentials import sign
 from tests.conftest import LOOPBACK_PEERS
 from tests.media.conftest import MediaServerFactory, Peers

@@ -17,8 +17,8 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from signaling.admin_cli import admin
-from signaling.loadtest import loadtest
+from signaling.tools.admin_cli import admin
+from signaling.tools.loadtest import loadtest
 from tests.conftest import RunningServer, ServerFactory, make_config
 
 TOKEN = "ops-test-token-5f0c2a9e"

@@ -11,9 +11,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import pytest
 from aiohttp import web
 
-from signaling.admin_cli import Exit, histogram_quantile, segment, summarise_metrics
 from signaling.client import Client, Closed, Event, Reconnecting, SignalReceived
-from signaling.server import DRAIN_REQUESTED
+from signaling.server.app import DRAIN_REQUESTED
+from signaling.tools.admin_cli import Exit, histogram_quantile, segment, summarise_metrics
 from tests.conftest import (
     PATIENCE,
     UNLIMITED,

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from signaling.loadtest import (
+from signaling.tools.loadtest import (
     LoadConfig,
     LoadTest,
     PinnedResolver,

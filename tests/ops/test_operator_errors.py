@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from signaling import settings
-from signaling.cli import SFU_DEFAULT_PORT, cli
-from signaling.config import ServerConfig
+from signaling.core import settings
+from signaling.core.config import ServerConfig
+from signaling.tools.cli import SFU_DEFAULT_PORT, cli
 from tests.conftest import PATIENCE, free_port
 from tests.integration.test_tls import self_signed
 

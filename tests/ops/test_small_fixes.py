@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 from click.testing import CliRunner
 
-from signaling.admin_cli import admin, plural
-from signaling.cli import cli, setup_logging
+from signaling.tools.admin_cli import admin, plural
+from signaling.tools.cli import cli, setup_logging
 from signaling.turn.check import CheckResult, format_report
 from tests.conftest import RunningServer, ServerFactory, make_config
 

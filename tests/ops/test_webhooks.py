@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from signaling.webhooks import (
+from signaling.server.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,

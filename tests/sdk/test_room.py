@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from signaling.auth import create_token
+from signaling.core.auth import create_token
 from switchboard import (
     ConnectError,
     DataReceived,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from signaling.cli import cli
+from signaling.tools.cli import cli
 from signaling.turn.credentials import MAX_TTL, sign
 
 from .conftest import free_port

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from signaling.cli import cli
+from signaling.tools.cli import cli
 from signaling.turn.coturn import (
     DENIED_PEER_RANGES,
     CoturnSettings,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signaling.config import IceConfig
+from signaling.core.config import IceConfig
 from signaling.turn.credentials import (
     DEFAULT_TTL,
     MAX_TTL,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from signaling.cli import cli
+from signaling.tools.cli import cli
 from signaling.turn.client import TurnClient, open_connection
 from signaling.turn.credentials import make_credentials
 from signaling.turn.protocol import ErrorResponse

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from signaling.aio import cancel_and_wait
+from signaling.runtime.aio import cancel_and_wait
 
 
 async def test_the_task_is_cancelled_and_awaited() -> None:

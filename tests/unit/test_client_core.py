@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from signaling.client.core import ClientSession, Inbound, Welcome, WindowFull, close_action
-from signaling.codes import ClientAction, Close
+from signaling.core.codes import ClientAction, Close
 
 
 def welcome(seq: int = 0, *, session: str = "s_1", peer: str = "p_1", **extra: Any) -> dict[str, Any]:

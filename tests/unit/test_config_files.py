@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from signaling import settings
-from signaling.cli import cli
-from signaling.config import ServerConfig
+from signaling.core import settings
+from signaling.core.config import ServerConfig
+from signaling.tools.cli import cli
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "switchboard.example.toml"
 

@@ -20,8 +20,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from signaling import protocol, settings
-from signaling.cli import cli
+from signaling.core import protocol, settings
+from signaling.tools.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted([ROOT / "README.md", ROOT / "turn-config" / "README.md", *(ROOT / "docs").glob("*.md")])

@@ -17,7 +17,8 @@ import pytest
 import sfu
 import signaling
 from sfu.errors import SfuError, SfuException
-from signaling.errors import (
+from signaling.backend.media import MEDIA_REFUSALS
+from signaling.core.errors import (
     InternalError,
     MediaError,
     PeerError,
@@ -26,8 +27,7 @@ from signaling.errors import (
     SessionMoved,
     SwitchboardError,
 )
-from signaling.media import MEDIA_REFUSALS
-from signaling.sfu_rpc import RemoteMediaError
+from signaling.core.sfu_rpc import RemoteMediaError
 
 
 def _defined_exceptions(package: object) -> list[type[BaseException]]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from signaling.accept import AddressCounter
-from signaling.forwarded import TrustedProxies, parse_networks
-from signaling.settings import ConfigError, load
+from signaling.core.forwarded import TrustedProxies, parse_networks
+from signaling.core.settings import ConfigError, load
+from signaling.server.accept import AddressCounter
 
 PROXIES = TrustedProxies(["10.0.0.0/8", "2001:db8::/32", "192.0.2.1"])
 

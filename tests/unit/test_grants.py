@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from signaling.auth import ALL_GRANTS, missing_grant
-from signaling.protocol import (
+from signaling.core.auth import ALL_GRANTS, missing_grant
+from signaling.core.protocol import (
     Ack,
     Candidate,
     ClientMessage,

@@ -8,9 +8,9 @@ import random
 
 import pytest
 
-from signaling.backoff import Backoff
-from signaling.config import HeartbeatConfig
-from signaling.heartbeat import AdaptiveTimeout, HeartbeatPolicy, Liveness, rtt_from_pong
+from signaling.core.backoff import Backoff
+from signaling.core.config import HeartbeatConfig
+from signaling.core.heartbeat import AdaptiveTimeout, HeartbeatPolicy, Liveness, rtt_from_pong
 
 
 def test_first_ping_is_spread_over_the_first_interval() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from signaling.backend.ledger import Put, group_writes
+from signaling.cluster.ledger import Put, group_writes
 
 
 def put(session: str, seq: int = 0) -> Put:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from signaling.loopback import is_loopback
+from signaling.core.loopback import is_loopback
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The SDP limits derived in signaling/media_limits.py hold the largest answer they promise to.
+"""The SDP limits derived in signaling/core/media_limits.py hold the largest answer they promise to.
 
 No server: the frame goes through ``protocol.parse`` (frame size, schema) and
 ``sdpcheck.check_sdp`` (lines) with the shipped defaults, as the hub does for every
@@ -13,11 +13,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from signaling import media_limits, protocol, settings
-from signaling.cli import cli
-from signaling.config import LimitsConfig, SecurityConfig
-from signaling.protocol import ProtocolError, SubscriberAnswer
-from signaling.sdpcheck import SdpError, check_sdp
+from signaling.core import media_limits, protocol, settings
+from signaling.core.config import LimitsConfig, SecurityConfig
+from signaling.core.protocol import ProtocolError, SubscriberAnswer
+from signaling.core.sdpcheck import SdpError, check_sdp
+from signaling.tools.cli import cli
 from tests.chromium_sdp import chromium_answer
 
 AUDIO = [

@@ -1,11 +1,11 @@
-"""signaling.policy: what a session may send, decided without sockets or a clock of its own."""
+"""signaling.core.policy: what a session may send, decided without sockets or a clock of its own."""
 
 from __future__ import annotations
 
-from signaling.codes import Err
-from signaling.config import SecurityConfig
-from signaling.policy import Allowance, refusal
-from signaling.protocol import Candidate, Data, Publish, Sequenced, Signal
+from signaling.core.codes import Err
+from signaling.core.config import SecurityConfig
+from signaling.core.policy import Allowance, refusal
+from signaling.core.protocol import Candidate, Data, Publish, Sequenced, Signal
 
 ALL = frozenset({"signal", "data", "publish", "subscribe"})
 LIMITS = SecurityConfig(max_candidates_per_session=2, data_rate=1.0, data_burst=2.0)

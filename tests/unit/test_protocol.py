@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signaling import protocol
-from signaling.codes import Close, Err
-from signaling.protocol import Join, ProtocolError, Resume, Signal
+from signaling.core import protocol
+from signaling.core.codes import Close, Err
+from signaling.core.protocol import Join, ProtocolError, Resume, Signal
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,7 +119,7 @@ def test_every_client_type_has_a_schema_and_a_builder() -> None:
 
 
 def test_set_subscription() -> None:
-    from signaling.protocol import SetSubscription
+    from signaling.core.protocol import SetSubscription
 
     assert parse('{"type":"set-subscription","cseq":3,"track":"t1","quality":"low"}') == SetSubscription(
         cseq=3, track="t1", quality="low"

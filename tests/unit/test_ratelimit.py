@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signaling.ratelimit import FailureThrottle, IpLimiter, TokenBucket
+from signaling.core.ratelimit import FailureThrottle, IpLimiter, TokenBucket
 
 
 def test_bucket_starts_full_then_refills_at_its_rate() -> None:

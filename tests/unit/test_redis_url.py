@@ -7,15 +7,15 @@ from typing import Any
 import pytest
 
 from signaling.backend.base import BackendUnavailable
-from signaling.backend.durable import ReplicaWait
-from signaling.backend.redis_url import (
+from signaling.cluster.durable import ReplicaWait
+from signaling.core.redis_url import (
     SentinelUrl,
     check_url,
     parse_sentinel_url,
     redact,
     resolve_wait_replicas,
 )
-from signaling.settings import ConfigError, load
+from signaling.core.settings import ConfigError, load
 
 
 def test_a_full_sentinel_url() -> None:
@@ -126,7 +126,7 @@ def test_replica_wait_refuses_a_demoted_primary() -> None:
 
 
 def test_config_show_masks_the_redis_passwords() -> None:
-    from signaling.settings import effective
+    from signaling.core.settings import effective
 
     config = load(env={"SWITCHBOARD_REDIS_URL": "redis+sentinel://:secret@h1/svc?sentinel_password=other"})
     shown = effective(config)["redis_url"]

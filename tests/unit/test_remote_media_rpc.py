@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from signaling.remote_media import Move, plan_move, rooms_to_check
-from signaling.sfu_node import RpcExecutor
-from signaling.sfu_rpc import (
+from signaling.cluster.remote_media import Move, plan_move, rooms_to_check
+from signaling.cluster.sfu_node import RpcExecutor
+from signaling.core.sfu_rpc import (
     CODES,
     RemoteMediaError,
     Reply,
@@ -22,7 +22,7 @@ from signaling.sfu_rpc import (
     reply_stream,
     request_stream,
 )
-from signaling.tasks import TaskRegistry
+from signaling.runtime.tasks import TaskRegistry
 from tests.cluster.fakes import FakeSfu
 
 # -- encoding --------------------------------------------------------------------------------------

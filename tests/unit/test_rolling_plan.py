@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from signaling.rolling import PlanError, Target, plan, render
+from signaling.tools.rolling import PlanError, Target, plan, render
 
 NODES = [
     {"node": "sfu-b", "kind": "sfu", "address": "http://10.0.0.9:9100", "load": 1},

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signaling.sdpcheck import SdpError, check_sdp
+from signaling.core.sdpcheck import SdpError, check_sdp
 
 _LINE = re.compile(r"^[a-z]=[^\x00-\x08\x0a-\x1f\x7f]*$")
 

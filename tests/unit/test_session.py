@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signaling.errors import ResumeRefusal
-from signaling.session import (
+from signaling.core.errors import ResumeRefusal
+from signaling.core.session import (
     AckError,
     ReplayOverflow,
     ResumeRefused,

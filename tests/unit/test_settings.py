@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from signaling import settings
-from signaling.cli import cli
+from signaling.core import settings
+from signaling.tools.cli import cli
 
 
 def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signaling import protocol
-from signaling.accept import AcceptThrottle, AddressCounter
-from signaling.connection import close_reason
-from signaling.heartbeat import rtt_from_pong
-from signaling.protocol import MAX_DEPTH, ProtocolError, StrictJSONError, encode, loads_strict
-from signaling.ratelimit import FailureThrottle
-from signaling.session import Session
+from signaling.core import protocol
+from signaling.core.heartbeat import rtt_from_pong
+from signaling.core.protocol import MAX_DEPTH, ProtocolError, StrictJSONError, encode, loads_strict
+from signaling.core.ratelimit import FailureThrottle
+from signaling.core.session import Session
+from signaling.server.accept import AcceptThrottle, AddressCounter
+from signaling.server.connection import close_reason
 
 
 @pytest.mark.parametrize("text", [
@@ -119,11 +119,11 @@ def test_accept_throttle_reports_once_per_interval(caplog: pytest.LogCaptureFixt
         loop.set_exception_handler(lambda _loop, context: seen.append(context))
         throttle = AcceptThrottle(loop, interval=3600)
         throttle.install()
-        with caplog.at_level(logging.WARNING, logger="signaling.accept"):
+        with caplog.at_level(logging.WARNING, logger="signaling.server.accept"):
             for _ in range(500):
                 loop.call_exception_handler({"message": AcceptThrottle.MESSAGE, "exception": OSError(24, "Too many open files")})
             loop.call_exception_handler({"message": "something else"})
-        assert len([r for r in caplog.records if r.name == "signaling.accept"]) == 1
+        assert len([r for r in caplog.records if r.name == "signaling.server.accept"]) == 1
         assert [c["message"] for c in seen] == ["something else"]  # others go to the previous handler
         throttle.uninstall()
     finally:

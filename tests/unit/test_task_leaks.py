@@ -8,10 +8,10 @@ import logging
 import pytest
 from rich.console import Console
 
-from signaling.admin import tasks_json
-from signaling.admin_cli import task_tables
-from signaling.leakwatch import LeakAlarm, LeakWatch
-from signaling.tasks import OwnerKind, TaskRegistry, count_by_kind, label_of, snapshot
+from signaling.runtime.leakwatch import LeakAlarm, LeakWatch
+from signaling.runtime.tasks import OwnerKind, TaskRegistry, count_by_kind, label_of, snapshot
+from signaling.server.admin import tasks_json
+from signaling.tools.admin_cli import task_tables
 
 # -- LeakAlarm (pure) ---------------------------------------------------------------------------
 
@@ -103,7 +103,7 @@ async def test_watch_captures_a_snapshot_naming_the_leaked_owner(caplog: pytest.
         assert alert.report.owners == [("session:s1", 1)]
         assert any(t.name == "forgotten" for t in alert.tasks)
         assert watch.alerts == 1
-        warnings = [r for r in caplog.records if r.name == "signaling.leakwatch" and r.levelno == logging.WARNING]
+        warnings = [r for r in caplog.records if r.name == "signaling.runtime.leakwatch" and r.levelno == logging.WARNING]
         assert len(warnings) == 1 and "session:s1 (1)" in warnings[0].getMessage()
         assert "forgotten" in warnings[0].getMessage()  # the snapshot is in the log line
         body = tasks_json(snapshot(), watch)

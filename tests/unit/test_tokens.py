@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from signaling.auth import AuthError, TokenVerifier
-from signaling.cli import cli
+from signaling.core.auth import AuthError, TokenVerifier
+from signaling.tools.cli import cli
 
 SECRET = "q" * 40
 

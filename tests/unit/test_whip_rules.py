@@ -1,10 +1,10 @@
-"""WHIP/WHEP resource rules (signaling/whip.py): preconditions, ICE restart, fragments, links."""
+"""WHIP/WHEP resource rules (signaling/core/whip.py): preconditions, ICE restart, fragments, links."""
 
 from __future__ import annotations
 
 import pytest
 
-from signaling.whip import (
+from signaling.core.whip import (
     SDPFRAG,
     IceCredentials,
     Problem,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from aiortc import RTCPeerConnection
 
-from signaling.auth import create_token
-from signaling.config import IceConfig, SecurityConfig
+from signaling.core.auth import create_token
+from signaling.core.config import IceConfig, SecurityConfig
 from tests.conftest import UNLIMITED, ServerFactory
 from tests.media.conftest import ADMIN_TOKEN, media_config
 from tests.media.peers import LOOPBACK, PatternVideoTrack, rtc_configuration

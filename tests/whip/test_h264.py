@@ -70,7 +70,7 @@ def _high_profile_preferences(transceiver: Any, profile_level_id: str = "64001f"
 
 
 async def test_h264_high_is_accepted_forwarded_and_recorded(start_server: ServerFactory, tmp_path: Path) -> None:
-    from signaling.config import IceConfig
+    from signaling.core.config import IceConfig
 
     server: RunningServer = await start_server(media_config(IceConfig(host_addresses=(LOOPBACK,))))
     peers = Peers()

@@ -28,7 +28,7 @@ from aiortc import MediaStreamTrack
 
 from sfu.ingest import MediaPacket
 from sfu.recorder import RecordedTrack, Recording, RecordingCounters
-from signaling.webhooks import SIGNATURE_HEADER, verify_signature
+from signaling.server.webhooks import SIGNATURE_HEADER, verify_signature
 from tests.conftest import UNIT, RunningServer, ServerFactory, eventually
 from tests.media.conftest import ADMIN_TOKEN, media_config
 from tests.media.peers import LOOPBACK, Publisher
@@ -203,7 +203,7 @@ async def webhook_events() -> Any:
 
 @pytest.fixture
 async def recording_server(start_server: ServerFactory, tmp_path: Path, webhook_events: Any) -> RunningServer:
-    from signaling.config import IceConfig, WebhookConfig
+    from signaling.core.config import IceConfig, WebhookConfig
 
     hooks = WebhookConfig(urls=(webhook_events[1],), secret=WEBHOOK_SECRET)
     return await start_server(media_config(

@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from signaling.auth import create_token
 from signaling.client import PeerJoined, PeerLeft
-from signaling.config import IceConfig, SecurityConfig
+from signaling.core.auth import create_token
+from signaling.core.config import IceConfig, SecurityConfig
 from tests.conftest import UNLIMITED, RunningServer, ServerFactory
 from tests.media.conftest import Peers, media_config
 from tests.media.peers import LOOPBACK, Subscriber
