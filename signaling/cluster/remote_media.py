@@ -257,7 +257,7 @@ class RemoteMedia:
         close_timeout: float = 2.0,
     ) -> None:
         """
-        :param emit: the hub's ``emit_media``: how ``reconnect {scope: media}`` reaches a client.
+        :param emit: the hub's media router's ``emit``: how ``reconnect {scope: media}`` reaches a client.
         :param room_members: cluster-wide membership of a room (``Backend.members``), to release
             the placement of a room that ended while its SFU node was dead.
         :param rpc_timeout: deadline of one call, from the append to the reply.

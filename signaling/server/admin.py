@@ -20,7 +20,8 @@ from signaling.core.auth import bearer_matches
 from signaling.core.ratelimit import FailureThrottle
 from signaling.runtime.leakwatch import LeakWatch
 from signaling.runtime.tasks import TaskInfo, count_by_kind, snapshot
-from signaling.server.hub import Hub, Live
+from signaling.server.hub import Hub
+from signaling.server.live import Live
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

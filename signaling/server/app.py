@@ -237,7 +237,7 @@ def _in_process_sfu(config: ServerConfig, hub: Hub) -> MediaPort:
     from sfu.service import Sfu
 
     dev_mode = not config.security.token_keys
-    return Sfu(sfu_settings(config, dev_mode=dev_mode), hub.emit_media, on_track=hub.on_track, on_recording=hub.on_recording)
+    return Sfu(sfu_settings(config, dev_mode=dev_mode), hub.router.emit, on_track=hub.router.on_track, on_recording=hub.router.on_recording)
 
 
 def _remote_media(config: ServerConfig, hub: Hub) -> RemoteMedia:
@@ -249,7 +249,7 @@ def _remote_media(config: ServerConfig, hub: Hub) -> RemoteMedia:
     return RemoteMedia(
         config.redis_url,
         node_id=config.node_id,
-        emit=hub.emit_media,
+        emit=hub.router.emit,
         key_prefix=config.redis_prefix,
         room_members=hub.backend.members,
         rpc_timeout=cluster.rpc_timeout,
@@ -279,7 +279,7 @@ def _worker_media(config: ServerConfig, hub: Hub) -> tuple[WorkerPool, RemoteMed
         registry=pool.registry,
         transport=pool,
         node_id=config.node_id,
-        emit=hub.emit_media,
+        emit=hub.router.emit,
         room_members=hub.backend.members,
         rpc_timeout=cluster.rpc_timeout,
         failover_interval=cluster.failover_interval,

@@ -30,7 +30,8 @@ from signaling.core.whip import (
     link_headers,
     media_type,
 )
-from signaling.server.hub import HeadlessRefused, Hub
+from signaling.server.hub import Hub
+from signaling.server.live import HeadlessRefused
 from signaling.turn.credentials import ice_servers
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def add_routes(app: web.Application, hub: Hub, *, limit: int = 1000) -> None:
             raise Problem(400, "bad-sdp", str(exc)) from None
         display = name or identity or request.query.get("name") or ("WHIP" if kind == "whip" else "WHEP viewer")
         try:
-            peer = await hub.join_headless(room, display[:64], grants=grants, identity=identity, subscribe=False)
+            peer = await hub.admission.join_headless(room, display[:64], grants=grants, identity=identity, subscribe=False)
         except HeadlessRefused as exc:
             raise Problem(503, exc.reason, str(exc)) from None
         resource = Resource(kind=kind, room=room, peer=peer, ice=ice_credentials(offer))

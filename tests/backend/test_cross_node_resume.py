@@ -141,7 +141,7 @@ async def test_a_session_resumes_from_redis_after_its_node_stopped_without_endin
         first = await bob.expect("signal")
         await bob.expect("signal")
         # sig-2 stops reading and writing Redis, as a dead process would; its alive key lapses.
-        await two.hub._tasks.close()  # its reaper would reopen Redis connections
+        await two.hub.tasks.close()  # its reaper would reopen Redis connections
         await two.hub.backend.close()
         for n in (3, 4):
             await alice.send({"type": "signal", "to": bob.peer, "data": {"n": n}, "cseq": n})
