@@ -262,6 +262,8 @@ export class SignalingClient extends Emitter {
     _token: string | (() => (string | null | Promise<string | null>));
     /** The first connection resumes a session of a previous page (a reload). */
     _restoring: boolean;
+    /** Replayed messages still to come that were written before a reload (see `welcome`). */
+    _preReload: number;
     _createWebSocket: (url: string) => WebSocketLike;
     _clock: Clock;
     _backoff: Backoff;

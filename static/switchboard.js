@@ -360,6 +360,8 @@ export class SignalingClient extends Emitter {
     this._token = options.tokenProvider ?? options.token ?? null;
     /** The first connection resumes a session of a previous page (a reload). */
     this._restoring = !!options.restore;
+    /** Replayed messages still to come that were written before a reload (see `welcome`). */
+    this._preReload = 0;
     this._createWebSocket = options.createWebSocket ?? ((url) => /** @type {WebSocketLike} */ (new WebSocket(url)));
     this._clock = options.clock ?? realClock;
     this._backoff = options.backoff ?? new Backoff({ random: options.random });
@@ -726,6 +728,12 @@ export class SignalingClient extends Emitter {
       // A session of the page before a reload: joined, as far as this page is concerned. What
       // the old page had not confirmed is gone with it; numbering continues after the server's.
       this._restoring = false;
+      // The replay that follows was written before the reload: its SFU messages about peer
+      // connections (an offer for the old subscriber connection, an answer to the old page's
+      // publish, their media-failed) concern connections this page never had. The server
+      // redoes this session's media (fresh_media); answering such an offer on the new
+      // connection would apply our answer to the SFU's next offer, and no media would flow.
+      this._preReload = welcome.replayed ?? 0;
       this.peerId = welcome.peer;
       this._cseq = welcome.last_cseq ?? 0;
       this.peers = new Map(peers.map((p) => [p.id, p.name]));
@@ -841,6 +849,14 @@ export class SignalingClient extends Emitter {
         return;
       }
       this.lastSeq = seq;
+      if (this._preReload > 0) {
+        this._preReload -= 1;
+        if (isOldPageMedia(message)) {
+          if (this.lastSeq - this._acked >= this._ackEvery) this._ack(conn);
+          else this._scheduleAck(conn);
+          return;
+        }
+      }
     }
     let reconnectNow = false;
     switch (message.type) {
@@ -2003,4 +2019,13 @@ export class P2PCall extends Emitter {
       }
     }
   }
+}
+
+/**
+ * A replayed SFU message about the peer connections of the page before a reload.
+ * @param {any} message
+ */
+function isOldPageMedia(message) {
+  return message.type === 'subscriber-offer' || message.type === 'publish-answer'
+    || (message.type === 'error' && message.code === 'media-failed');
 }

@@ -138,6 +138,29 @@ describe('restore after a reload', () => {
     assert.deepEqual(ws.ofType('leave'), [{ type: 'leave', linger_ms: 5000 }]);
   });
 
+  test("the replay's SFU messages about the old page's connections are not handed on", async () => {
+    const h = harness({ restore: { session: 's_1', resumeToken: 'tok_1', lastSeq: 7 } });
+    const done = h.client.connect();
+    const ws = h.socket();
+    ws.open();
+    await flush();
+    ws.receive(welcome({ seq: undefined, resumed: true, last_cseq: 0, replayed: 4, peers: [{ id: 'p_b', name: 'bob' }] }));
+    await done;
+    // Written before the reload: an offer for the old subscriber connection, its failure, an
+    // answer to the old page's publish, and a signal, which is not about media.
+    ws.receive({ type: 'subscriber-offer', seq: 8, sdp: 'old' });
+    ws.receive({ type: 'error', seq: 9, code: 'media-failed', message: 'reset', target: 'subscriber' });
+    ws.receive({ type: 'publish-answer', seq: 10, sdp: 'old', cseq: 3 });
+    ws.receive({ type: 'signal', seq: 11, from: 'p_b', data: 'hello' });
+    // After the replay: the offer for this page's connection.
+    ws.receive({ type: 'subscriber-offer', seq: 12, sdp: 'new' });
+    assert.deepEqual(h.ofType('subscriber-offer').map((m) => m.sdp), ['new']);
+    assert.deepEqual(h.ofType('error'), []);
+    assert.deepEqual(h.ofType('publish-answer'), []);
+    assert.deepEqual(h.ofType('signal').map((m) => m.data), ['hello']);
+    assert.equal(h.client.snapshot().lastSeq, 12); // every one counted (and so acknowledged)
+  });
+
   test('a refused restore joins afresh', async () => {
     const h = harness({ restore: { session: 's_old', resumeToken: 'tok_old', lastSeq: 3 } });
     const done = h.client.connect();
