@@ -480,6 +480,12 @@ export class SignalingClient extends Emitter {
      * @param {any} message
      */
     _onSessionMessage(conn: Connection, message: any): void;
+    /**
+     * A sequenced message was taken (handed on or dropped): acknowledge now when `ackEvery` are
+     * waiting, else soon.
+     * @param {Connection} conn
+     */
+    _acknowledge(conn: Connection): void;
     /** @param {any} message */
     _dispatch(message: any): void;
     /** @param {Connection} conn */

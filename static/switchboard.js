@@ -852,8 +852,7 @@ export class SignalingClient extends Emitter {
       if (this._preReload > 0) {
         this._preReload -= 1;
         if (isOldPageMedia(message)) {
-          if (this.lastSeq - this._acked >= this._ackEvery) this._ack(conn);
-          else this._scheduleAck(conn);
+          this._acknowledge(conn);
           return;
         }
       }
@@ -910,13 +909,22 @@ export class SignalingClient extends Emitter {
         conn.replay.remaining -= 1;
         if (conn.replay.remaining <= 0) this._finishReplay(conn);
       }
-      if (this.lastSeq - this._acked >= this._ackEvery) this._ack(conn);
-      else this._scheduleAck(conn);
+      this._acknowledge(conn);
     }
     if (reconnectNow) {
       this._ack(conn);
       this._endConnection(conn, true);
     }
+  }
+
+  /**
+   * A sequenced message was taken (handed on or dropped): acknowledge now when `ackEvery` are
+   * waiting, else soon.
+   * @param {Connection} conn
+   */
+  _acknowledge(conn) {
+    if (this.lastSeq - this._acked >= this._ackEvery) this._ack(conn);
+    else this._scheduleAck(conn);
   }
 
   /** @param {any} message */
